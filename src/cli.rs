@@ -1,0 +1,70 @@
+//! Command-line types (clap derive) and nothing else.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Compile one etcd topology into signed, kubeadm-exact bundles, one per etcd host.
+#[derive(Debug, Parser)]
+#[command(name = "etcdpack", version, about, long_about = None, max_term_width = 100)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented example topology (the kubeadm guide's three hosts)
+    Init {
+        /// Where to write it; standard output when omitted
+        file: Option<PathBuf>,
+        /// Overwrite FILE if it exists
+        #[arg(long)]
+        force: bool,
+    },
+    /// Validate a topology and list every problem in it
+    Check {
+        /// The topology file
+        topology: PathBuf,
+    },
+    /// Show what build would do: members, certificates (new, reuse, re-issue) and files
+    Plan {
+        /// The topology file
+        topology: PathBuf,
+        /// State folder [default: <topology stem>.state beside the topology]
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Print the plan as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build one signed bundle per member into the output folder
+    Build {
+        /// The topology file
+        topology: PathBuf,
+        /// Output folder, replaced as a whole
+        #[arg(long, default_value = "dist")]
+        out: PathBuf,
+        /// State folder [default: <topology stem>.state beside the topology]
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Print the time each phase took (to standard error)
+        #[arg(long)]
+        timings: bool,
+    },
+    /// Check bundles: signature, digests, certificate chain, SANs, expiry, key placement
+    Verify {
+        /// Bundles (.tar.gz); each one's signature is read from BUNDLE.sig
+        #[arg(required = true)]
+        bundles: Vec<PathBuf>,
+        /// Trusted signing key [default: signing-key.pub beside each bundle]
+        #[arg(long)]
+        pubkey: Option<PathBuf>,
+    },
+    /// Show a bundle as the guide's file trees, with certificate summaries
+    Inspect {
+        /// The bundle (.tar.gz)
+        bundle: PathBuf,
+    },
+}

@@ -1,0 +1,83 @@
+//! `inspect`: a bundle shown the way the kubeadm guide lists a host's files, as trees rooted
+//! at the install folders, with each certificate's subject, SANs and expiry.
+
+use crate::unpack::Unpacked;
+use crate::x509::{self, rfc3339};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// The folders shown as separate trees, in the guide's order.
+const ROOTS: [&str; 3] =
+    ["/etc/kubernetes/pki", "/etc/kubernetes/manifests", "/etc/systemd/system/kubelet.service.d"];
+
+#[derive(Default)]
+struct Node {
+    children: BTreeMap<String, Node>,
+    note: Option<String>,
+}
+
+fn insert(node: &mut Node, parts: &[&str], note: Option<String>) {
+    match parts {
+        [] => {}
+        [last] => node.children.entry((*last).to_string()).or_default().note = note,
+        [first, rest @ ..] => insert(node.children.entry((*first).to_string()).or_default(), rest, note),
+    }
+}
+
+fn draw(node: &Node, prefix: &str, out: &mut String) {
+    let n = node.children.len();
+    for (i, (name, child)) in node.children.iter().enumerate() {
+        let last = i + 1 == n;
+        let branch = if last { "└── " } else { "├── " };
+        let note = child.note.as_deref().map(|s| format!("  {s}")).unwrap_or_default();
+        let _ = writeln!(out, "{prefix}{branch}{name}{note}");
+        draw(child, &format!("{prefix}{}", if last { "    " } else { "│   " }), out);
+    }
+}
+
+fn cert_note(pem: &[u8]) -> Option<String> {
+    let info = x509::parse_pem(std::str::from_utf8(pem).ok()?).ok()?;
+    let mut sans: Vec<String> = info.dns_names.iter().map(|d| format!("DNS:{d}")).collect();
+    sans.extend(info.ip_addresses.iter().map(|i| format!("IP:{i}")));
+    let sans = if sans.is_empty() { String::new() } else { format!(" SANs=[{}]", sans.join(", ")) };
+    Some(format!("[CN={}{} expires {}]", info.common_name, sans, rfc3339(info.not_after)))
+}
+
+/// Renders the bundle as text.
+pub fn inspect(u: &Unpacked) -> String {
+    let mut out = String::new();
+    let meta: serde_json::Value =
+        u.files.get("bundle.json").and_then(|e| serde_json::from_slice(&e.bytes).ok()).unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "bundle {} (cluster {}, address {}, kubeadm {}, {} files)",
+        u.top,
+        meta["cluster"].as_str().unwrap_or("?"),
+        meta["address"].as_str().unwrap_or("?"),
+        meta["kubernetesVersion"].as_str().unwrap_or("?"),
+        u.files.len()
+    );
+    let mut top = Node::default();
+    for name in u.files.keys().filter(|p| !p.starts_with("rootfs/")) {
+        let parts: Vec<&str> = name.split('/').collect();
+        insert(&mut top, &parts, None);
+    }
+    let _ = writeln!(out, "{}", u.top);
+    draw(&top, "", &mut out);
+    for root in ROOTS {
+        let prefix = format!("rootfs{root}/");
+        let mut tree = Node::default();
+        for (path, e) in &u.files {
+            if let Some(rest) = path.strip_prefix(&prefix) {
+                let note = if rest.ends_with(".crt") { cert_note(&e.bytes) } else { None };
+                let parts: Vec<&str> = rest.split('/').collect();
+                insert(&mut tree, &parts, note);
+            }
+        }
+        if !tree.children.is_empty() {
+            let _ = writeln!(out, "---\n{root}");
+            draw(&tree, "", &mut out);
+        }
+    }
+    out
+}

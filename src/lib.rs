@@ -1,0 +1,138 @@
+//! etcdpack compiles one topology file into one signed bundle per etcd host, each holding
+//! exactly what kubeadm's "Set up a High Availability etcd Cluster with kubeadm" guide would
+//! have left on that host.
+//!
+//! ```text
+//! topology.yaml ─parse/validate→ Topology ─plan→ Plan ─issue (state)→ Pki
+//!       ─render (templates/)→ FileSet per host ─pack→ tar.gz ─sign→ dist/
+//! ```
+//!
+//! Everything in this crate except [`fsio`] is pure: no clock, no randomness, no file system.
+//! The binary passes in `now`, a [`keys::KeySource`] and the state it read, and hands the
+//! results to [`fsio`] to write.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod diag;
+pub mod error;
+pub mod fsio;
+pub mod inspect;
+pub mod keys;
+pub mod pack;
+pub mod pki;
+pub mod plan;
+pub mod render;
+pub mod sign;
+pub mod state;
+pub mod topology;
+pub mod unpack;
+pub mod verify;
+pub mod versions;
+pub mod x509;
+
+use crate::error::{Error, Result};
+use crate::keys::KeySource;
+use crate::pki::{IssueError, LeafDecision, Pki};
+use crate::plan::Plan;
+use crate::state::{State, StateUpdate};
+use crate::topology::Topology;
+use rayon::prelude::*;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// What a build produced, before anything is written.
+pub struct Build {
+    /// The plan.
+    pub plan: Plan,
+    /// What happened to each leaf.
+    pub decisions: Vec<LeafDecision>,
+    /// Every secret.
+    pub pki: Pki,
+    /// Changes for the state folder.
+    pub state_update: StateUpdate,
+    /// The files of `dist/`, by name.
+    pub dist: BTreeMap<String, Vec<u8>>,
+    /// The signing key's fingerprint.
+    pub fingerprint: String,
+}
+
+/// Inputs of a build that do not come from the topology.
+pub struct BuildEnv<'a> {
+    /// The state as loaded.
+    pub state: &'a State,
+    /// Seconds since the epoch (certificate times).
+    pub now: i64,
+    /// Tar mtime when SOURCE_DATE_EPOCH is set; otherwise the state's creation time.
+    pub source_date_epoch: Option<u64>,
+    /// Where keys come from.
+    pub keys: &'a dyn KeySource,
+}
+
+/// Runs the whole pipeline. `phase` is called with each stage's name when it ends, so the
+/// shell can time stages without the core reading a clock.
+pub fn build(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static str)) -> Result<Build> {
+    let plan = plan::plan(t);
+    phase("plan");
+    let decisions = pki::decide(&plan, env.state);
+    let existing = t.pki.existing_ca.as_ref().map(|c| (c.cert_pem.as_str(), c.key_pem.as_str()));
+    let (pki, state_update) = pki::issue(&plan, env.state, pki::CaSource { existing }, env.now, env.keys)
+        .map_err(|e| match e {
+            IssueError::CaMismatch(_) => Error::StateCaMismatch(e.to_string()),
+            IssueError::Corrupt(what) => Error::StateCorrupt { path: "the state folder".into(), what },
+            IssueError::Crypto { .. } => Error::Internal(e.to_string()),
+        })?;
+    phase("issue");
+    let sets = render::render(&plan, &pki, t.etcd.image_archive.as_ref())
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    phase("render");
+    let mtime = env
+        .source_date_epoch
+        .or_else(|| state_update.record.as_ref().unwrap_or(&env.state.record).epoch.map(|e| e.max(0) as u64))
+        .unwrap_or(0);
+    let tarballs: Vec<(String, Vec<u8>)> =
+        sets.par_iter().map(|s| (s.member.clone(), pack::pack(s, mtime))).collect();
+    phase("pack");
+    let signer = sign::Signer256::from_pem(&pki.signing_key_pem)
+        .map_err(|e| Error::StateCorrupt { path: "the state folder".into(), what: e.to_string() })?;
+    let mut dist = BTreeMap::new();
+    let mut sums = String::new();
+    let mut digests = BTreeMap::new();
+    for (member, bytes) in tarballs {
+        let name = format!("{member}.tar.gz");
+        let digest = hex::encode(Sha256::digest(&bytes));
+        sums.push_str(&format!("{digest}  {name}\n"));
+        digests.insert(member, digest);
+        dist.insert(format!("{name}.sig"), signer.sign(&bytes));
+        dist.insert(name, bytes);
+    }
+    dist.insert("SHA256SUMS.sig".into(), signer.sign(sums.as_bytes()));
+    dist.insert("SHA256SUMS".into(), sums.into_bytes());
+    dist.insert("signing-key.pub".into(), signer.public_pem().into_bytes());
+    dist.insert("plan.json".into(), plan_json(&plan, &pki, Some(&digests)).into_bytes());
+    phase("sign");
+    Ok(Build { fingerprint: signer.fingerprint(), plan, decisions, pki, state_update, dist })
+}
+
+/// `plan.json`: the plan, each cert's serial and validity, and each bundle's digest.
+pub fn plan_json(plan: &Plan, pki: &Pki, digests: Option<&BTreeMap<String, String>>) -> String {
+    let cert = |i: &x509::CertInfo| json!({ "serial": i.serial_hex, "notBefore": x509::rfc3339(i.not_before), "notAfter": x509::rfc3339(i.not_after) });
+    let certs: BTreeMap<&str, BTreeMap<&str, serde_json::Value>> = pki
+        .leaves
+        .iter()
+        .map(|(m, leaves)| {
+            (m.as_str(), leaves.iter().map(|(l, i)| (l.kubeadm_name(), cert(&i.info))).collect())
+        })
+        .collect();
+    let doc = json!({
+        "tool": { "name": "etcdpack", "version": env!("CARGO_PKG_VERSION") },
+        "plan": plan,
+        "ca": cert(&pki.ca.info),
+        "certs": certs,
+        "bundles": digests,
+    });
+    let mut s = serde_json::to_string_pretty(&doc).expect("JSON");
+    s.push('\n');
+    s
+}

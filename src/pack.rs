@@ -1,0 +1,106 @@
+//! Packing: a member's files into a deterministic `.tar.gz`.
+//!
+//! Entries are sorted, every header field is set explicitly (mode, uid/gid 0, empty owner
+//! names, one mtime), directories get kubeadm's modes, and the gzip header carries no
+//! timestamp, so the same files always give the same bytes.
+
+use crate::render::FileSet;
+use flate2::{Compression, GzBuilder};
+use std::collections::BTreeSet;
+use std::io::Write;
+
+/// Mode of a directory inside a bundle: the manifest folder is 0700 as kubeadm makes it.
+fn dir_mode(path: &str) -> u32 {
+    if path.ends_with("rootfs/etc/kubernetes/manifests") { 0o700 } else { 0o755 }
+}
+
+/// Packs one member's files under `<member>/`; `mtime` is seconds since the epoch.
+pub fn pack(set: &FileSet, mtime: u64) -> Vec<u8> {
+    let mut dirs = BTreeSet::new();
+    dirs.insert(set.member.clone());
+    for path in set.files.keys() {
+        let mut cur = set.member.clone();
+        let parts: Vec<&str> = path.split('/').collect();
+        for part in &parts[..parts.len() - 1] {
+            cur = format!("{cur}/{part}");
+            dirs.insert(cur.clone());
+        }
+    }
+    let mut entries: Vec<(String, Option<&crate::render::BundleFile>)> =
+        dirs.into_iter().map(|d| (format!("{d}/"), None)).collect();
+    entries.extend(set.files.iter().map(|(p, f)| (format!("{}/{p}", set.member), Some(f))));
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let gz = GzBuilder::new().mtime(0).operating_system(255).write(Vec::new(), Compression::best());
+    let mut tar = tar::Builder::new(gz);
+    tar.mode(tar::HeaderMode::Deterministic);
+    for (path, file) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_mtime(mtime);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_username("").expect("empty user name");
+        h.set_groupname("").expect("empty group name");
+        match file {
+            None => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(dir_mode(path.trim_end_matches('/')));
+                h.set_size(0);
+                tar.append_data(&mut h, &path, std::io::empty()).expect("tar into memory");
+            }
+            Some(f) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(f.mode);
+                h.set_size(f.bytes.len() as u64);
+                tar.append_data(&mut h, &path, f.bytes.as_slice()).expect("tar into memory");
+            }
+        }
+    }
+    let mut gz = tar.into_inner().expect("tar into memory");
+    gz.flush().expect("gzip into memory");
+    gz.finish().expect("gzip into memory")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::BundleFile;
+    use std::io::Read;
+    use std::sync::Arc;
+
+    fn set() -> FileSet {
+        let mut files = std::collections::BTreeMap::new();
+        files.insert(
+            "rootfs/etc/kubernetes/manifests/etcd.yaml".into(),
+            BundleFile { mode: 0o600, bytes: Arc::new(b"a".to_vec()) },
+        );
+        files.insert("install.sh".into(), BundleFile { mode: 0o755, bytes: Arc::new(b"b".to_vec()) });
+        FileSet { member: "infra0".into(), files }
+    }
+
+    #[test]
+    fn deterministic_with_fixed_headers() {
+        let a = pack(&set(), 1_700_000_000);
+        assert_eq!(a, pack(&set(), 1_700_000_000));
+        assert_eq!(&a[4..8], &[0, 0, 0, 0], "gzip mtime must be zero");
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(&a[..]).read_to_end(&mut raw).unwrap();
+        let mut ar = tar::Archive::new(&raw[..]);
+        let mut seen = Vec::new();
+        for e in ar.entries().unwrap() {
+            let e = e.unwrap();
+            let h = e.header();
+            assert_eq!((h.uid().unwrap(), h.gid().unwrap(), h.mtime().unwrap()), (0, 0, 1_700_000_000));
+            assert_eq!(h.username().unwrap(), Some(""));
+            let p = e.path().unwrap().to_string_lossy().into_owned();
+            assert!(!p.starts_with('/') && !p.contains(".."));
+            seen.push((p, h.mode().unwrap()));
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        assert_eq!(seen, sorted);
+        assert!(seen.contains(&("infra0/rootfs/etc/kubernetes/manifests/".into(), 0o700)));
+        assert!(seen.contains(&("infra0/install.sh".into(), 0o755)));
+        assert!(seen.contains(&("infra0/rootfs/etc/kubernetes/manifests/etcd.yaml".into(), 0o600)));
+    }
+}

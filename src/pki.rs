@@ -1,0 +1,430 @@
+//! Issuing: the only stage that creates secrets. Reuses what the state holds, issues what is
+//! missing, and re-issues a leaf only when the inputs it was issued for changed.
+//!
+//! Certificates follow kubeadm's profiles (reference section 1): subject CN only, SANs as
+//! `plan` computed them, digitalSignature + keyEncipherment (+ keyCertSign on the CA),
+//! critical basicConstraints, SKI on the CA only (SHA-1 of the key, as Go writes it), AKI on
+//! leaves, random serials below 2^63 and validity with the 5-minute backdate.
+
+use crate::keys::{KeyAlgorithm, KeySource, PrivateKey, pem_encode};
+use crate::plan::{CertProfile, Leaf, Plan};
+use crate::state::{self, NewFile, State, StateUpdate};
+use crate::versions::ValidityRule;
+use crate::x509::{self, CertInfo};
+use rayon::prelude::*;
+use rcgen::{
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, DnValue,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose, SanType,
+};
+use serde::Serialize;
+use sha1::{Digest, Sha1};
+use std::collections::BTreeMap;
+use time::OffsetDateTime;
+
+/// kubeadm's `CertificateBackdate`.
+pub const BACKDATE_SECS: i64 = 5 * 60;
+
+/// Why issuing could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// The state's CA is not the `existingCA` of the topology.
+    #[error("the state folder belongs to a different CA than pki.existingCA ({0})")]
+    CaMismatch(String),
+    /// The state is damaged.
+    #[error("the state folder is inconsistent: {0}")]
+    Corrupt(String),
+    /// A crypto library failed.
+    #[error("could not issue {what}: {why}")]
+    Crypto {
+        /// What was being issued.
+        what: String,
+        /// The library's reason.
+        why: String,
+    },
+}
+
+/// What happened to one certificate or key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "action", content = "reason")]
+pub enum Action {
+    /// Created by this build.
+    New,
+    /// Taken from the state unchanged.
+    Reuse,
+    /// Replaced because its inputs changed (the reason says which).
+    Reissue(String),
+    /// Taken from `pki.existingCA`.
+    Imported,
+}
+
+/// One issued certificate with its key.
+#[derive(Clone, Debug)]
+pub struct Issued {
+    /// Certificate PEM.
+    pub cert_pem: String,
+    /// Key PEM, in kubeadm's block type.
+    pub key_pem: String,
+    /// The certificate read back.
+    pub info: CertInfo,
+    /// What the build did.
+    pub action: Action,
+}
+
+/// All secrets of one build.
+#[derive(Clone, Debug)]
+pub struct Pki {
+    /// The etcd CA.
+    pub ca: Issued,
+    /// The bundle-signing key (PKCS#8 PEM) and what happened to it.
+    pub signing_key_pem: String,
+    /// Whether the signing key was created by this build.
+    pub signing_key_new: bool,
+    /// Leaves by member name and kind.
+    pub leaves: BTreeMap<String, BTreeMap<Leaf, Issued>>,
+}
+
+/// A decision for one leaf, before any key is made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeafDecision {
+    /// Member.
+    pub member: String,
+    /// Leaf.
+    pub leaf: Leaf,
+    /// New, reuse or re-issue.
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// Decides, without creating anything, what `issue` will do for each leaf.
+pub fn decide(plan: &Plan, state: &State) -> Vec<LeafDecision> {
+    let mut out = Vec::new();
+    for m in &plan.members {
+        for req in &m.certs {
+            let stored = state.leaves.get(&m.name).and_then(|l| l.get(&req.leaf));
+            let recorded = state.record.issued.get(&m.name).and_then(|l| l.get(&req.leaf));
+            let action = match (stored, recorded) {
+                (None, _) => Action::New,
+                (Some(_), Some(r)) if *r == req.profile => Action::Reuse,
+                (Some(_), Some(r)) => Action::Reissue(change_reason(r, &req.profile)),
+                (Some(_), None) => Action::Reissue("no record of its inputs".into()),
+            };
+            out.push(LeafDecision { member: m.name.clone(), leaf: req.leaf, action });
+        }
+    }
+    out
+}
+
+fn change_reason(old: &CertProfile, new: &CertProfile) -> String {
+    let mut why = Vec::new();
+    if old.key_algorithm != new.key_algorithm {
+        why.push(format!("key algorithm {} -> {}", old.key_algorithm, new.key_algorithm));
+    }
+    if old.ip_addresses != new.ip_addresses || old.dns_names != new.dns_names {
+        why.push("address or SANs changed".to_string());
+    }
+    if old.common_name != new.common_name {
+        why.push("common name changed".to_string());
+    }
+    if old.server_auth != new.server_auth {
+        why.push("usages changed".to_string());
+    }
+    why.join(", ")
+}
+
+/// The CA to use: from `existingCA`, the state, or new.
+pub struct CaSource<'a> {
+    /// `pki.existingCA` (cert PEM, key PEM), if the topology has one.
+    pub existing: Option<(&'a str, &'a str)>,
+}
+
+/// Issues every secret of `plan`. `now` is seconds since the epoch.
+pub fn issue(
+    plan: &Plan,
+    state: &State,
+    ca_source: CaSource<'_>,
+    now: i64,
+    keys: &dyn KeySource,
+) -> Result<(Pki, StateUpdate), IssueError> {
+    let mut update = StateUpdate::default();
+    let mut record = state.record.clone();
+    record.format = 1;
+    if record.epoch.is_none() {
+        record.epoch = Some(now);
+    }
+
+    let ca = resolve_ca(plan, state, ca_source, now, keys, &mut update)?;
+    let ca_key =
+        PrivateKey::from_pem(&ca.key_pem).map_err(|e| IssueError::Corrupt(format!("CA key: {e}")))?;
+    let ca_kp = ca_key.to_rcgen();
+    let ca_der = ca.info.der.clone();
+    let issuer = Issuer::from_ca_cert_der(&ca_der.clone().into(), &ca_kp)
+        .map_err(|e| IssueError::Crypto { what: "the CA issuer".into(), why: e.to_string() })?;
+
+    let (signing_key_pem, signing_key_new) = match &state.signing_key {
+        Some(pem) => (pem.clone(), false),
+        None => {
+            let key = keys.key(KeyAlgorithm::EcdsaP256, "signing-key");
+            let pem = pem_encode("PRIVATE KEY", &key.to_pkcs8_der());
+            update.create.push(NewFile {
+                path: state::SIGNING_KEY.into(),
+                bytes: pem.clone().into_bytes(),
+                mode: 0o600,
+            });
+            (pem, true)
+        }
+    };
+
+    let decisions = decide(plan, state);
+    let profiles: BTreeMap<(&str, Leaf), &CertProfile> = plan
+        .members
+        .iter()
+        .flat_map(|m| m.certs.iter().map(move |c| ((m.name.as_str(), c.leaf), &c.profile)))
+        .collect();
+    let not_before = match plan.behaviour.validity {
+        ValidityRule::Backdated => now - BACKDATE_SECS,
+        ValidityRule::LeafFromCa => ca.info.not_before,
+    };
+    let not_after = now + plan.cert_validity_secs as i64;
+
+    // Key generation dominates: every missing leaf is made in parallel.
+    let results: Vec<Result<(LeafDecision, Issued), IssueError>> = decisions
+        .par_iter()
+        .map(|d| {
+            let profile = profiles[&(d.member.as_str(), d.leaf)];
+            if d.action == Action::Reuse {
+                let stored = &state.leaves[&d.member][&d.leaf];
+                let info = x509::parse_pem(&stored.cert_pem).map_err(|e| {
+                    IssueError::Corrupt(format!("{}: {e}", state::leaf_path(&d.member, d.leaf, "crt")))
+                })?;
+                if !x509::signed_by(&info.der, &ca_der) {
+                    return Err(IssueError::Corrupt(format!(
+                        "{} is not signed by the state's CA",
+                        state::leaf_path(&d.member, d.leaf, "crt")
+                    )));
+                }
+                let issued = Issued {
+                    cert_pem: stored.cert_pem.clone(),
+                    key_pem: stored.key_pem.clone(),
+                    info,
+                    action: Action::Reuse,
+                };
+                return Ok((d.clone(), issued));
+            }
+            let label = format!("{}/{}", d.member, d.leaf.kubeadm_name());
+            let key = keys.key(profile.key_algorithm, &label);
+            let params = leaf_params(profile, keys.serial(&label), not_before, not_after)?;
+            let kp = key.to_rcgen();
+            let cert = params
+                .signed_by(&kp, &issuer)
+                .map_err(|e| IssueError::Crypto { what: label.clone(), why: e.to_string() })?;
+            let cert_pem = pem_encode("CERTIFICATE", cert.der());
+            let info = x509::parse_der(cert.der()).map_err(|e| IssueError::Crypto { what: label, why: e })?;
+            Ok((
+                d.clone(),
+                Issued { cert_pem, key_pem: key.to_kubeadm_pem(), info, action: d.action.clone() },
+            ))
+        })
+        .collect();
+
+    let mut leaves: BTreeMap<String, BTreeMap<Leaf, Issued>> = BTreeMap::new();
+    for r in results {
+        let (d, issued) = r?;
+        if issued.action != Action::Reuse {
+            if let Some(old) = state.leaves.get(&d.member).and_then(|l| l.get(&d.leaf)) {
+                let serial = x509::parse_pem(&old.cert_pem)
+                    .map(|i| i.serial_hex)
+                    .unwrap_or_else(|_| "unreadable".into());
+                for ext in ["crt", "key"] {
+                    update.retire.push((
+                        state::leaf_path(&d.member, d.leaf, ext),
+                        state::retired_path(&d.member, d.leaf, &serial, ext),
+                    ));
+                }
+            }
+            update.create.push(NewFile {
+                path: state::leaf_path(&d.member, d.leaf, "key"),
+                bytes: issued.key_pem.clone().into_bytes(),
+                mode: 0o600,
+            });
+            update.create.push(NewFile {
+                path: state::leaf_path(&d.member, d.leaf, "crt"),
+                bytes: issued.cert_pem.clone().into_bytes(),
+                mode: 0o644,
+            });
+            record
+                .issued
+                .entry(d.member.clone())
+                .or_default()
+                .insert(d.leaf, profiles[&(d.member.as_str(), d.leaf)].clone());
+        }
+        leaves.entry(d.member).or_default().insert(d.leaf, issued);
+    }
+    if record != state.record {
+        update.record = Some(record);
+    }
+    Ok((Pki { ca, signing_key_pem, signing_key_new, leaves }, update))
+}
+
+fn resolve_ca(
+    plan: &Plan,
+    state: &State,
+    source: CaSource<'_>,
+    now: i64,
+    keys: &dyn KeySource,
+    update: &mut StateUpdate,
+) -> Result<Issued, IssueError> {
+    let read = |cert: &str, key: &str, action: Action| -> Result<Issued, IssueError> {
+        let info = x509::parse_pem(cert).map_err(|e| IssueError::Corrupt(format!("CA certificate: {e}")))?;
+        Ok(Issued { cert_pem: cert.to_string(), key_pem: key.to_string(), info, action })
+    };
+    match (source.existing, &state.ca_cert, &state.ca_key) {
+        (Some((cert, key)), stored, _) => {
+            let given = read(cert, key, Action::Imported)?;
+            if let Some(stored) = stored {
+                let stored =
+                    x509::parse_pem(stored).map_err(|e| IssueError::Corrupt(format!("ca.crt: {e}")))?;
+                if stored.der != given.info.der {
+                    return Err(IssueError::CaMismatch(format!(
+                        "state CA serial {}, existingCA serial {}",
+                        stored.serial_hex, given.info.serial_hex
+                    )));
+                }
+                return Ok(Issued { action: Action::Reuse, ..given });
+            }
+            let key =
+                PrivateKey::from_pem(key).map_err(|e| IssueError::Corrupt(format!("existingCA key: {e}")))?;
+            update.create.push(NewFile {
+                path: state::CA_KEY.into(),
+                bytes: key.to_kubeadm_pem().into_bytes(),
+                mode: 0o600,
+            });
+            update.create.push(NewFile {
+                path: state::CA_CERT.into(),
+                bytes: cert.as_bytes().to_vec(),
+                mode: 0o644,
+            });
+            Ok(Issued { key_pem: key.to_kubeadm_pem(), ..given })
+        }
+        (None, Some(cert), Some(key)) => read(cert, key, Action::Reuse),
+        (None, Some(_), None) => Err(IssueError::Corrupt("ca.crt is present but ca.key is missing".into())),
+        (None, None, Some(_)) => Err(IssueError::Corrupt("ca.key is present but ca.crt is missing".into())),
+        (None, None, None) => {
+            if !state.leaves.is_empty() {
+                return Err(IssueError::Corrupt("member certificates exist but the CA is missing".into()));
+            }
+            let key = keys.key(plan.key_algorithm, "etcd-ca");
+            let kp = key.to_rcgen();
+            let params = ca_params(
+                &key,
+                keys.serial("etcd-ca"),
+                now - BACKDATE_SECS,
+                now + plan.ca_validity_secs as i64,
+            )?;
+            let cert = params
+                .self_signed(&kp)
+                .map_err(|e| IssueError::Crypto { what: "etcd-ca".into(), why: e.to_string() })?;
+            let cert_pem = pem_encode("CERTIFICATE", cert.der());
+            let key_pem = key.to_kubeadm_pem();
+            update.create.push(NewFile {
+                path: state::CA_KEY.into(),
+                bytes: key_pem.clone().into_bytes(),
+                mode: 0o600,
+            });
+            update.create.push(NewFile {
+                path: state::CA_CERT.into(),
+                bytes: cert_pem.clone().into_bytes(),
+                mode: 0o644,
+            });
+            let info = x509::parse_der(cert.der())
+                .map_err(|why| IssueError::Crypto { what: "etcd-ca".into(), why })?;
+            Ok(Issued { cert_pem, key_pem, info, action: Action::New })
+        }
+    }
+}
+
+fn time_at(secs: i64) -> Result<OffsetDateTime, IssueError> {
+    OffsetDateTime::from_unix_timestamp(secs)
+        .map_err(|e| IssueError::Crypto { what: "validity".into(), why: e.to_string() })
+}
+
+/// A subject with only a CN, encoded as Go encodes strings (PrintableString when it can).
+fn subject(cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    let printable = cn.bytes().all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b));
+    let value = match rcgen::string::PrintableString::try_from(cn) {
+        Ok(p) if printable => DnValue::PrintableString(p),
+        _ => DnValue::Utf8String(cn.to_string()),
+    };
+    dn.push(DnType::CommonName, value);
+    dn
+}
+
+/// Go's default SubjectKeyId: SHA-1 of the subjectPublicKey BIT STRING contents.
+fn go_subject_key_id(key: &PrivateKey) -> Vec<u8> {
+    use x509_parser::prelude::FromDer;
+    let spki = key.public_key_der();
+    let bits = x509_parser::x509::SubjectPublicKeyInfo::from_der(&spki)
+        .map(|(_, s)| s.subject_public_key.data.to_vec())
+        .unwrap_or(spki);
+    Sha1::digest(&bits).to_vec()
+}
+
+fn ca_params(
+    key: &PrivateKey,
+    serial: u64,
+    not_before: i64,
+    not_after: i64,
+) -> Result<CertificateParams, IssueError> {
+    let mut p = CertificateParams::default();
+    p.distinguished_name = subject("etcd-ca");
+    p.subject_alt_names = vec![SanType::DnsName("etcd-ca".try_into().expect("valid DNS name"))];
+    p.serial_number = Some(serial.into());
+    p.not_before = time_at(not_before)?;
+    p.not_after = time_at(not_after)?;
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+        KeyUsagePurpose::KeyCertSign,
+    ];
+    p.key_identifier_method = KeyIdMethod::PreSpecified(go_subject_key_id(key));
+    Ok(p)
+}
+
+fn leaf_params(
+    profile: &CertProfile,
+    serial: u64,
+    not_before: i64,
+    not_after: i64,
+) -> Result<CertificateParams, IssueError> {
+    let mut p = CertificateParams::default();
+    p.distinguished_name = subject(&profile.common_name);
+    let mut sans = Vec::new();
+    for d in &profile.dns_names {
+        let name = d.clone().try_into().map_err(|_| IssueError::Crypto {
+            what: profile.common_name.clone(),
+            why: format!("bad DNS SAN {d}"),
+        })?;
+        sans.push(SanType::DnsName(name));
+    }
+    sans.extend(profile.ip_addresses.iter().map(|ip| SanType::IpAddress(*ip)));
+    p.subject_alt_names = sans;
+    p.serial_number = Some(serial.into());
+    p.not_before = time_at(not_before)?;
+    p.not_after = time_at(not_after)?;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    p.extended_key_usages = if profile.server_auth {
+        vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth]
+    } else {
+        vec![ExtendedKeyUsagePurpose::ClientAuth]
+    };
+    // Go writes basicConstraints CA:FALSE (critical) on leaves and no SubjectKeyId; rcgen's
+    // ExplicitNoCa would add an SKI, so the extension is written by hand: an empty SEQUENCE.
+    p.is_ca = IsCa::NoCa;
+    let mut bc = CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x00]);
+    bc.set_criticality(true);
+    p.custom_extensions = vec![bc];
+    p.use_authority_key_identifier_extension = true;
+    Ok(p)
+}

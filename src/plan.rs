@@ -1,0 +1,625 @@
+//! The plan: every decision about every host, made once, before any key exists.
+//!
+//! `plan` turns a [`Topology`] into a [`Plan`] that later stages read and never second-guess:
+//! the certificates each member needs (subject, SANs, usages), the kubeadm config arguments,
+//! the exact etcd command kubeadm would write, the probes, and every file of every bundle with
+//! its mode. `render` and `pack` never look at the topology.
+
+use crate::keys::KeyAlgorithm;
+use crate::topology::{Arg, Topology};
+use crate::versions::{self, Behaviour, ConfigApi, ProbeStyle};
+use serde::Serialize;
+use std::net::IpAddr;
+
+/// kubeadm's `certificatesDir`.
+pub const PKI_DIR: &str = "/etc/kubernetes/pki";
+/// kubeadm's static pod manifest folder.
+pub const MANIFEST_DIR: &str = "/etc/kubernetes/manifests";
+/// The kubelet drop-in folder of the guide.
+pub const DROPIN_DIR: &str = "/etc/systemd/system/kubelet.service.d";
+/// kubeadm's default etcd data dir.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/etcd";
+/// kubeadm's default image repository.
+pub const DEFAULT_IMAGE_REPOSITORY: &str = "registry.k8s.io";
+/// kubeadm's fixed client port (used where kubeadm ignores the configured one).
+pub const KUBEADM_CLIENT_PORT: u16 = 2379;
+/// kubeadm's fixed peer port.
+pub const KUBEADM_PEER_PORT: u16 = 2380;
+/// kubeadm's metrics port.
+pub const METRICS_PORT: u16 = 2381;
+
+/// The four leaf certificates every member gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Leaf {
+    /// `etcd/server`: serving etcd's client port.
+    EtcdServer,
+    /// `etcd/peer`: member-to-member TLS.
+    EtcdPeer,
+    /// `etcd/healthcheck-client`: liveness checks.
+    EtcdHealthcheckClient,
+    /// `apiserver-etcd-client`: what kube-apiserver uses.
+    ApiserverEtcdClient,
+}
+
+/// All leaves in kubeadm's order.
+pub const LEAVES: [Leaf; 4] =
+    [Leaf::EtcdServer, Leaf::EtcdPeer, Leaf::EtcdHealthcheckClient, Leaf::ApiserverEtcdClient];
+
+impl Leaf {
+    /// kubeadm's name for it (`kubeadm certs renew <name>`).
+    pub fn kubeadm_name(self) -> &'static str {
+        match self {
+            Leaf::EtcdServer => "etcd-server",
+            Leaf::EtcdPeer => "etcd-peer",
+            Leaf::EtcdHealthcheckClient => "etcd-healthcheck-client",
+            Leaf::ApiserverEtcdClient => "apiserver-etcd-client",
+        }
+    }
+
+    /// File stem under the PKI dir.
+    pub fn stem(self) -> &'static str {
+        match self {
+            Leaf::EtcdServer => "etcd/server",
+            Leaf::EtcdPeer => "etcd/peer",
+            Leaf::EtcdHealthcheckClient => "etcd/healthcheck-client",
+            Leaf::ApiserverEtcdClient => "apiserver-etcd-client",
+        }
+    }
+
+    /// Short name used in the state folder.
+    pub fn short(self) -> &'static str {
+        self.stem().trim_start_matches("etcd/")
+    }
+}
+
+/// Extended key usages, in the order kubeadm lists them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Eku {
+    /// TLS server.
+    ServerAuth,
+    /// TLS client.
+    ClientAuth,
+}
+
+/// What one leaf certificate must say: the inputs it is issued for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertProfile {
+    /// Subject CN.
+    pub common_name: String,
+    /// DNS SANs, de-duplicated and sorted (kubeadm's `RemoveDuplicateAltNames`).
+    pub dns_names: Vec<String>,
+    /// IP SANs, de-duplicated in insertion order.
+    pub ip_addresses: Vec<IpAddr>,
+    /// Whether serverAuth is present (clientAuth always is).
+    pub server_auth: bool,
+    /// Key algorithm.
+    pub key_algorithm: KeyAlgorithm,
+}
+
+/// One certificate of one member.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertRequest {
+    /// Which leaf.
+    pub leaf: Leaf,
+    /// Its profile.
+    pub profile: CertProfile,
+}
+
+/// Where a bundle file's bytes come from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind", content = "id")]
+pub enum Content {
+    /// Rendered from `templates/<id>.hbs`.
+    Template(&'static str),
+    /// The leaf's certificate.
+    Cert(Leaf),
+    /// The leaf's key.
+    Key(Leaf),
+    /// The CA certificate.
+    CaCert,
+    /// The CA key.
+    CaKey,
+    /// The image archive.
+    ImageArchive,
+    /// `bundle.json`.
+    BundleJson,
+    /// `SHA256SUMS`.
+    Sums,
+}
+
+/// One file of a bundle.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedFile {
+    /// Path inside the member's folder.
+    pub path: String,
+    /// Where install.sh puts it, if anywhere.
+    pub install_path: Option<String>,
+    /// Unix mode.
+    pub mode: u32,
+    /// Source of the bytes.
+    pub content: Content,
+}
+
+/// The probe endpoint kubeadm derives (`GetEtcdProbeEndpoint`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Probe {
+    /// Host.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// `HTTP` or `HTTPS`.
+    pub scheme: &'static str,
+}
+
+/// Everything about one member.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberPlan {
+    /// Name.
+    pub name: String,
+    /// Address.
+    pub address: IpAddr,
+    /// Position in the topology.
+    pub index: usize,
+    /// Whether this bundle carries ca.key.
+    pub carries_ca_key: bool,
+    /// Address as it goes into URLs (IPv6 bracketed).
+    pub url_host: String,
+    /// Loopback of the member's family.
+    pub loopback: String,
+    /// Its client URL.
+    pub client_url: String,
+    /// Its peer URL.
+    pub peer_url: String,
+    /// Extra SANs for the kubeadm config (`serverCertSANs` = `peerCertSANs`).
+    pub cert_sans: Vec<String>,
+    /// `etcd.local.extraArgs` of its kubeadmcfg.yaml, guide entries first.
+    pub kubeadm_args: Vec<Arg>,
+    /// The etcd command line of the manifest.
+    pub command: Vec<String>,
+    /// The value of the `etcd.advertise-client-urls` annotation.
+    pub annotation_client_url: String,
+    /// Probe endpoint.
+    pub probe: Probe,
+    /// Its four certificates.
+    pub certs: Vec<CertRequest>,
+    /// Every file of its bundle, sorted by path.
+    pub files: Vec<PlannedFile>,
+}
+
+/// The whole build, decided.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// Cluster name.
+    pub cluster: String,
+    /// Kubernetes version, as `v1.M.P`.
+    pub kubernetes_version: String,
+    /// Version-dependent behaviour.
+    pub behaviour: Behaviour,
+    /// The etcd image.
+    pub image: String,
+    /// The etcd image tag.
+    pub image_tag: String,
+    /// Data dir.
+    pub data_dir: String,
+    /// Client port.
+    pub client_port: u16,
+    /// Peer port.
+    pub peer_port: u16,
+    /// Key algorithm.
+    pub key_algorithm: KeyAlgorithm,
+    /// CA validity (seconds).
+    pub ca_validity_secs: u64,
+    /// Leaf validity (seconds).
+    pub cert_validity_secs: u64,
+    /// Whether the CA comes from `existingCA`.
+    pub existing_ca: bool,
+    /// `initial-cluster` value.
+    pub initial_cluster: String,
+    /// Image archive file name, if one is shipped.
+    pub image_archive: Option<String>,
+    /// kubelet cgroup driver.
+    pub cgroup_driver: String,
+    /// CRI endpoint.
+    pub container_runtime_endpoint: String,
+    /// kubelet binary.
+    pub kubelet_path: String,
+    /// User extraArgs as written (for kubeadmcfg.yaml fidelity and plan output).
+    pub user_extra_args: Vec<Arg>,
+    /// Members in topology order.
+    pub members: Vec<MemberPlan>,
+}
+
+fn url_host(ip: &IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+/// Builds the plan. Total: a validated topology always has one.
+pub fn plan(t: &Topology) -> Plan {
+    let tag = t.etcd.image_tag.clone().unwrap_or_else(|| t.release.etcd_tag.to_string());
+    let behaviour = versions::behaviour(t.release, &tag);
+    let repo = t.etcd.image_repository.as_deref().unwrap_or(DEFAULT_IMAGE_REPOSITORY);
+    let data_dir = t.etcd.data_dir.clone().unwrap_or_else(|| DEFAULT_DATA_DIR.to_string());
+    let (cport, pport) = (t.etcd.client_port, t.etcd.peer_port);
+    let initial_cluster = t
+        .members
+        .iter()
+        .map(|m| format!("{}=https://{}:{pport}", m.name, url_host(&m.address)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let image_archive = t.etcd.image_archive.as_ref().map(|a| a.file_name.clone());
+    let members = t
+        .members
+        .iter()
+        .enumerate()
+        .map(|(index, m)| {
+            let host = url_host(&m.address);
+            let loopback = if m.address.is_ipv6() { "::1" } else { "127.0.0.1" }.to_string();
+            let client_url = format!("https://{host}:{cport}");
+            let peer_url = format!("https://{host}:{pport}");
+            let mut kubeadm_args = vec![
+                arg("initial-cluster", &initial_cluster),
+                arg("initial-cluster-state", "new"),
+                arg("name", &m.name),
+                arg("listen-peer-urls", &peer_url),
+                arg("listen-client-urls", &client_url),
+                arg("advertise-client-urls", &client_url),
+                arg("initial-advertise-peer-urls", &peer_url),
+            ];
+            merge_user_args(&mut kubeadm_args, &t.etcd.extra_args);
+            let command = etcd_command(&m.name, &m.address, &data_dir, behaviour.etcd36_flags, &kubeadm_args);
+            let probe = probe_endpoint(&kubeadm_args, &loopback);
+            let carries_ca_key = index == 0 && t.pki.ca_key_on_first_member;
+            let certs = cert_requests(&m.name, &m.address, &m.cert_sans, t.pki.key_algorithm);
+            MemberPlan {
+                name: m.name.clone(),
+                address: m.address,
+                index,
+                carries_ca_key,
+                annotation_client_url: format!("https://{host}:{KUBEADM_CLIENT_PORT}"),
+                url_host: host,
+                loopback,
+                client_url,
+                peer_url,
+                cert_sans: dedup_keep_order(
+                    std::iter::once(m.address.to_string()).chain(m.cert_sans.iter().cloned()),
+                ),
+                kubeadm_args,
+                command,
+                probe,
+                certs,
+                files: bundle_files(carries_ca_key, image_archive.as_deref()),
+            }
+        })
+        .collect();
+    Plan {
+        cluster: t.cluster.clone(),
+        kubernetes_version: t.kubernetes_version.to_string(),
+        image: format!("{repo}/etcd:{tag}"),
+        image_tag: tag,
+        behaviour,
+        data_dir,
+        client_port: cport,
+        peer_port: pport,
+        key_algorithm: t.pki.key_algorithm,
+        ca_validity_secs: t.pki.ca_validity_secs,
+        cert_validity_secs: t.pki.cert_validity_secs,
+        existing_ca: t.pki.existing_ca.is_some(),
+        initial_cluster,
+        image_archive,
+        cgroup_driver: t.kubelet.cgroup_driver.clone(),
+        container_runtime_endpoint: t.kubelet.container_runtime_endpoint.clone(),
+        kubelet_path: t.kubelet.path.clone(),
+        user_extra_args: t.etcd.extra_args.clone(),
+        members,
+    }
+}
+
+fn arg(name: &str, value: &str) -> Arg {
+    Arg { name: name.to_string(), value: value.to_string() }
+}
+
+/// User extraArgs replace the guide's entry of the same name in place (first occurrence);
+/// any further entry is appended, as v1beta4's list allows.
+fn merge_user_args(args: &mut Vec<Arg>, user: &[Arg]) {
+    let guide_len = args.len();
+    let mut replaced = std::collections::BTreeSet::new();
+    for u in user {
+        let slot = args[..guide_len].iter().position(|a| a.name == u.name);
+        match slot {
+            Some(i) if replaced.insert(u.name.clone()) => args[i] = u.clone(),
+            _ => args.push(u.clone()),
+        }
+    }
+}
+
+fn dedup_keep_order(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// kubeadm's `getEtcdCommand` for an init, merged with `extra` (`ArgumentsToCommand`).
+pub fn etcd_command(
+    name: &str,
+    address: &IpAddr,
+    data_dir: &str,
+    etcd36: bool,
+    extra: &[Arg],
+) -> Vec<String> {
+    let host = url_host(address);
+    let lo = if address.is_ipv6() { "[::1]" } else { "127.0.0.1" };
+    let etcd_pki = format!("{PKI_DIR}/etcd");
+    let mut defaults = vec![
+        arg("name", name),
+        arg(
+            "listen-client-urls",
+            &format!("https://{lo}:{KUBEADM_CLIENT_PORT},https://{host}:{KUBEADM_CLIENT_PORT}"),
+        ),
+        arg("advertise-client-urls", &format!("https://{host}:{KUBEADM_CLIENT_PORT}")),
+        arg("listen-peer-urls", &format!("https://{host}:{KUBEADM_PEER_PORT}")),
+        arg("initial-advertise-peer-urls", &format!("https://{host}:{KUBEADM_PEER_PORT}")),
+        arg("data-dir", data_dir),
+        arg("cert-file", &format!("{etcd_pki}/server.crt")),
+        arg("key-file", &format!("{etcd_pki}/server.key")),
+        arg("trusted-ca-file", &format!("{etcd_pki}/ca.crt")),
+        arg("client-cert-auth", "true"),
+        arg("peer-cert-file", &format!("{etcd_pki}/peer.crt")),
+        arg("peer-key-file", &format!("{etcd_pki}/peer.key")),
+        arg("peer-trusted-ca-file", &format!("{etcd_pki}/ca.crt")),
+        arg("peer-client-cert-auth", "true"),
+        arg("snapshot-count", "10000"),
+        arg("listen-metrics-urls", &format!("http://{lo}:{METRICS_PORT}")),
+        arg("initial-cluster", &format!("{name}=https://{host}:{KUBEADM_PEER_PORT}")),
+    ];
+    if etcd36 {
+        defaults.push(arg("feature-gates", "InitialCorruptCheck=true"));
+        defaults.push(arg("watch-progress-notify-interval", "5s"));
+    } else {
+        defaults.push(arg("experimental-initial-corrupt-check", "true"));
+        defaults.push(arg("experimental-watch-progress-notify-interval", "5s"));
+    }
+    defaults.retain(|d| !extra.iter().any(|e| e.name == d.name));
+    defaults.extend(extra.iter().cloned());
+    defaults.sort();
+    std::iter::once("etcd".to_string())
+        .chain(defaults.into_iter().map(|a| format!("--{}={}", a.name, a.value)))
+        .collect()
+}
+
+/// kubeadm's `GetEtcdProbeEndpoint`: the first `listen-metrics-urls` entry, if any.
+pub fn probe_endpoint(extra: &[Arg], loopback: &str) -> Probe {
+    let default = Probe { host: loopback.to_string(), port: METRICS_PORT, scheme: "HTTP" };
+    let Some(urls) = extra.iter().find(|a| a.name == "listen-metrics-urls") else {
+        return default;
+    };
+    let first = urls.value.split(',').next().unwrap_or_default();
+    let Some((scheme, rest)) = first.split_once("://") else { return default };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, p)) => (h.to_string(), p.strip_prefix(':').unwrap_or("")),
+            None => return default,
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p),
+            None => (authority.to_string(), ""),
+        }
+    };
+    let port = if port.is_empty() { Some(METRICS_PORT) } else { port.parse().ok() };
+    let Some(port) = port else { return default };
+    Probe {
+        host: if host.is_empty() { loopback.to_string() } else { host },
+        port,
+        scheme: if scheme == "https" { "HTTPS" } else { "HTTP" },
+    }
+}
+
+/// The kubeadm profiles (reference section 1.2/1.3) for one member.
+pub fn cert_requests(name: &str, address: &IpAddr, sans: &[String], alg: KeyAlgorithm) -> Vec<CertRequest> {
+    // serverCertSANs = peerCertSANs = [address] + certSANs, as the guide's config plus ours.
+    let mut dns = vec![name.to_string(), "localhost".to_string()];
+    let mut ips: Vec<IpAddr> = vec![*address, "127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+    for s in std::iter::once(address.to_string()).chain(sans.iter().cloned()) {
+        match s.parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => dns.push(s),
+        }
+    }
+    dns.sort();
+    dns.dedup();
+    let mut seen = Vec::new();
+    ips.retain(|ip| {
+        let s = ip.to_string();
+        if seen.contains(&s) {
+            false
+        } else {
+            seen.push(s);
+            true
+        }
+    });
+    let serving = CertProfile {
+        common_name: name.to_string(),
+        dns_names: dns,
+        ip_addresses: ips,
+        server_auth: true,
+        key_algorithm: alg,
+    };
+    let client = |cn: &str| CertProfile {
+        common_name: cn.to_string(),
+        dns_names: Vec::new(),
+        ip_addresses: Vec::new(),
+        server_auth: false,
+        key_algorithm: alg,
+    };
+    vec![
+        CertRequest { leaf: Leaf::EtcdServer, profile: serving.clone() },
+        CertRequest { leaf: Leaf::EtcdPeer, profile: serving },
+        CertRequest { leaf: Leaf::EtcdHealthcheckClient, profile: client("kube-etcd-healthcheck-client") },
+        CertRequest { leaf: Leaf::ApiserverEtcdClient, profile: client("kube-apiserver-etcd-client") },
+    ]
+}
+
+/// Template ids (paths under `templates/` without `.hbs`).
+pub mod templates {
+    /// kubeadm config.
+    pub const KUBEADMCFG: &str = "kubeadmcfg.yaml";
+    /// Static pod manifest.
+    pub const ETCD_MANIFEST: &str = "etcd.yaml";
+    /// KubeletConfiguration.
+    pub const KUBELET_CONF: &str = "kubelet.conf";
+    /// systemd drop-in.
+    pub const DROPIN: &str = "20-etcd-service-manager.conf";
+    /// Installer.
+    pub const INSTALL_SH: &str = "install.sh";
+    /// Every id the planner can emit.
+    pub const ALL: [&str; 5] = [KUBEADMCFG, ETCD_MANIFEST, KUBELET_CONF, DROPIN, INSTALL_SH];
+}
+
+fn bundle_files(ca_key: bool, image: Option<&str>) -> Vec<PlannedFile> {
+    let f = |path: String, install: Option<String>, mode, content| PlannedFile {
+        path,
+        install_path: install,
+        mode,
+        content,
+    };
+    let root = |p: &str| (format!("rootfs{p}"), Some(p.to_string()));
+    let mut files = vec![
+        f("install.sh".into(), None, 0o755, Content::Template(templates::INSTALL_SH)),
+        f("SHA256SUMS".into(), None, 0o644, Content::Sums),
+        f("bundle.json".into(), None, 0o644, Content::BundleJson),
+        f("kubeadmcfg.yaml".into(), None, 0o644, Content::Template(templates::KUBEADMCFG)),
+    ];
+    let mut add_root = |p: String, mode, content| {
+        let (path, install) = root(&p);
+        files.push(f(path, install, mode, content));
+    };
+    add_root(format!("{PKI_DIR}/etcd/ca.crt"), 0o644, Content::CaCert);
+    if ca_key {
+        add_root(format!("{PKI_DIR}/etcd/ca.key"), 0o600, Content::CaKey);
+    }
+    for leaf in LEAVES {
+        add_root(format!("{PKI_DIR}/{}.crt", leaf.stem()), 0o644, Content::Cert(leaf));
+        add_root(format!("{PKI_DIR}/{}.key", leaf.stem()), 0o600, Content::Key(leaf));
+    }
+    add_root(format!("{MANIFEST_DIR}/etcd.yaml"), 0o600, Content::Template(templates::ETCD_MANIFEST));
+    add_root(format!("{DROPIN_DIR}/kubelet.conf"), 0o644, Content::Template(templates::KUBELET_CONF));
+    add_root(
+        format!("{DROPIN_DIR}/20-etcd-service-manager.conf"),
+        0o644,
+        Content::Template(templates::DROPIN),
+    );
+    if let Some(name) = image {
+        files.push(f(format!("images/{name}"), None, 0o644, Content::ImageArchive));
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    files
+}
+
+impl Plan {
+    /// Whether the kubeadm config is v1beta3.
+    pub fn is_v1beta3(&self) -> bool {
+        self.behaviour.config_api == ConfigApi::V1Beta3
+    }
+
+    /// Whether the manifest has the 1.31+ probes.
+    pub fn livez_probes(&self) -> bool {
+        self.behaviour.probes == ProbeStyle::LivezReadyz
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(n: &str, v: &str) -> Arg {
+        arg(n, v)
+    }
+
+    #[test]
+    fn extra_args_remove_every_default_of_that_name_and_sort() {
+        let ip: IpAddr = "10.0.0.6".parse().unwrap();
+        let cmd = etcd_command(
+            "infra0",
+            &ip,
+            "/var/lib/etcd",
+            false,
+            &[
+                a("listen-client-urls", "https://10.0.0.6:2379"),
+                a("snapshot-count", "5"),
+                a("snapshot-count", "1"),
+            ],
+        );
+        assert!(cmd.contains(&"--listen-client-urls=https://10.0.0.6:2379".to_string()));
+        assert_eq!(cmd.iter().filter(|c| c.starts_with("--listen-client-urls")).count(), 1);
+        let snaps: Vec<_> = cmd.iter().filter(|c| c.starts_with("--snapshot-count")).collect();
+        assert_eq!(snaps, ["--snapshot-count=1", "--snapshot-count=5"]);
+        let mut sorted = cmd[1..].to_vec();
+        sorted.sort();
+        assert_eq!(sorted, cmd[1..].to_vec());
+    }
+
+    #[test]
+    fn probe_endpoint_follows_first_metrics_url() {
+        assert_eq!(probe_endpoint(&[], "::1"), Probe { host: "::1".into(), port: 2381, scheme: "HTTP" });
+        let p = probe_endpoint(
+            &[a("listen-metrics-urls", "https://[fd00::1]:9000,http://127.0.0.1:2381")],
+            "::1",
+        );
+        assert_eq!(p, Probe { host: "fd00::1".into(), port: 9000, scheme: "HTTPS" });
+        let p = probe_endpoint(&[a("listen-metrics-urls", "http://:7000")], "127.0.0.1");
+        assert_eq!(p, Probe { host: "127.0.0.1".into(), port: 7000, scheme: "HTTP" });
+        let p = probe_endpoint(&[a("listen-metrics-urls", "http://10.1.1.1")], "127.0.0.1");
+        assert_eq!(p, Probe { host: "10.1.1.1".into(), port: 2381, scheme: "HTTP" });
+        let p = probe_endpoint(&[a("listen-metrics-urls", "garbage")], "127.0.0.1");
+        assert_eq!(p.port, 2381);
+    }
+
+    #[test]
+    fn sans_are_sorted_and_deduplicated_like_kubeadm() {
+        let ip: IpAddr = "10.0.0.6".parse().unwrap();
+        let reqs = cert_requests(
+            "infra0",
+            &ip,
+            &["zeta.example".into(), "10.0.0.6".into(), "alpha.example".into(), "::1".into()],
+            KeyAlgorithm::Rsa2048,
+        );
+        let p = &reqs[0].profile;
+        assert_eq!(p.dns_names, ["alpha.example", "infra0", "localhost", "zeta.example"]);
+        let ips: Vec<String> = p.ip_addresses.iter().map(|i| i.to_string()).collect();
+        assert_eq!(ips, ["10.0.0.6", "127.0.0.1", "::1"]);
+        assert!(reqs[2].profile.dns_names.is_empty() && !reqs[2].profile.server_auth);
+    }
+
+    #[test]
+    fn user_args_replace_guide_args_in_place() {
+        let mut args = vec![a("name", "x"), a("listen-client-urls", "u")];
+        merge_user_args(
+            &mut args,
+            &[a("listen-client-urls", "v"), a("snapshot-count", "1"), a("listen-client-urls", "w")],
+        );
+        assert_eq!(
+            args,
+            vec![
+                a("name", "x"),
+                a("listen-client-urls", "v"),
+                a("snapshot-count", "1"),
+                a("listen-client-urls", "w")
+            ]
+        );
+    }
+}

@@ -1,0 +1,362 @@
+//! Rendering: every text file of a bundle comes from a template in `templates/`, filled from
+//! the plan. Handlebars runs strict (an unknown variable is an error) and never HTML-escapes;
+//! values that land in YAML or shell go through the `yaml` and `shell` helpers, which quote
+//! the way go-yaml and POSIX shells need.
+
+use crate::pki::Pki;
+use crate::plan::{Content, MemberPlan, Plan, templates};
+use crate::topology::ImageArchive;
+use crate::x509::rfc3339;
+use handlebars::Handlebars;
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The templates, embedded at build time; the id is the path under `templates/` without `.hbs`.
+pub const TEMPLATES: [(&str, &str); 5] = [
+    (templates::KUBEADMCFG, include_str!("../templates/kubeadmcfg.yaml.hbs")),
+    (templates::ETCD_MANIFEST, include_str!("../templates/etcd.yaml.hbs")),
+    (templates::KUBELET_CONF, include_str!("../templates/kubelet.conf.hbs")),
+    (templates::DROPIN, include_str!("../templates/20-etcd-service-manager.conf.hbs")),
+    (templates::INSTALL_SH, include_str!("../templates/install.sh.hbs")),
+];
+
+/// One file of a bundle, ready to pack.
+#[derive(Clone, Debug)]
+pub struct BundleFile {
+    /// Unix mode.
+    pub mode: u32,
+    /// Contents (shared, since an image archive goes into every bundle).
+    pub bytes: Arc<Vec<u8>>,
+}
+
+/// A member's bundle before packing: paths relative to the member's folder.
+#[derive(Clone, Debug)]
+pub struct FileSet {
+    /// Member name (the top folder).
+    pub member: String,
+    /// Files by path, sorted.
+    pub files: BTreeMap<String, BundleFile>,
+}
+
+/// A template failed: a bug in etcdpack, since the templates ship with it.
+#[derive(Debug, thiserror::Error)]
+#[error("template {template} failed (a bug in etcdpack): {why}")]
+pub struct RenderError {
+    /// Template id.
+    pub template: String,
+    /// Handlebars' reason.
+    pub why: String,
+}
+
+mod helpers {
+    #![allow(missing_docs)]
+    use super::{json_text, shell_quote, yaml_scalar};
+    use handlebars::handlebars_helper;
+    handlebars_helper!(yaml_helper: |s: Json| yaml_scalar(&json_text(s)));
+    handlebars_helper!(shell_helper: |s: Json| shell_quote(&json_text(s)));
+}
+use helpers::{shell_helper, yaml_helper};
+
+fn json_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The template registry, strict and without escaping.
+pub fn registry() -> Result<Handlebars<'static>, RenderError> {
+    let mut hb = Handlebars::new();
+    hb.set_strict_mode(true);
+    hb.register_escape_fn(handlebars::no_escape);
+    hb.register_helper("yaml", Box::new(yaml_helper));
+    hb.register_helper("shell", Box::new(shell_helper));
+    for (id, text) in TEMPLATES {
+        hb.register_template_string(id, text)
+            .map_err(|e| RenderError { template: id.into(), why: e.to_string() })?;
+    }
+    Ok(hb)
+}
+
+/// Go's `time.Duration` text for whole seconds (`8760h0m0s`).
+pub fn go_duration(secs: u64) -> String {
+    format!("{}h{}m{}s", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+/// Renders every bundle of the plan.
+pub fn render(plan: &Plan, pki: &Pki, image: Option<&ImageArchive>) -> Result<Vec<FileSet>, RenderError> {
+    let hb = registry()?;
+    plan.members.iter().map(|m| render_member(&hb, plan, m, pki, image)).collect()
+}
+
+#[derive(Serialize)]
+struct InstallFile<'a> {
+    path: &'a str,
+    install_path: &'a str,
+    mode: String,
+}
+
+fn context(plan: &Plan, m: &MemberPlan) -> serde_json::Value {
+    let v1beta3 = plan.is_v1beta3();
+    let alg = plan.key_algorithm;
+    let install_files: Vec<InstallFile<'_>> = m
+        .files
+        .iter()
+        .filter_map(|f| {
+            Some(InstallFile {
+                path: &f.path,
+                install_path: f.install_path.as_deref()?,
+                mode: format!("{:04o}", f.mode),
+            })
+        })
+        .collect();
+    let non_default = |v: u64, d: u64| (!v1beta3 && v != d).then(|| go_duration(v));
+    json!({
+        "cluster": plan.cluster,
+        "tool_version": env!("CARGO_PKG_VERSION"),
+        "kubernetes_version": plan.kubernetes_version,
+        "api_version": plan.behaviour.config_api.api_version(),
+        "v1beta3": v1beta3,
+        "encryption_algorithm": if !v1beta3 && alg != crate::keys::KeyAlgorithm::Rsa2048 { Some(alg.name()) } else { None },
+        "ecdsa_feature_gate": v1beta3 && alg == crate::keys::KeyAlgorithm::EcdsaP256,
+        "cert_validity": non_default(plan.cert_validity_secs, crate::topology::DEFAULT_CERT_VALIDITY),
+        "ca_validity": non_default(plan.ca_validity_secs, crate::topology::DEFAULT_CA_VALIDITY),
+        "image_repository": plan.image.rsplit_once("/etcd:").map(|(r, _)| r).filter(|r| *r != crate::plan::DEFAULT_IMAGE_REPOSITORY),
+        "image_tag": plan.image_tag,
+        "data_dir": plan.data_dir,
+        "kubeadm_data_dir": (plan.data_dir != crate::plan::DEFAULT_DATA_DIR).then_some(&plan.data_dir),
+        "image": plan.image,
+        "creation_timestamp_null": plan.behaviour.creation_timestamp_null,
+        "readiness_probe": plan.livez_probes(),
+        "liveness_path": if plan.livez_probes() { "/livez" } else { "/health?exclude=NOSPACE&serializable=true" },
+        "startup_path": if plan.livez_probes() { "/readyz" } else { "/health?serializable=false" },
+        "cgroup_driver": plan.cgroup_driver,
+        "container_runtime_endpoint": plan.container_runtime_endpoint,
+        "kubelet_path": plan.kubelet_path,
+        "install_files": install_files,
+        "member": m,
+    })
+}
+
+fn render_member(
+    hb: &Handlebars<'_>,
+    plan: &Plan,
+    m: &MemberPlan,
+    pki: &Pki,
+    image: Option<&ImageArchive>,
+) -> Result<FileSet, RenderError> {
+    let ctx = context(plan, m);
+    let leaves = &pki.leaves[&m.name];
+    let mut files = BTreeMap::new();
+    for f in &m.files {
+        let bytes: Arc<Vec<u8>> = match &f.content {
+            Content::Template(id) => {
+                let text = hb
+                    .render(id, &ctx)
+                    .map_err(|e| RenderError { template: id.to_string(), why: e.to_string() })?;
+                Arc::new(clean(&text).into_bytes())
+            }
+            Content::Cert(leaf) => Arc::new(leaves[leaf].cert_pem.clone().into_bytes()),
+            Content::Key(leaf) => Arc::new(leaves[leaf].key_pem.clone().into_bytes()),
+            Content::CaCert => Arc::new(pki.ca.cert_pem.clone().into_bytes()),
+            Content::CaKey => Arc::new(pki.ca.key_pem.clone().into_bytes()),
+            Content::ImageArchive => image.map(|i| i.bytes.clone()).unwrap_or_default(),
+            Content::BundleJson | Content::Sums => continue,
+        };
+        files.insert(f.path.clone(), BundleFile { mode: f.mode, bytes });
+    }
+    let bundle_json = bundle_json(plan, m, pki, &files);
+    files.insert("bundle.json".into(), BundleFile { mode: 0o644, bytes: Arc::new(bundle_json.into_bytes()) });
+    let sums: String = files
+        .iter()
+        .map(|(path, f)| format!("{}  {path}\n", hex::encode(Sha256::digest(f.bytes.as_slice()))))
+        .collect();
+    files.insert("SHA256SUMS".into(), BundleFile { mode: 0o644, bytes: Arc::new(sums.into_bytes()) });
+    Ok(FileSet { member: m.name.clone(), files })
+}
+
+fn bundle_json(plan: &Plan, m: &MemberPlan, pki: &Pki, files: &BTreeMap<String, BundleFile>) -> String {
+    let file_entries: Vec<_> = m
+        .files
+        .iter()
+        .filter_map(|f| {
+            let body = files.get(&f.path)?;
+            Some(json!({
+                "path": f.path,
+                "installPath": f.install_path,
+                "mode": format!("{:04o}", f.mode),
+                "sha256": hex::encode(Sha256::digest(body.bytes.as_slice())),
+            }))
+        })
+        .collect();
+    let mut certs = vec![cert_entry("etcd-ca", "rootfs/etc/kubernetes/pki/etcd/ca.crt", &pki.ca.info)];
+    for (leaf, issued) in &pki.leaves[&m.name] {
+        certs.push(cert_entry(
+            leaf.kubeadm_name(),
+            &format!("rootfs/etc/kubernetes/pki/{}.crt", leaf.stem()),
+            &issued.info,
+        ));
+    }
+    let doc = json!({
+        "format": 1,
+        "tool": { "name": "etcdpack", "version": env!("CARGO_PKG_VERSION") },
+        "cluster": plan.cluster,
+        "member": m.name,
+        "address": m.address,
+        "index": m.index,
+        "carriesCaKey": m.carries_ca_key,
+        "kubernetesVersion": plan.kubernetes_version,
+        "configApi": plan.behaviour.config_api.api_version(),
+        "image": plan.image,
+        "clientUrl": m.client_url,
+        "peerUrl": m.peer_url,
+        "dataDir": plan.data_dir,
+        "files": file_entries,
+        "certs": certs,
+    });
+    let mut s = serde_json::to_string_pretty(&doc).expect("JSON");
+    s.push('\n');
+    s
+}
+
+fn cert_entry(name: &str, path: &str, info: &crate::x509::CertInfo) -> serde_json::Value {
+    json!({
+        "name": name,
+        "path": path,
+        "serial": info.serial_hex,
+        "notBefore": rfc3339(info.not_before),
+        "notAfter": rfc3339(info.not_after),
+    })
+}
+
+/// `\n` line endings and exactly one trailing newline.
+fn clean(text: &str) -> String {
+    let mut s = text.replace("\r\n", "\n").trim_end_matches('\n').to_string();
+    s.push('\n');
+    s
+}
+
+/// A YAML scalar as go-yaml v2 (sigs.k8s.io/yaml) would write a string: plain when that
+/// reads back as the same string, double-quoted when plain would read as another type,
+/// single-quoted when plain is not allowed.
+pub fn yaml_scalar(s: &str) -> String {
+    if resolves_to_non_string(s) {
+        return format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    }
+    if plain_allowed(s) {
+        return s.to_string();
+    }
+    if s.chars().any(|c| c.is_control()) {
+        return serde_json::to_string(s).expect("JSON string");
+    }
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn resolves_to_non_string(s: &str) -> bool {
+    const WORDS: [&str; 22] = [
+        "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false", "False",
+        "FALSE", "on", "On", "ON", "off", "Off", "OFF",
+    ];
+    if s.is_empty() || WORDS.contains(&s) || ["~", "null", "Null", "NULL"].contains(&s) {
+        return true;
+    }
+    let t = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let t = t.replace('_', "");
+    if [".inf", ".Inf", ".INF", ".nan", ".NaN", ".NAN"].contains(&t.as_str()) {
+        return true;
+    }
+    let is_num = !t.is_empty()
+        && (t.parse::<f64>().is_ok()
+            || t.strip_prefix("0x")
+                .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))
+            || t.strip_prefix("0b")
+                .is_some_and(|b| !b.is_empty() && b.chars().all(|c| c == '0' || c == '1'))
+            || (t.contains(':')
+                && t.split(':').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit() || c == '.'))));
+    let is_date = {
+        let b = s.as_bytes();
+        b.len() >= 8 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && b[5].is_ascii_digit()
+    };
+    is_num || is_date
+}
+
+fn plain_allowed(s: &str) -> bool {
+    let first = s.chars().next().unwrap_or(' ');
+    let second_blank = s.chars().nth(1).is_none_or(|c| c == ' ');
+    if "[]{},#&*!|>'\"%@`".contains(first) || (matches!(first, '-' | '?' | ':') && second_blank) {
+        return false;
+    }
+    if s.starts_with(' ') || s.ends_with(' ') || s.ends_with(':') {
+        return false;
+    }
+    !(s.contains(": ") || s.contains(" #") || s.chars().any(|c| c.is_control() || c == '\u{feff}'))
+}
+
+/// A word for bash, single-quoted unless it is plainly safe.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-:=@+,".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_quoting_matches_go_yaml() {
+        assert_eq!(yaml_scalar("new"), "new");
+        assert_eq!(
+            yaml_scalar("--listen-client-urls=https://[fd00::6]:2379"),
+            "--listen-client-urls=https://[fd00::6]:2379"
+        );
+        assert_eq!(yaml_scalar("::1"), "::1");
+        assert_eq!(
+            yaml_scalar("/health?exclude=NOSPACE&serializable=true"),
+            "/health?exclude=NOSPACE&serializable=true"
+        );
+        assert_eq!(yaml_scalar("20000"), "\"20000\"");
+        assert_eq!(yaml_scalar("true"), "\"true\"");
+        assert_eq!(yaml_scalar("yes"), "\"yes\"");
+        assert_eq!(yaml_scalar(""), "\"\"");
+        assert_eq!(yaml_scalar("1.5"), "\"1.5\"");
+        assert_eq!(yaml_scalar("a: b"), "'a: b'");
+        assert_eq!(yaml_scalar("*x"), "'*x'");
+        assert_eq!(yaml_scalar("it's # here"), "'it''s # here'");
+        assert_eq!(yaml_scalar("5s"), "5s");
+    }
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(shell_quote("infra0"), "infra0");
+        assert_eq!(shell_quote("/var/lib/etcd"), "/var/lib/etcd");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
+
+    #[test]
+    fn every_template_is_registered_and_every_planned_id_exists() {
+        let ids: Vec<&str> = TEMPLATES.iter().map(|t| t.0).collect();
+        assert_eq!(ids, templates::ALL.to_vec());
+        let on_disk: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/templates"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".hbs").to_string())
+            .collect();
+        for f in &on_disk {
+            assert!(ids.contains(&f.as_str()), "templates/{f}.hbs is not used");
+        }
+        assert_eq!(on_disk.len(), ids.len());
+        registry().unwrap();
+    }
+
+    #[test]
+    fn durations_print_like_go() {
+        assert_eq!(go_duration(8760 * 3600), "8760h0m0s");
+        assert_eq!(go_duration(90 * 60 + 5), "1h30m5s");
+    }
+}

@@ -1,0 +1,231 @@
+//! `verify`: everything a careful operator would check before carrying a bundle to a host:
+//! the signature, every digest, the certificate chain, SANs, expiry and which keys are there.
+//!
+//! Pure: it takes the bundle's bytes, its signature, the trusted public key and `now`.
+
+use crate::keys::PrivateKey;
+use crate::plan::{LEAVES, Leaf};
+use crate::sign;
+use crate::unpack::{Unpacked, unpack};
+use crate::x509::{self, CertInfo, rfc3339};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// One check and its outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What was checked.
+    pub what: String,
+    /// `None` when it passed, else why it failed.
+    pub failure: Option<String>,
+}
+
+/// All checks of one bundle.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// Checks in order.
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    fn pass(&mut self, what: impl Into<String>) {
+        self.checks.push(Check { what: what.into(), failure: None });
+    }
+    fn fail(&mut self, what: impl Into<String>, why: impl Into<String>) {
+        self.checks.push(Check { what: what.into(), failure: Some(why.into()) });
+    }
+    fn check(&mut self, what: impl Into<String>, result: Result<(), String>) {
+        match result {
+            Ok(()) => self.pass(what),
+            Err(e) => self.fail(what, e),
+        }
+    }
+    /// Whether every check passed.
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.failure.is_none())
+    }
+    /// The failed checks.
+    pub fn failures(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| c.failure.is_some())
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BundleMeta {
+    member: String,
+    address: IpAddr,
+    index: usize,
+    carries_ca_key: bool,
+}
+
+/// Verifies one bundle. `signature` is the detached `.sig`; `public_pem` the trusted key.
+pub fn verify(bundle: &[u8], signature: Option<&[u8]>, public_pem: &str, now: i64) -> Report {
+    let mut r = Report::default();
+    match signature {
+        Some(sig) => r.check(
+            "signature by the trusted signing key",
+            sign::verify(public_pem, bundle, sig).map_err(|e| e.to_string()),
+        ),
+        None => r.fail("signature by the trusted signing key", "no .sig file beside the bundle"),
+    }
+    let u = match unpack(bundle) {
+        Ok(u) => u,
+        Err(e) => {
+            r.fail("bundle archive", e);
+            return r;
+        }
+    };
+    r.pass("bundle archive is safe to unpack");
+    check_sums(&mut r, &u);
+    let meta = match u.files.get("bundle.json").map(|e| serde_json::from_slice::<BundleMeta>(&e.bytes)) {
+        Some(Ok(m)) => m,
+        Some(Err(e)) => {
+            r.fail("bundle.json", format!("unreadable: {e}"));
+            return r;
+        }
+        None => {
+            r.fail("bundle.json", "missing");
+            return r;
+        }
+    };
+    r.check(
+        "top folder is the member's name",
+        if u.top == meta.member {
+            Ok(())
+        } else {
+            Err(format!("top folder {} but bundle.json says {}", u.top, meta.member))
+        },
+    );
+    check_pki(&mut r, &u, &meta, now);
+    r
+}
+
+fn check_sums(r: &mut Report, u: &Unpacked) {
+    let Some(sums) = u.files.get("SHA256SUMS") else {
+        r.fail("SHA256SUMS", "missing");
+        return;
+    };
+    let text = String::from_utf8_lossy(&sums.bytes);
+    let mut listed = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        match line.split_once("  ") {
+            Some((digest, path)) if digest.len() == 64 => {
+                listed.insert(path.to_string(), digest.to_string());
+            }
+            _ => r.fail("SHA256SUMS", format!("line {} is not `<sha256>  <path>`", n + 1)),
+        }
+    }
+    let mut bad = Vec::new();
+    for (path, digest) in &listed {
+        match u.files.get(path) {
+            None => bad.push(format!("{path} is listed but missing")),
+            Some(e) if hex::encode(Sha256::digest(&e.bytes)) != *digest => {
+                bad.push(format!("{path} does not match its digest"))
+            }
+            _ => {}
+        }
+    }
+    for path in u.files.keys() {
+        if path != "SHA256SUMS" && !listed.contains_key(path) {
+            bad.push(format!("{path} is not listed"));
+        }
+    }
+    r.check(
+        format!("{} files match SHA256SUMS", listed.len()),
+        if bad.is_empty() { Ok(()) } else { Err(bad.join("; ")) },
+    );
+}
+
+fn pem_at<'a>(u: &'a Unpacked, path: &str) -> Option<&'a str> {
+    u.files.get(path).and_then(|e| std::str::from_utf8(&e.bytes).ok())
+}
+
+fn check_pki(r: &mut Report, u: &Unpacked, meta: &BundleMeta, now: i64) {
+    let pki = "rootfs/etc/kubernetes/pki";
+    let ca = match pem_at(u, &format!("{pki}/etcd/ca.crt")).map(x509::parse_pem) {
+        Some(Ok(ca)) if ca.is_ca => ca,
+        Some(Ok(_)) => return r.fail("etcd/ca.crt", "not a CA certificate"),
+        Some(Err(e)) => return r.fail("etcd/ca.crt", e),
+        None => return r.fail("etcd/ca.crt", "missing"),
+    };
+    check_validity(r, "etcd/ca.crt", &ca, now);
+    let ca_key_path = format!("{pki}/etcd/ca.key");
+    match (u.files.contains_key(&ca_key_path), meta.carries_ca_key && meta.index == 0) {
+        (true, true) => {
+            r.check("etcd/ca.key belongs to etcd/ca.crt", key_matches(pem_at(u, &ca_key_path), &ca))
+        }
+        (true, false) => r.fail(
+            "key placement",
+            format!(
+                "etcd/ca.key is in the bundle of {} (member #{}), which must not hold the CA key",
+                meta.member, meta.index
+            ),
+        ),
+        (false, true) => {
+            r.fail("key placement", "bundle.json says this bundle carries etcd/ca.key, but it is missing")
+        }
+        (false, false) => r.pass("key placement: no CA key in this bundle"),
+    }
+    for leaf in LEAVES {
+        let name = format!("{}.crt", leaf.stem());
+        let Some(cert) = pem_at(u, &format!("{pki}/{name}")) else {
+            r.fail(&name, "missing");
+            continue;
+        };
+        let info = match x509::parse_pem(cert) {
+            Ok(i) => i,
+            Err(e) => {
+                r.fail(&name, e);
+                continue;
+            }
+        };
+        r.check(
+            format!("{name} is signed by the bundle's CA"),
+            if x509::signed_by(&info.der, &ca.der) {
+                Ok(())
+            } else {
+                Err("not signed by etcd/ca.crt".into())
+            },
+        );
+        r.check(
+            format!("{}.key belongs to {name}", leaf.stem()),
+            key_matches(pem_at(u, &format!("{pki}/{}.key", leaf.stem())), &info),
+        );
+        check_validity(r, &name, &info, now);
+        if matches!(leaf, Leaf::EtcdServer | Leaf::EtcdPeer) {
+            let has_ip = info.ip_addresses.contains(&meta.address);
+            let cn_ok = info.common_name == meta.member;
+            r.check(
+                format!("{name} names member {} at {}", meta.member, meta.address),
+                match (has_ip, cn_ok) {
+                    (true, true) => Ok(()),
+                    (false, _) => Err(format!("no IP SAN {} (has {:?})", meta.address, info.ip_addresses)),
+                    (_, false) => Err(format!("CN is {}, not {}", info.common_name, meta.member)),
+                },
+            );
+        }
+    }
+}
+
+fn key_matches(key_pem: Option<&str>, cert: &CertInfo) -> Result<(), String> {
+    let key = PrivateKey::from_pem(key_pem.ok_or("key file missing")?).map_err(|e| e.to_string())?;
+    if key.public_key_der() == cert.spki_der {
+        Ok(())
+    } else {
+        Err("the key does not belong to the certificate".into())
+    }
+}
+
+fn check_validity(r: &mut Report, name: &str, info: &CertInfo, now: i64) {
+    let what = format!("{name} is valid now (until {})", rfc3339(info.not_after));
+    if now > info.not_after {
+        r.fail(what, format!("expired on {}", rfc3339(info.not_after)));
+    } else if now < info.not_before {
+        r.fail(what, format!("not valid before {}", rfc3339(info.not_before)));
+    } else {
+        r.pass(what);
+    }
+}
