@@ -1,1 +1,13 @@
-//! Integration tests (placeholder while the suite is written).
+//! The integration suite: one binary, one module per concern. See tests/README.md.
+
+mod support;
+
+mod bundles;
+mod certs;
+mod cli;
+mod e2e;
+mod golden;
+mod snapshots;
+mod state;
+mod validation;
+mod verify;

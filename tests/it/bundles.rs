@@ -1,0 +1,131 @@
+//! Properties of the bundles as archives and of dist/ as a whole.
+
+use crate::support::{EPOCH, built, scenarios, text};
+use etcdpack::keys::SeededKeys;
+use etcdpack::state::State;
+use etcdpack::{BuildEnv, sign};
+use sha2::{Digest, Sha256};
+
+#[test]
+fn archives_have_fixed_headers_modes_and_order() {
+    for scenario in scenarios() {
+        let b = built(&scenario);
+        for m in &b.build.plan.members {
+            let bytes = &b.build.dist[&format!("{}.tar.gz", m.name)];
+            assert_eq!(&bytes[4..8], &[0, 0, 0, 0], "{scenario}: gzip header without a timestamp");
+            let mut raw = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut raw).unwrap();
+            let mut ar = tar::Archive::new(&raw[..]);
+            let mut paths = vec![];
+            for e in ar.entries().unwrap() {
+                let e = e.unwrap();
+                let h = e.header();
+                let p = e.path().unwrap().to_string_lossy().into_owned();
+                assert_eq!((h.uid().unwrap(), h.gid().unwrap()), (0, 0), "{p}");
+                assert_eq!(h.mtime().unwrap(), EPOCH, "{p}");
+                assert!(p.starts_with(&format!("{}/", m.name)) && !p.contains(".."), "{p}");
+                let mode = h.mode().unwrap();
+                let want = if p.ends_with('/') {
+                    if p.ends_with("manifests/") { 0o700 } else { 0o755 }
+                } else if p.ends_with(".key") || p.ends_with("etcd.yaml") {
+                    0o600
+                } else if p.ends_with("install.sh") {
+                    0o755
+                } else {
+                    0o644
+                };
+                assert_eq!(mode, want, "{scenario}: mode of {p}");
+                paths.push(p);
+            }
+            let mut sorted = paths.clone();
+            sorted.sort();
+            assert_eq!(paths, sorted, "{scenario}: entries sorted");
+        }
+    }
+}
+
+#[test]
+fn sums_and_bundle_json_cover_every_file() {
+    for scenario in scenarios() {
+        let b = built(&scenario);
+        for (member, u) in &b.bundles {
+            let sums = text(u, "SHA256SUMS");
+            let listed: Vec<&str> = sums.lines().map(|l| &l[66..]).collect();
+            let files: Vec<&str> =
+                u.files.keys().map(String::as_str).filter(|p| *p != "SHA256SUMS").collect();
+            assert_eq!(listed, files, "{scenario}/{member}");
+            for line in sums.lines() {
+                let (digest, path) = line.split_once("  ").unwrap();
+                assert_eq!(hex::encode(Sha256::digest(&u.files[path].bytes)), digest, "{path}");
+            }
+            let meta: serde_json::Value = serde_json::from_str(&text(u, "bundle.json")).unwrap();
+            assert_eq!(meta["member"], member.as_str());
+            for f in meta["files"].as_array().unwrap() {
+                let path = f["path"].as_str().unwrap();
+                assert_eq!(f["mode"].as_str().unwrap(), format!("{:04o}", u.files[path].mode));
+                assert_eq!(f["sha256"].as_str().unwrap(), hex::encode(Sha256::digest(&u.files[path].bytes)));
+            }
+            assert_eq!(meta["certs"].as_array().unwrap().len(), 5);
+        }
+    }
+}
+
+#[test]
+fn dist_is_signed_and_summed() {
+    let b = built("guide-v1.34");
+    let public = String::from_utf8(b.build.dist["signing-key.pub"].clone()).unwrap();
+    let sums = String::from_utf8(b.build.dist["SHA256SUMS"].clone()).unwrap();
+    sign::verify(&public, sums.as_bytes(), &b.build.dist["SHA256SUMS.sig"]).unwrap();
+    for line in sums.lines() {
+        let (digest, name) = line.split_once("  ").unwrap();
+        assert_eq!(hex::encode(Sha256::digest(&b.build.dist[name])), digest);
+        sign::verify(&public, &b.build.dist[name], &b.build.dist[&format!("{name}.sig")]).unwrap();
+    }
+    let names: Vec<&String> = b.build.dist.keys().collect();
+    assert_eq!(
+        names,
+        [
+            "SHA256SUMS",
+            "SHA256SUMS.sig",
+            "infra0.tar.gz",
+            "infra0.tar.gz.sig",
+            "infra1.tar.gz",
+            "infra1.tar.gz.sig",
+            "infra2.tar.gz",
+            "infra2.tar.gz.sig",
+            "plan.json",
+            "signing-key.pub"
+        ]
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&b.build.dist["plan.json"]).unwrap();
+    for line in sums.lines() {
+        let (digest, name) = line.split_once("  ").unwrap();
+        assert_eq!(plan["bundles"][name.trim_end_matches(".tar.gz")], digest);
+    }
+}
+
+#[test]
+fn same_state_same_epoch_gives_identical_bytes() {
+    // Build once from scratch, persist the state in memory, build again: every byte of dist/
+    // must be the same, even with a different clock (nothing is re-issued).
+    let t = crate::support::load_topology("ipv6-v1.30");
+    let keys = SeededKeys(9);
+    let empty = State::default();
+    let first = etcdpack::build(
+        &t,
+        &BuildEnv { state: &empty, now: 1_800_000_000, source_date_epoch: None, keys: &keys },
+        &mut |_| {},
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    etcdpack::fsio::apply_state_update(dir.path(), &first.state_update).unwrap();
+    let state = etcdpack::fsio::load_state(dir.path()).unwrap();
+    let second = etcdpack::build(
+        &t,
+        &BuildEnv { state: &state, now: 1_800_009_999, source_date_epoch: None, keys: &keys },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(second.state_update.is_empty(), "nothing new on a rebuild");
+    assert_eq!(first.dist, second.dist);
+}
