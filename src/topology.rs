@@ -152,7 +152,7 @@ pub const DEFAULT_CERT_VALIDITY: u64 = 8760 * 3600;
 /// Parses and validates a topology. Returns the topology when there is no error; the
 /// diagnostics always (they may hold warnings).
 pub fn parse(file: &str, text: &str, files: &dyn FileSource) -> (Option<Topology>, Diagnostics) {
-    let mut w = Walker { d: Diagnostics::new(file) };
+    let mut w = Walker { d: Diagnostics::new(file), key_pos: BTreeMap::new() };
     let topology = match MarkedYamlOwned::load_from_str(text) {
         Err(e) => {
             let m = e.marker();
@@ -193,8 +193,21 @@ pub fn parse(file: &str, text: &str, files: &dyn FileSource) -> (Option<Topology
     (topology.filter(|_| ok), w.d)
 }
 
+/// Where a node starts. The YAML parser gives block collections no position of their own,
+/// so a collection is placed at its first child.
+fn pos_of(node: &MarkedYamlOwned) -> Option<(usize, usize)> {
+    if node.span.start.line() > 0 {
+        return Some((node.span.start.line(), node.span.start.col() + 1));
+    }
+    match &node.data {
+        YamlDataOwned::Mapping(map) => map.keys().next().and_then(pos_of),
+        YamlDataOwned::Sequence(items) => items.first().and_then(pos_of),
+        _ => None,
+    }
+}
+
 fn pos(node: &MarkedYamlOwned) -> (usize, usize) {
-    (node.span.start.line(), node.span.start.col() + 1)
+    pos_of(node).unwrap_or((1, 1))
 }
 
 fn kind(node: &MarkedYamlOwned) -> &'static str {
@@ -212,17 +225,38 @@ fn kind(node: &MarkedYamlOwned) -> &'static str {
 
 struct Walker {
     d: Diagnostics,
+    /// Position of the key that introduced each path, for nodes without a position.
+    key_pos: BTreeMap<String, (usize, usize)>,
 }
 
 type Fields<'a> = BTreeMap<String, (&'a MarkedYamlOwned, &'a MarkedYamlOwned)>;
 
 impl Walker {
     fn err(&mut self, path: &str, node: &MarkedYamlOwned, msg: impl Into<String>, help: impl Into<String>) {
-        self.d.push(Severity::Error, path, Some(pos(node)), msg, help);
+        let at = self.locate(path, node);
+        self.d.push(Severity::Error, path, Some(at), msg, help);
+    }
+
+    /// The node's own position, else that of the key that introduced it (or an ancestor's).
+    fn locate(&self, path: &str, node: &MarkedYamlOwned) -> (usize, usize) {
+        if let Some(p) = pos_of(node) {
+            return p;
+        }
+        let mut p = path;
+        loop {
+            if let Some(at) = self.key_pos.get(p) {
+                return *at;
+            }
+            match p.rfind(['.', '[']) {
+                Some(i) => p = &p[..i],
+                None => return (1, 1),
+            }
+        }
     }
 
     fn warn(&mut self, path: &str, node: &MarkedYamlOwned, msg: impl Into<String>, help: impl Into<String>) {
-        self.d.push(Severity::Warning, path, Some(pos(node)), msg, help);
+        let at = self.locate(path, node);
+        self.d.push(Severity::Warning, path, Some(at), msg, help);
     }
 
     /// A mapping's fields, reporting unknown keys (with a suggestion) and a wrong node kind.
@@ -249,6 +283,9 @@ impl Walker {
                 continue;
             };
             let child = join(path, key);
+            if let Some(at) = pos_of(k) {
+                self.key_pos.insert(child.clone(), at);
+            }
             if !allowed.contains(&key.as_str()) {
                 let help = match closest(key, allowed) {
                     Some(s) => format!("did you mean `{s}`? known keys here: {}", allowed.join(", ")),
