@@ -25,7 +25,11 @@ fn main() {
         }
     };
     if let Err(e) = run(cli) {
-        eprintln!("error: {e}");
+        match &e {
+            // Diagnostics carry their own `error:`/`warning:` prefixes and a summary line.
+            Error::Invalid(d) => eprintln!("{d}"),
+            _ => eprintln!("error: {e}"),
+        }
         std::process::exit(e.exit_code());
     }
 }

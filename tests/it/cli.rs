@@ -1,1 +1,223 @@
-//! placeholder
+//! The binary as users run it: exit codes, messages, byte-identical rebuilds, openssl
+//! checks of the signatures, atomic replacement of dist/, the state lock.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn etcdpack(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_etcdpack"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A temp folder holding the example topology (ECDSA, to keep the suite quick).
+fn workspace() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/etcd-topology.yaml")).unwrap();
+    let fast = example.replace("members:  ", "pki: { keyAlgorithm: ECDSA-P256 }\nmembers:  ");
+    assert_ne!(fast, example);
+    std::fs::write(dir.path().join("etcd.yaml"), fast).unwrap();
+    dir
+}
+
+fn read_dir_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn help_texts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = insta::Settings::clone_current();
+    s.set_snapshot_path("../snapshots");
+    s.set_prepend_module_to_snapshot(false);
+    for args in [&["--help"][..], &["build", "--help"], &["verify", "--help"]] {
+        let o = etcdpack(dir.path(), args);
+        assert_eq!(code(&o), 0);
+        s.bind(|| insta::assert_snapshot!(format!("help__{}", args.join("_").replace("--", "")), stdout(&o)));
+    }
+}
+
+#[test]
+fn exit_codes_and_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = etcdpack(d, &["init", "t.yaml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = etcdpack(d, &["check", "t.yaml"]);
+    assert_eq!((code(&o), stdout(&o).trim()), (0, "t.yaml: ok (3 members, kubeadm v1.34.2)"));
+    let o = etcdpack(d, &["init", "t.yaml"]);
+    assert_eq!(code(&o), 1, "init must not overwrite");
+    assert!(stderr(&o).contains("t.yaml exists"));
+    std::fs::write(
+        d.join("bad.yaml"),
+        "cluster: c\nkubernetesVersion: v1.34.2\nmembers:\n  - { name: a, address: nope }\n",
+    )
+    .unwrap();
+    let o = etcdpack(d, &["check", "bad.yaml"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("bad.yaml:4:25: members[0].address: `nope` is not an IP address"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("help: "));
+    let o = etcdpack(d, &["build", "bad.yaml"]);
+    assert_eq!(code(&o), 1);
+    assert!(!d.join("dist").exists() && !d.join("bad.state").exists(), "nothing written for bad input");
+    let o = etcdpack(d, &["check", "missing.yaml"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("cannot read missing.yaml"));
+    let o = etcdpack(d, &["frobnicate"]);
+    assert_eq!(code(&o), 1);
+}
+
+#[test]
+fn build_twice_is_byte_identical_and_signatures_pass_openssl() {
+    let ws = workspace();
+    let d = ws.path();
+    let first = etcdpack(d, &["build", "etcd.yaml", "--timings"]);
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    for phase in ["plan", "issue", "render", "pack", "sign", "write", "total"] {
+        assert!(stderr(&first).contains(&format!("timing {phase}")), "{}", stderr(&first));
+    }
+    assert!(stdout(&first).contains("infra2           etcd-server              new"), "{}", stdout(&first));
+    let one = read_dir_bytes(&d.join("dist"));
+    let second = etcdpack(d, &["build", "etcd.yaml"]);
+    assert_eq!(code(&second), 0);
+    assert!(stdout(&second).contains("infra2           etcd-server              reuse"));
+    assert!(stdout(&second).contains("signing key SHA256:"));
+    assert_eq!(one, read_dir_bytes(&d.join("dist")), "second build differs");
+
+    let dist = d.join("dist");
+    for name in ["infra0.tar.gz", "infra1.tar.gz", "infra2.tar.gz", "SHA256SUMS"] {
+        let o = Command::new("openssl")
+            .args(["dgst", "-sha256", "-verify", "signing-key.pub", "-signature"])
+            .arg(format!("{name}.sig"))
+            .arg(name)
+            .current_dir(&dist)
+            .output()
+            .expect("openssl is installed by the test command");
+        assert!(o.status.success(), "openssl rejects {name}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = Command::new("sha256sum").args(["-c", "SHA256SUMS"]).current_dir(&dist).output().unwrap();
+    assert!(o.status.success());
+
+    let o = etcdpack(d, &["verify", "dist/infra0.tar.gz", "dist/infra1.tar.gz", "dist/infra2.tar.gz"]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    assert!(stdout(&o).contains("3 bundle(s) verified"));
+
+    let o = etcdpack(d, &["inspect", "dist/infra0.tar.gz"]);
+    assert_eq!(code(&o), 0);
+    let tree = stdout(&o);
+    assert!(
+        tree.contains(
+            "/etc/kubernetes/pki\n├── apiserver-etcd-client.crt  [CN=kube-apiserver-etcd-client expires "
+        ),
+        "{tree}"
+    );
+    assert!(tree.contains("    ├── ca.key\n"), "{tree}");
+    assert!(
+        tree.contains(
+            "server.crt  [CN=infra0 SANs=[DNS:infra0, DNS:localhost, IP:10.0.0.6, IP:127.0.0.1, IP:::1]"
+        ),
+        "{tree}"
+    );
+
+    // Flip one byte: verify fails with exit 1 and says which check.
+    let mut bytes = std::fs::read(dist.join("infra1.tar.gz")).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(dist.join("infra1.tar.gz"), bytes).unwrap();
+    let o = etcdpack(d, &["verify", "dist/infra1.tar.gz"]);
+    assert_eq!(code(&o), 1);
+    assert!(stdout(&o).contains("FAIL  signature by the trusted signing key"), "{}", stdout(&o));
+}
+
+#[test]
+fn dist_is_replaced_whole_or_not_at_all() {
+    let ws = workspace();
+    let d = ws.path();
+    assert_eq!(code(&etcdpack(d, &["build", "etcd.yaml"])), 0);
+    let before = read_dir_bytes(&d.join("dist"));
+    // A file etcdpack did not write makes the build refuse to replace the folder.
+    std::fs::write(d.join("dist/notes.txt"), "mine").unwrap();
+    let o = etcdpack(d, &["build", "etcd.yaml"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("notes.txt, which etcdpack did not write"), "{}", stderr(&o));
+    std::fs::remove_file(d.join("dist/notes.txt")).unwrap();
+    assert_eq!(before, read_dir_bytes(&d.join("dist")));
+    // A member that disappears takes its bundle with it: dist/ is replaced, not merged.
+    let text = std::fs::read_to_string(d.join("etcd.yaml")).unwrap();
+    std::fs::write(d.join("etcd.yaml"), text.replace("  - { name: infra2, address: 10.0.0.8 }\n", ""))
+        .unwrap();
+    let o = etcdpack(d, &["build", "etcd.yaml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("warning:") && stderr(&o).contains("even count"));
+    assert!(!d.join("dist/infra2.tar.gz").exists());
+    assert!(d.join("etcd.state/members/infra2/server.key").exists(), "state keeps the removed member's keys");
+    let leftovers: Vec<PathBuf> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".dist."))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_held_state_lock_stops_a_second_build() {
+    let ws = workspace();
+    let d = ws.path();
+    let _held = etcdpack::fsio::lock_state(&d.join("etcd.state")).unwrap();
+    let o = etcdpack(d, &["build", "etcd.yaml"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("another etcdpack build is using"), "{}", stderr(&o));
+    assert!(!d.join("dist").exists());
+}
+
+#[test]
+fn source_date_epoch_sets_the_tar_mtime() {
+    let ws = workspace();
+    let d = ws.path();
+    let o = Command::new(env!("CARGO_BIN_EXE_etcdpack"))
+        .args(["build", "etcd.yaml"])
+        .current_dir(d)
+        .env("SOURCE_DATE_EPOCH", "1234567890")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0);
+    let bytes = std::fs::read(d.join("dist/infra0.tar.gz")).unwrap();
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut raw).unwrap();
+    for e in tar::Archive::new(&raw[..]).entries().unwrap() {
+        assert_eq!(e.unwrap().header().mtime().unwrap(), 1234567890);
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_etcdpack"))
+        .args(["build", "etcd.yaml"])
+        .current_dir(d)
+        .env("SOURCE_DATE_EPOCH", "yesterday")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 1);
+}
