@@ -4,6 +4,8 @@
 //! operating system in production, a seeded generator in tests. Each draw is named by a label,
 //! so a seeded source gives the same key for the same label whatever order threads run in.
 
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use p256::pkcs8::AssociatedOid;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, OsRng, RngCore, SeedableRng};
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
@@ -131,8 +133,22 @@ impl PrivateKey {
             PrivateKey::Rsa(k) => {
                 ("RSA PRIVATE KEY", k.to_pkcs1_der().expect("PKCS#1 encoding").as_bytes().to_vec())
             }
-            PrivateKey::P256(k) => ("EC PRIVATE KEY", k.to_sec1_der().expect("SEC1").to_vec()),
-            PrivateKey::P384(k) => ("EC PRIVATE KEY", k.to_sec1_der().expect("SEC1").to_vec()),
+            PrivateKey::P256(k) => (
+                "EC PRIVATE KEY",
+                sec1_der(
+                    &k.to_bytes(),
+                    p256::NistP256::OID,
+                    k.public_key().to_encoded_point(false).as_bytes(),
+                ),
+            ),
+            PrivateKey::P384(k) => (
+                "EC PRIVATE KEY",
+                sec1_der(
+                    &k.to_bytes(),
+                    p384::NistP384::OID,
+                    k.public_key().to_encoded_point(false).as_bytes(),
+                ),
+            ),
         };
         pem_encode(tag, &der)
     }
@@ -204,6 +220,20 @@ impl PrivateKey {
         let pem = pem_encode("PRIVATE KEY", &self.to_pkcs8_der());
         rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(&pem, alg).expect("key accepted by rcgen")
     }
+}
+
+/// SEC1 `ECPrivateKey` as Go's `x509.MarshalECPrivateKey` writes it: version 1, the scalar,
+/// the named curve and the uncompressed public key. (The RustCrypto encoder leaves out the
+/// curve, which Go and OpenSSL then refuse.)
+fn sec1_der(scalar: &[u8], curve: sec1::der::asn1::ObjectIdentifier, public: &[u8]) -> Vec<u8> {
+    use sec1::der::Encode;
+    sec1::EcPrivateKey {
+        private_key: scalar,
+        parameters: Some(sec1::EcParameters::NamedCurve(curve)),
+        public_key: Some(public),
+    }
+    .to_der()
+    .expect("SEC1 encoding")
 }
 
 /// PEM with LF line endings and 64-column lines, as Go's `pem.Encode` writes.
@@ -284,6 +314,14 @@ mod tests {
             let text = key.to_kubeadm_pem();
             assert!(text.starts_with(&format!("-----BEGIN {tag}-----\n")), "{text}");
             assert!(!text.contains('\r'));
+            if !alg.is_rsa() {
+                // Go and OpenSSL need the curve inside the SEC1 structure.
+                use sec1::der::Decode;
+                let block = pem::parse(&text).unwrap();
+                let ec = sec1::EcPrivateKey::from_der(block.contents()).unwrap();
+                assert!(ec.parameters.and_then(|p| p.named_curve()).is_some(), "{alg}: curve missing");
+                assert!(ec.public_key.is_some(), "{alg}: public key missing");
+            }
             let back = PrivateKey::from_pem(&text).unwrap();
             assert_eq!(back.algorithm(), alg);
             assert_eq!(back.public_key_der(), key.public_key_der());

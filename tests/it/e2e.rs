@@ -1,1 +1,347 @@
-//! placeholder
+//! A real etcd cluster from the bundles. Each member gets its own network namespace (so the
+//! manifests' addresses and loopback listeners work unmodified), its own root laid out by its
+//! bundle's `install.sh --root`, and an etcd started with the exact flags of its etcd.yaml,
+//! with only host paths moved into that root. Needs root, iproute2, etcd and etcdctl: the
+//! README's test command installs them. Every wait is bounded and everything is cleaned up.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Flags of etcd 3.6 manifests that Debian's etcd 3.4 does not know.
+const ETCD36_ONLY: [&str; 2] = ["--feature-gates=", "--watch-progress-notify-interval="];
+
+fn require_tools() {
+    let missing: Vec<&str> = ["ip", "etcd", "etcdctl", "curl", "bash", "sha256sum"]
+        .into_iter()
+        .filter(|t| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {t}")])
+                .stdout(Stdio::null())
+                .status()
+                .unwrap()
+                .success()
+        })
+        .collect();
+    let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+    assert!(
+        missing.is_empty() && root,
+        "the end-to-end test needs root and {missing:?}: run the README's test command (scripts/test), which installs them"
+    );
+}
+
+fn run(cmd: &mut Command) -> std::process::Output {
+    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn ip(args: &[&str]) {
+    run(Command::new("ip").args(args));
+}
+
+/// Namespaces and processes of one test cluster; dropping it stops and removes everything.
+struct Lab {
+    prefix: String,
+    namespaces: Vec<String>,
+    procs: Vec<Child>,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Lab {
+        Lab { prefix: format!("ep{}{tag}", std::process::id() % 100000), namespaces: vec![], procs: vec![] }
+    }
+
+    fn ns(&mut self, name: &str) -> String {
+        let full = format!("{}-{name}", self.prefix);
+        ip(&["netns", "add", &full]);
+        self.namespaces.push(full.clone());
+        ip(&["-n", &full, "link", "set", "lo", "up"]);
+        full
+    }
+
+    /// A switch namespace with a bridge, and one namespace per member wired to it.
+    fn network(&mut self, addresses: &[IpAddr]) -> Vec<String> {
+        let sw = self.ns("sw");
+        ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &sw, "link", "set", "br0", "up"]);
+        let mut out = vec![];
+        for (i, addr) in addresses.iter().enumerate() {
+            let ns = self.ns(&format!("m{i}"));
+            let (inner, outer) = (format!("{}i{i}", self.prefix), format!("{}o{i}", self.prefix));
+            ip(&["link", "add", &inner, "netns", &ns, "type", "veth", "peer", "name", &outer, "netns", &sw]);
+            ip(&["-n", &sw, "link", "set", &outer, "master", "br0"]);
+            ip(&["-n", &sw, "link", "set", &outer, "up"]);
+            ip(&["-n", &ns, "link", "set", &inner, "name", "eth0"]);
+            match addr {
+                IpAddr::V4(_) => ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"]),
+                IpAddr::V6(_) => {
+                    ip(&["-n", &ns, "addr", "add", &format!("{addr}/64"), "dev", "eth0", "nodad"])
+                }
+            }
+            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+            out.push(ns);
+        }
+        out
+    }
+
+    fn spawn(&mut self, ns: &str, argv: &[String], log: &Path) {
+        let log = std::fs::File::create(log).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(argv)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.procs.push(child);
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+        for ns in self.namespaces.iter().rev() {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+struct Member {
+    name: String,
+    address: IpAddr,
+    root: PathBuf,
+    ns: String,
+}
+
+impl Member {
+    fn pki(&self, file: &str) -> String {
+        self.root.join("etc/kubernetes/pki").join(file).display().to_string()
+    }
+}
+
+/// The etcd command of a member's manifest, host paths moved into `root`.
+fn command_from_manifest(root: &Path, drop_36_flags: bool) -> (Vec<String>, Vec<String>) {
+    let text = std::fs::read_to_string(root.join("etc/kubernetes/manifests/etcd.yaml")).unwrap();
+    let pod: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let container = &pod["spec"]["containers"][0];
+    // mountPath -> hostPath, through the volume names, as the kubelet would mount them.
+    let host_paths: BTreeMap<&str, &str> = pod["spec"]["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| (v["name"].as_str().unwrap(), v["hostPath"]["path"].as_str().unwrap()))
+        .collect();
+    let mounts: Vec<(String, String)> = container["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let host = host_paths[m["name"].as_str().unwrap()];
+            (m["mountPath"].as_str().unwrap().to_string(), format!("{}{host}", root.display()))
+        })
+        .collect();
+    let mut dropped = vec![];
+    let argv = container["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .filter(|a| {
+            let drop = drop_36_flags && ETCD36_ONLY.iter().any(|f| a.starts_with(f));
+            if drop {
+                dropped.push(a.clone());
+            }
+            !drop
+        })
+        .map(|a| {
+            let Some((flag, value)) = a.split_once('=') else { return a };
+            let value = mounts
+                .iter()
+                .find(|(mount, _)| value == mount || value.starts_with(&format!("{mount}/")))
+                .map(|(mount, host)| value.replacen(mount.as_str(), host, 1))
+                .unwrap_or_else(|| value.to_string());
+            format!("{flag}={value}")
+        })
+        .collect();
+    (argv, dropped)
+}
+
+fn etcdctl(m: &Member, endpoints: &str, cert: &str, args: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", &m.ns, "etcdctl", "--dial-timeout=2s", "--command-timeout=5s"])
+        .arg(format!("--endpoints={endpoints}"))
+        .arg(format!("--cacert={}", m.pki("etcd/ca.crt")))
+        .arg(format!("--cert={}", m.pki(&format!("{cert}.crt"))))
+        .arg(format!("--key={}", m.pki(&format!("{cert}.key"))))
+        .args(args)
+        .env("ETCDCTL_API", "3")
+        .output()
+        .unwrap()
+}
+
+fn url(addr: &IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("https://{a}:{port}"),
+        IpAddr::V6(a) => format!("https://[{a}]:{port}"),
+    }
+}
+
+/// Builds `topology` with the real binary, installs every bundle with `install.sh --root`,
+/// starts the cluster and checks it from the outside.
+fn cluster(tag: &str, topology: &str) {
+    require_tools();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::write(w.join("t.yaml"), topology).unwrap();
+    let o = run(Command::new(env!("CARGO_BIN_EXE_etcdpack")).args(["build", "t.yaml"]).current_dir(w));
+    eprintln!("{}", String::from_utf8_lossy(&o.stdout));
+    let (t, _) = etcdpack::topology::parse("t.yaml", topology, &etcdpack::fsio::DirFiles(w.to_path_buf()));
+    let t = t.unwrap();
+    let plan = etcdpack::plan::plan(&t);
+    let drop_36 = plan.behaviour.etcd36_flags;
+
+    let mut lab = Lab::new(tag);
+    let addresses: Vec<IpAddr> = plan.members.iter().map(|m| m.address).collect();
+    let namespaces = lab.network(&addresses);
+    let mut members = vec![];
+    for (m, ns) in plan.members.iter().zip(namespaces) {
+        let unpacked = w.join("unpacked");
+        std::fs::create_dir_all(&unpacked).unwrap();
+        run(Command::new("tar")
+            .arg("xzf")
+            .arg(w.join(format!("dist/{}.tar.gz", m.name)))
+            .arg("-C")
+            .arg(&unpacked));
+        let root = w.join(format!("root-{}", m.name));
+        std::fs::create_dir_all(&root).unwrap();
+        let o =
+            run(Command::new("bash").arg(unpacked.join(&m.name).join("install.sh")).arg("--root").arg(&root));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("done:"),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        let (argv, dropped) = command_from_manifest(&root, drop_36);
+        if !dropped.is_empty() {
+            eprintln!("{}: etcd 3.4 does not know {dropped:?}; started without them", m.name);
+        }
+        assert_eq!(dropped.len(), if drop_36 { 2 } else { 0 });
+        lab.spawn(&ns, &argv, &w.join(format!("{}.log", m.name)));
+        members.push(Member { name: m.name.clone(), address: m.address, root, ns });
+    }
+
+    let endpoints: Vec<String> = members.iter().map(|m| url(&m.address, plan.client_port)).collect();
+    let all = endpoints.join(",");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let o = etcdctl(&members[0], &all, "etcd/healthcheck-client", &["endpoint", "health"]);
+        let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        if o.status.success() && text.matches("is healthy").count() == members.len() {
+            eprintln!("{text}");
+            break;
+        }
+        if Instant::now() > deadline {
+            let logs: String = members
+                .iter()
+                .map(|m| {
+                    format!(
+                        "--- {}\n{}",
+                        m.name,
+                        std::fs::read_to_string(w.join(format!("{}.log", m.name))).unwrap_or_default()
+                    )
+                })
+                .collect();
+            panic!("cluster not healthy within 60s:\n{text}\n{logs}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // The metrics listener of the manifest (loopback, plain HTTP) answers inside each namespace.
+    for m in &members {
+        let probe = &plan.members.iter().find(|p| p.name == m.name).unwrap().probe;
+        let host = if probe.host.contains(':') { format!("[{}]", probe.host) } else { probe.host.clone() };
+        let o = run(Command::new("ip")
+            .args(["netns", "exec", &m.ns, "curl", "-sf", "--max-time", "5"])
+            .arg(format!("http://{host}:{}/health", probe.port)));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("\"health\":\"true\""),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+
+    // A write through the first member is read through the last, as the API server would.
+    let (first, last) = (&members[0], &members[members.len() - 1]);
+    let o = etcdctl(first, &endpoints[0], "apiserver-etcd-client", &["put", "/etcdpack/e2e", tag]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = etcdctl(
+        last,
+        &endpoints[endpoints.len() - 1],
+        "apiserver-etcd-client",
+        &["get", "/etcdpack/e2e", "--print-value-only"],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), tag);
+    let o = etcdctl(first, &all, "etcd/healthcheck-client", &["member", "list"]);
+    let list = String::from_utf8_lossy(&o.stdout);
+    for m in &members {
+        assert!(list.contains(&format!(", started, {}, ", m.name)), "{list}");
+    }
+
+    // A client certificate from another CA is refused.
+    let other = w.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("o.yaml"), "cluster: other\nkubernetesVersion: v1.34.2\npki: { keyAlgorithm: ECDSA-P256 }\nmembers: [ { name: x, address: 192.0.2.1 } ]\n").unwrap();
+    run(Command::new(env!("CARGO_BIN_EXE_etcdpack")).args(["build", "o.yaml"]).current_dir(&other));
+    let foreign = other.join("o.state/members/x");
+    let o = Command::new("ip")
+        .args(["netns", "exec", &first.ns, "etcdctl", "--dial-timeout=2s", "--command-timeout=3s"])
+        .arg(format!("--endpoints={}", endpoints[0]))
+        .arg(format!("--cacert={}", first.pki("etcd/ca.crt")))
+        .arg(format!("--cert={}", foreign.join("apiserver-etcd-client.crt").display()))
+        .arg(format!("--key={}", foreign.join("apiserver-etcd-client.key").display()))
+        .args(["get", "/etcdpack/e2e"])
+        .env("ETCDCTL_API", "3")
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "a foreign client certificate was accepted: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(!String::from_utf8_lossy(&o.stdout).contains(tag));
+}
+
+#[test]
+fn a_v1_33_cluster_runs_from_unmodified_manifests() {
+    cluster(
+        "a",
+        "cluster: e2e\nkubernetesVersion: v1.33.1\nmembers:\n  - { name: infra0, address: 10.0.0.6 }\n  - { name: infra1, address: 10.0.0.7 }\n  - { name: infra2, address: 10.0.0.8 }\n",
+    );
+}
+
+#[test]
+fn the_guides_v1_34_cluster_runs_without_the_two_etcd_3_6_flags() {
+    cluster(
+        "b",
+        "cluster: e2e\nkubernetesVersion: v1.34.2\npki: { keyAlgorithm: ECDSA-P256 }\nmembers:\n  - { name: infra0, address: 10.0.0.6 }\n  - { name: infra1, address: 10.0.0.7 }\n  - { name: infra2, address: 10.0.0.8 }\n",
+    );
+}
+
+#[test]
+fn an_ipv6_cluster_with_custom_ports_runs() {
+    cluster(
+        "c",
+        "cluster: e2e6\nkubernetesVersion: v1.30.4\npki: { keyAlgorithm: ECDSA-P256 }\netcd: { clientPort: 12379, peerPort: 12380 }\nmembers:\n  - { name: etcd-a, address: \"fd00:10::6\" }\n  - { name: etcd-b, address: \"fd00:10::7\" }\n  - { name: etcd-c, address: \"fd00:10::8\" }\n",
+    );
+}
