@@ -153,7 +153,25 @@ pub fn issue(
         record.epoch = Some(now);
     }
 
-    let ca = resolve_ca(plan, state, ca_source, now, keys, &mut update)?;
+    // Key generation dominates: every key this build needs (CA, leaves, signing key) is made
+    // up front, in parallel, before anything is signed.
+    let decisions = decide(plan, state);
+    let ca_needed = ca_source.existing.is_none() && state.ca_cert.is_none() && state.ca_key.is_none();
+    let mut jobs: Vec<(String, KeyAlgorithm)> = decisions
+        .iter()
+        .filter(|d| d.action != Action::Reuse)
+        .map(|d| (leaf_label(&d.member, d.leaf), plan.key_algorithm))
+        .collect();
+    if ca_needed {
+        jobs.push(("etcd-ca".into(), plan.key_algorithm));
+    }
+    if state.signing_key.is_none() {
+        jobs.push(("signing-key".into(), KeyAlgorithm::EcdsaP256));
+    }
+    let fresh: BTreeMap<String, PrivateKey> =
+        jobs.into_par_iter().map(|(label, alg)| (label.clone(), keys.key(alg, &label))).collect();
+
+    let ca = resolve_ca(plan, state, ca_source, now, keys, fresh.get("etcd-ca"), &mut update)?;
     let ca_key =
         PrivateKey::from_pem(&ca.key_pem).map_err(|e| IssueError::Corrupt(format!("CA key: {e}")))?;
     let ca_kp = ca_key.to_rcgen();
@@ -164,7 +182,7 @@ pub fn issue(
     let (signing_key_pem, signing_key_new) = match &state.signing_key {
         Some(pem) => (pem.clone(), false),
         None => {
-            let key = keys.key(KeyAlgorithm::EcdsaP256, "signing-key");
+            let key = &fresh["signing-key"];
             let pem = pem_encode("PRIVATE KEY", &key.to_pkcs8_der());
             update.create.push(NewFile {
                 path: state::SIGNING_KEY.into(),
@@ -175,7 +193,6 @@ pub fn issue(
         }
     };
 
-    let decisions = decide(plan, state);
     let profiles: BTreeMap<(&str, Leaf), &CertProfile> = plan
         .members
         .iter()
@@ -187,7 +204,6 @@ pub fn issue(
     };
     let not_after = now + plan.cert_validity_secs as i64;
 
-    // Key generation dominates: every missing leaf is made in parallel.
     let results: Vec<Result<(LeafDecision, Issued), IssueError>> = decisions
         .par_iter()
         .map(|d| {
@@ -211,8 +227,8 @@ pub fn issue(
                 };
                 return Ok((d.clone(), issued));
             }
-            let label = format!("{}/{}", d.member, d.leaf.kubeadm_name());
-            let key = keys.key(profile.key_algorithm, &label);
+            let label = leaf_label(&d.member, d.leaf);
+            let key = &fresh[&label];
             let params = leaf_params(profile, keys.serial(&label), not_before, not_after)?;
             let kp = key.to_rcgen();
             let cert = params
@@ -266,12 +282,17 @@ pub fn issue(
     Ok((Pki { ca, signing_key_pem, signing_key_new, leaves }, update))
 }
 
+fn leaf_label(member: &str, leaf: Leaf) -> String {
+    format!("{member}/{}", leaf.kubeadm_name())
+}
+
 fn resolve_ca(
     plan: &Plan,
     state: &State,
     source: CaSource<'_>,
     now: i64,
     keys: &dyn KeySource,
+    fresh_key: Option<&PrivateKey>,
     update: &mut StateUpdate,
 ) -> Result<Issued, IssueError> {
     let read = |cert: &str, key: &str, action: Action| -> Result<Issued, IssueError> {
@@ -313,10 +334,10 @@ fn resolve_ca(
             if !state.leaves.is_empty() {
                 return Err(IssueError::Corrupt("member certificates exist but the CA is missing".into()));
             }
-            let key = keys.key(plan.key_algorithm, "etcd-ca");
+            let key = fresh_key.ok_or_else(|| IssueError::Corrupt("no key was made for the CA".into()))?;
             let kp = key.to_rcgen();
             let params = ca_params(
-                &key,
+                key,
                 keys.serial("etcd-ca"),
                 now - BACKDATE_SECS,
                 now + plan.ca_validity_secs as i64,
