@@ -28,7 +28,7 @@ fn require_tools() {
     let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
     assert!(
         missing.is_empty() && root,
-        "the end-to-end test needs root and {missing:?}: run the README's test command (scripts/test), which installs them"
+        "the end-to-end test needs root and {missing:?}: run the README test command (bash scripts/test), which installs them"
     );
 }
 

@@ -111,7 +111,8 @@ fn refusals_leave_the_root_untouched() {
     let root = tmp.path().join("root");
     std::fs::create_dir(&root).unwrap();
     let before = snapshot(&root);
-    let cases: [(&str, fn(&Path)); 3] = [
+    type Spoil = fn(&Path);
+    let cases: [(&str, Spoil); 3] = [
         ("does not match SHA256SUMS", |b| {
             let p = b.join("rootfs/etc/kubernetes/manifests/etcd.yaml");
             let mut text = std::fs::read(&p).unwrap();

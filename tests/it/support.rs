@@ -48,7 +48,8 @@ pub struct Built {
 
 /// Builds a scenario from an empty state with seeded keys, once per test binary.
 pub fn built(scenario: &str) -> Arc<Built> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Arc<OnceLock<Arc<Built>>>>>> = OnceLock::new();
+    type Slot = Arc<OnceLock<Arc<Built>>>;
+    static CACHE: OnceLock<Mutex<HashMap<String, Slot>>> = OnceLock::new();
     let cell =
         CACHE.get_or_init(Default::default).lock().unwrap().entry(scenario.to_string()).or_default().clone();
     cell.get_or_init(|| {
