@@ -221,3 +221,31 @@ fn source_date_epoch_sets_the_tar_mtime() {
         .unwrap();
     assert_eq!(code(&o), 1);
 }
+
+#[test]
+fn plan_shows_decisions_before_and_after_a_build() {
+    let ws = workspace();
+    let d = ws.path();
+    let o = etcdpack(d, &["plan", "etcd.yaml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("etcd-ca new"), "{text}");
+    assert!(text.contains("member infra0 10.0.0.6, carries ca.key"), "{text}");
+    assert!(text.contains("  etcd-peer                new"), "{text}");
+    assert!(text.contains("  0600 rootfs/etc/kubernetes/manifests/etcd.yaml"), "{text}");
+    assert!(!d.join("etcd.state").exists(), "plan writes nothing");
+    assert_eq!(code(&etcdpack(d, &["build", "etcd.yaml"])), 0);
+    let moved = std::fs::read_to_string(d.join("etcd.yaml")).unwrap().replace("10.0.0.8", "10.0.0.18");
+    std::fs::write(d.join("etcd.yaml"), moved).unwrap();
+    let o = etcdpack(d, &["plan", "etcd.yaml", "--json"]);
+    assert_eq!(code(&o), 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let certs = v["certificates"].as_array().unwrap();
+    let reissued: Vec<String> = certs
+        .iter()
+        .filter(|c| c["action"] == "reissue")
+        .map(|c| format!("{}/{}", c["member"].as_str().unwrap(), c["leaf"].as_str().unwrap()))
+        .collect();
+    assert_eq!(reissued, ["infra2/etcd-server", "infra2/etcd-peer"]);
+    assert_eq!(v["plan"]["members"][2]["address"], "10.0.0.18");
+}
