@@ -258,16 +258,12 @@ pub fn issue(
                     ));
                 }
             }
-            update.create.push(NewFile {
-                path: state::leaf_path(&d.member, d.leaf, "key"),
-                bytes: issued.key_pem.clone().into_bytes(),
-                mode: 0o600,
-            });
-            update.create.push(NewFile {
-                path: state::leaf_path(&d.member, d.leaf, "crt"),
-                bytes: issued.cert_pem.clone().into_bytes(),
-                mode: 0o644,
-            });
+            update.store_pair(
+                &state::leaf_path(&d.member, d.leaf, "key"),
+                &issued.key_pem,
+                &state::leaf_path(&d.member, d.leaf, "crt"),
+                &issued.cert_pem,
+            );
             record
                 .issued
                 .entry(d.member.clone())
@@ -315,17 +311,9 @@ fn resolve_ca(
             }
             let key =
                 PrivateKey::from_pem(key).map_err(|e| IssueError::Corrupt(format!("existingCA key: {e}")))?;
-            update.create.push(NewFile {
-                path: state::CA_KEY.into(),
-                bytes: key.to_kubeadm_pem().into_bytes(),
-                mode: 0o600,
-            });
-            update.create.push(NewFile {
-                path: state::CA_CERT.into(),
-                bytes: cert.as_bytes().to_vec(),
-                mode: 0o644,
-            });
-            Ok(Issued { key_pem: key.to_kubeadm_pem(), ..given })
+            let key_pem = key.to_kubeadm_pem();
+            update.store_pair(state::CA_KEY, &key_pem, state::CA_CERT, cert);
+            Ok(Issued { key_pem, ..given })
         }
         (None, Some(cert), Some(key)) => read(cert, key, Action::Reuse),
         (None, Some(_), None) => Err(IssueError::Corrupt("ca.crt is present but ca.key is missing".into())),
@@ -347,16 +335,7 @@ fn resolve_ca(
                 .map_err(|e| IssueError::Crypto { what: "etcd-ca".into(), why: e.to_string() })?;
             let cert_pem = pem_encode("CERTIFICATE", cert.der());
             let key_pem = key.to_kubeadm_pem();
-            update.create.push(NewFile {
-                path: state::CA_KEY.into(),
-                bytes: key_pem.clone().into_bytes(),
-                mode: 0o600,
-            });
-            update.create.push(NewFile {
-                path: state::CA_CERT.into(),
-                bytes: cert_pem.clone().into_bytes(),
-                mode: 0o644,
-            });
+            update.store_pair(state::CA_KEY, &key_pem, state::CA_CERT, &cert_pem);
             let info = x509::parse_der(cert.der())
                 .map_err(|why| IssueError::Crypto { what: "etcd-ca".into(), why })?;
             Ok(Issued { cert_pem, key_pem, info, action: Action::New })

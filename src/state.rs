@@ -92,6 +92,16 @@ pub struct StateUpdate {
 }
 
 impl StateUpdate {
+    /// Queues a key (0600) and its certificate (0644), the key first, as kubeadm writes them.
+    pub fn store_pair(&mut self, key_path: &str, key_pem: &str, cert_path: &str, cert_pem: &str) {
+        self.create.push(NewFile { path: key_path.into(), bytes: key_pem.as_bytes().to_vec(), mode: 0o600 });
+        self.create.push(NewFile {
+            path: cert_path.into(),
+            bytes: cert_pem.as_bytes().to_vec(),
+            mode: 0o644,
+        });
+    }
+
     /// Whether nothing changes.
     pub fn is_empty(&self) -> bool {
         self.retire.is_empty() && self.create.is_empty() && self.record.is_none()

@@ -331,6 +331,36 @@ impl Walker {
         }
     }
 
+    /// An optional string field `section.key` that must satisfy `valid`; an invalid value is
+    /// reported as "`value` is not <what>" and clears `ok`.
+    #[allow(clippy::too_many_arguments)]
+    fn checked(
+        &mut self,
+        fields: &Fields<'_>,
+        section: &str,
+        key: &str,
+        valid: fn(&str) -> bool,
+        what: &str,
+        help: &str,
+        ok: &mut bool,
+    ) -> Option<String> {
+        let (_, node) = fields.get(key)?;
+        let path = join(section, key);
+        let value = self.string(&path, node);
+        match value {
+            Some(v) if valid(&v) => Some(v),
+            Some(v) => {
+                self.err(&path, node, format!("`{v}` is not {what}"), help);
+                *ok = false;
+                None
+            }
+            None => {
+                *ok = false;
+                None
+            }
+        }
+    }
+
     /// A scalar as text (numbers and booleans too, as extraArgs values are strings).
     fn scalar_text(&mut self, path: &str, node: &MarkedYamlOwned) -> Option<String> {
         match &node.data {
@@ -658,55 +688,36 @@ impl Walker {
             ],
         )?;
         let mut ok = true;
-        if let Some((_, n)) = f.get("imageRepository") {
-            match self.string("etcd.imageRepository", n) {
-                Some(s)
-                    if !s.is_empty()
-                        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-._:/".contains(c)) =>
-                {
-                    out.image_repository = Some(s.trim_end_matches('/').to_string())
-                }
-                Some(s) => {
-                    self.err(
-                        "etcd.imageRepository",
-                        n,
-                        format!("`{s}` is not an image repository"),
-                        "write a registry path such as registry.example.com/k8s",
-                    );
-                    ok = false
-                }
-                None => ok = false,
-            }
+        if let Some(v) = self.checked(
+            &f,
+            "etcd",
+            "imageRepository",
+            is_image_repository,
+            "an image repository",
+            "write a registry path such as registry.example.com/k8s",
+            &mut ok,
+        ) {
+            out.image_repository = Some(v.trim_end_matches('/').to_string());
         }
-        if let Some((_, n)) = f.get("imageTag") {
-            match self.string("etcd.imageTag", n) {
-                Some(s) if is_image_tag(&s) => out.image_tag = Some(s),
-                Some(s) => {
-                    self.err(
-                        "etcd.imageTag",
-                        n,
-                        format!("`{s}` is not a valid image tag"),
-                        "use letters, digits, '.', '_' and '-' (at most 128), for example 3.6.5-0",
-                    );
-                    ok = false
-                }
-                None => ok = false,
-            }
-        }
-        if let Some((_, n)) = f.get("dataDir") {
-            match self.string("etcd.dataDir", n) {
-                Some(s) if is_clean_abs_path(&s) => out.data_dir = Some(s.trim_end_matches('/').to_string()),
-                Some(s) => {
-                    self.err(
-                        "etcd.dataDir",
-                        n,
-                        format!("`{s}` is not a clean absolute path"),
-                        "write an absolute path without spaces, `..` or `//`, such as /var/lib/etcd",
-                    );
-                    ok = false
-                }
-                None => ok = false,
-            }
+        out.image_tag = self.checked(
+            &f,
+            "etcd",
+            "imageTag",
+            is_image_tag,
+            "a valid image tag",
+            "use letters, digits, '.', '_' and '-' (at most 128), for example 3.6.5-0",
+            &mut ok,
+        );
+        if let Some(v) = self.checked(
+            &f,
+            "etcd",
+            "dataDir",
+            is_clean_abs_path,
+            "a clean absolute path",
+            "write an absolute path without spaces, `..` or `//`, such as /var/lib/etcd",
+            &mut ok,
+        ) {
+            out.data_dir = Some(v.trim_end_matches('/').to_string());
         }
         for (key, slot) in [("clientPort", &mut out.client_port), ("peerPort", &mut out.peer_port)] {
             if let Some((_, n)) = f.get(key) {
@@ -859,52 +870,38 @@ impl Walker {
         let Some(node) = node else { return Some(out) };
         let f = self.mapping("kubelet", node, &["cgroupDriver", "containerRuntimeEndpoint", "path"])?;
         let mut ok = true;
-        if let Some((_, n)) = f.get("cgroupDriver") {
-            match self.string("kubelet.cgroupDriver", n) {
-                Some(s) if s == "systemd" || s == "cgroupfs" => out.cgroup_driver = s,
-                Some(s) => {
-                    self.err(
-                        "kubelet.cgroupDriver",
-                        n,
-                        format!("unknown cgroup driver `{s}`"),
-                        "use `systemd` or `cgroupfs`, matching the container runtime",
-                    );
-                    ok = false
-                }
-                None => ok = false,
-            }
+        if let Some(v) = self.checked(
+            &f,
+            "kubelet",
+            "cgroupDriver",
+            |s| s == "systemd" || s == "cgroupfs",
+            "a cgroup driver",
+            "use `systemd` or `cgroupfs`, matching the container runtime",
+            &mut ok,
+        ) {
+            out.cgroup_driver = v;
         }
-        if let Some((_, n)) = f.get("containerRuntimeEndpoint") {
-            match self.string("kubelet.containerRuntimeEndpoint", n) {
-                Some(s) if s.starts_with("unix:///") && !s.contains(char::is_whitespace) => {
-                    out.container_runtime_endpoint = s
-                }
-                Some(s) => {
-                    self.err(
-                        "kubelet.containerRuntimeEndpoint",
-                        n,
-                        format!("`{s}` is not a unix socket URL"),
-                        "write it like unix:///var/run/containerd/containerd.sock",
-                    );
-                    ok = false
-                }
-                None => ok = false,
-            }
+        if let Some(v) = self.checked(
+            &f,
+            "kubelet",
+            "containerRuntimeEndpoint",
+            |s| s.starts_with("unix:///") && !s.contains(char::is_whitespace),
+            "a unix socket URL",
+            "write it like unix:///var/run/containerd/containerd.sock",
+            &mut ok,
+        ) {
+            out.container_runtime_endpoint = v;
         }
-        if let Some((_, n)) = f.get("path") {
-            match self.string("kubelet.path", n) {
-                Some(s) if is_clean_abs_path(&s) => out.path = s,
-                Some(s) => {
-                    self.err(
-                        "kubelet.path",
-                        n,
-                        format!("`{s}` is not a clean absolute path"),
-                        "write the kubelet binary's absolute path, such as /usr/bin/kubelet",
-                    );
-                    ok = false
-                }
-                None => ok = false,
-            }
+        if let Some(v) = self.checked(
+            &f,
+            "kubelet",
+            "path",
+            is_clean_abs_path,
+            "a clean absolute path",
+            "write the kubelet binary's absolute path, such as /usr/bin/kubelet",
+            &mut ok,
+        ) {
+            out.path = v;
         }
         ok.then_some(out)
     }
@@ -1078,6 +1075,10 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
 
 fn is_wildcard_dns(s: &str) -> bool {
     s.strip_prefix("*.").is_some_and(is_dns1123_subdomain)
+}
+
+fn is_image_repository(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-._:/".contains(c))
 }
 
 fn is_image_tag(s: &str) -> bool {
