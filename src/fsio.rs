@@ -106,6 +106,12 @@ pub fn lock_state(dir: &Path) -> Result<File> {
     }
 }
 
+/// Removes a state folder that holds nothing but its lock file (after a failed first build).
+pub fn remove_if_unused(dir: &Path) {
+    let _ = fs::remove_file(dir.join(state::LOCK));
+    let _ = fs::remove_dir(dir);
+}
+
 fn mkdirs(dir: &Path, mode: u32) -> Result<()> {
     fs::DirBuilder::new()
         .recursive(true)

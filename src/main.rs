@@ -150,17 +150,35 @@ fn plan_cmd(path: &Path, state: Option<PathBuf>, json: bool) -> Result<()> {
 fn build(path: &Path, out: &Path, state: Option<PathBuf>, timings: bool) -> Result<()> {
     let start = Instant::now();
     let t = load(path)?;
-    let state_dir = state.unwrap_or_else(|| fsio::default_state_dir(path));
-    let _lock = fsio::lock_state(&state_dir)?;
-    let st = fsio::load_state(&state_dir)?;
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) => Some(v.trim().parse::<u64>().map_err(|_| Error::Usage(format!("SOURCE_DATE_EPOCH={v} is not a number of seconds\n  help: set it to a Unix time such as 1700000000, or unset it")))?),
         Err(_) => None,
     };
+    let state_dir = state.unwrap_or_else(|| fsio::default_state_dir(path));
+    let created = !state_dir.exists();
+    let lock = fsio::lock_state(&state_dir)?;
+    let result = build_locked(&t, out, &state_dir, source_date_epoch, start, timings);
+    drop(lock);
+    if result.is_err() && created {
+        // A build that failed on a new state folder leaves no empty folder behind.
+        fsio::remove_if_unused(&state_dir);
+    }
+    result
+}
+
+fn build_locked(
+    t: &topology::Topology,
+    out: &Path,
+    state_dir: &Path,
+    source_date_epoch: Option<u64>,
+    start: Instant,
+    timings: bool,
+) -> Result<()> {
+    let st = fsio::load_state(state_dir)?;
     let mut marks: Vec<(&'static str, Instant)> = vec![("load", Instant::now())];
     let env = etcdpack::BuildEnv { state: &st, now: now(), source_date_epoch, keys: &keys::OsKeys };
-    let b = etcdpack::build(&t, &env, &mut |name| marks.push((name, Instant::now())))?;
-    fsio::apply_state_update(&state_dir, &b.state_update)?;
+    let b = etcdpack::build(t, &env, &mut |name| marks.push((name, Instant::now())))?;
+    fsio::apply_state_update(state_dir, &b.state_update)?;
     fsio::write_dist(out, &b.dist)?;
     marks.push(("write", Instant::now()));
 

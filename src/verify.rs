@@ -80,6 +80,7 @@ pub fn verify(bundle: &[u8], signature: Option<&[u8]>, public_pem: &str, now: i6
     };
     r.pass("bundle archive is safe to unpack");
     check_sums(&mut r, &u);
+    check_layout(&mut r, &u);
     let meta = match u.files.get("bundle.json").map(|e| serde_json::from_slice::<BundleMeta>(&e.bytes)) {
         Some(Ok(m)) => m,
         Some(Err(e)) => {
@@ -137,6 +138,38 @@ fn check_sums(r: &mut Report, u: &Unpacked) {
         format!("{} files match SHA256SUMS", listed.len()),
         if bad.is_empty() { Ok(()) } else { Err(bad.join("; ")) },
     );
+}
+
+/// The files every member bundle holds (the guide's lists plus etcdpack's own).
+fn check_layout(r: &mut Report, u: &Unpacked) {
+    let mut required: Vec<String> = ["SHA256SUMS", "bundle.json", "install.sh", "kubeadmcfg.yaml"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    required.extend(
+        ["manifests/etcd.yaml", "pki/etcd/ca.crt"].iter().map(|p| format!("rootfs/etc/kubernetes/{p}")),
+    );
+    for f in ["kubelet.conf", "20-etcd-service-manager.conf"] {
+        required.push(format!("rootfs/etc/systemd/system/kubelet.service.d/{f}"));
+    }
+    for leaf in LEAVES {
+        for ext in ["crt", "key"] {
+            required.push(format!("rootfs/etc/kubernetes/pki/{}.{ext}", leaf.stem()));
+        }
+    }
+    let missing: Vec<&String> = required.iter().filter(|p| !u.files.contains_key(*p)).collect();
+    let unexpected: Vec<&String> = u
+        .files
+        .keys()
+        .filter(|p| !required.contains(p))
+        .filter(|p| *p != "rootfs/etc/kubernetes/pki/etcd/ca.key")
+        .filter(|p| !(p.starts_with("images/") && p.ends_with(".tar") && !p[7..].contains('/')))
+        .collect();
+    let what = "bundle holds a member's files and nothing else";
+    match (missing.is_empty(), unexpected.is_empty()) {
+        (true, true) => r.pass(what),
+        _ => r.fail(what, format!("missing {missing:?}, unexpected {unexpected:?}")),
+    }
 }
 
 fn pem_at<'a>(u: &'a Unpacked, path: &str) -> Option<&'a str> {

@@ -87,12 +87,24 @@ fn a_changed_file_with_the_old_sums_fails_the_digest_check() {
     let bytes = pack::pack(&FileSet { member: u.top.clone(), files }, 0);
     let sig = signer("guide-v1.34").sign(&bytes);
     let f = failures(&verify::verify(&bytes, Some(&sig), &public("guide-v1.34"), NOW));
-    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f.len(), 2, "{f:?}");
     assert!(
         f[0].contains("kubeadmcfg.yaml does not match its digest")
             && f[0].contains("extra.txt is not listed"),
         "{f:?}"
     );
+    assert!(f[1].contains("unexpected [\"extra.txt\"]"), "{f:?}");
+}
+
+#[test]
+fn a_bundle_missing_a_file_fails_even_when_summed_and_signed() {
+    let b = built("guide-v1.34");
+    let mut u = b.bundles["infra2"].clone();
+    u.files.remove("rootfs/etc/kubernetes/manifests/etcd.yaml");
+    let (bytes, sig) = repack("guide-v1.34", &u);
+    let f = failures(&verify::verify(&bytes, Some(&sig), &public("guide-v1.34"), NOW));
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(f[0].contains("missing [\"rootfs/etc/kubernetes/manifests/etcd.yaml\"]"), "{f:?}");
 }
 
 #[test]
