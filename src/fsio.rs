@@ -174,6 +174,13 @@ fn is_dist_file(name: &str) -> bool {
 /// Replaces `out` as a whole: everything is written to a sibling folder first, so a failed
 /// build leaves the previous `out` as it was.
 pub fn write_dist(out: &Path, files: &std::collections::BTreeMap<String, Vec<u8>>) -> Result<()> {
+    check_out(out)?;
+    write_dist_checked(out, files)
+}
+
+/// Refuses an output folder that holds anything etcdpack did not write (run before a build,
+/// so that a doomed build creates no keys).
+pub fn check_out(out: &Path) -> Result<()> {
     if out.exists() {
         for entry in fs::read_dir(out).map_err(|e| Error::io("cannot list", out, e))? {
             let entry = entry.map_err(|e| Error::io("cannot list", out, e))?;
@@ -183,6 +190,10 @@ pub fn write_dist(out: &Path, files: &std::collections::BTreeMap<String, Vec<u8>
             }
         }
     }
+    Ok(())
+}
+
+fn write_dist_checked(out: &Path, files: &std::collections::BTreeMap<String, Vec<u8>>) -> Result<()> {
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

@@ -154,6 +154,7 @@ fn build(path: &Path, out: &Path, state: Option<PathBuf>, timings: bool) -> Resu
         Ok(v) => Some(v.trim().parse::<u64>().map_err(|_| Error::Usage(format!("SOURCE_DATE_EPOCH={v} is not a number of seconds\n  help: set it to a Unix time such as 1700000000, or unset it")))?),
         Err(_) => None,
     };
+    fsio::check_out(out)?;
     let state_dir = state.unwrap_or_else(|| fsio::default_state_dir(path));
     let created = !state_dir.exists();
     let lock = fsio::lock_state(&state_dir)?;

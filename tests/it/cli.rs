@@ -186,6 +186,17 @@ fn dist_is_replaced_whole_or_not_at_all() {
 }
 
 #[test]
+fn a_doomed_build_creates_no_keys() {
+    let ws = workspace();
+    let d = ws.path();
+    std::fs::create_dir(d.join("dist")).unwrap();
+    std::fs::write(d.join("dist/report.pdf"), "x").unwrap();
+    let o = etcdpack(d, &["build", "etcd.yaml"]);
+    assert_eq!(code(&o), 1);
+    assert!(!d.join("etcd.state").exists(), "no state folder for a build that could not finish");
+}
+
+#[test]
 fn a_held_state_lock_stops_a_second_build() {
     let ws = workspace();
     let d = ws.path();
