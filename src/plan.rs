@@ -17,6 +17,10 @@ pub const PKI_DIR: &str = "/etc/kubernetes/pki";
 pub const MANIFEST_DIR: &str = "/etc/kubernetes/manifests";
 /// The kubelet drop-in folder of the guide.
 pub const DROPIN_DIR: &str = "/etc/systemd/system/kubelet.service.d";
+/// Where install.sh records what it installed (bundle.json, kubeadmcfg.yaml).
+pub const RECORD_DIR: &str = "/etc/etcdpack";
+/// Where install.sh keeps backups of the files it replaces.
+pub const BACKUP_DIR: &str = "/var/lib/etcdpack/backups";
 /// kubeadm's default etcd data dir.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/etcd";
 /// kubeadm's default image repository.
@@ -501,8 +505,13 @@ fn bundle_files(ca_key: bool, image: Option<&str>) -> Vec<PlannedFile> {
     let mut files = vec![
         f("install.sh".into(), None, 0o755, Content::Template(templates::INSTALL_SH)),
         f("SHA256SUMS".into(), None, 0o644, Content::Sums),
-        f("bundle.json".into(), None, 0o644, Content::BundleJson),
-        f("kubeadmcfg.yaml".into(), None, 0o644, Content::Template(templates::KUBEADMCFG)),
+        f("bundle.json".into(), Some(format!("{RECORD_DIR}/bundle.json")), 0o644, Content::BundleJson),
+        f(
+            "kubeadmcfg.yaml".into(),
+            Some(format!("{RECORD_DIR}/kubeadmcfg.yaml")),
+            0o644,
+            Content::Template(templates::KUBEADMCFG),
+        ),
     ];
     let mut add_root = |p: String, mode, content| {
         let (path, install) = root(&p);

@@ -113,6 +113,9 @@ fn context(plan: &Plan, m: &MemberPlan) -> serde_json::Value {
             })
         })
         .collect();
+    let probe_host =
+        if m.probe.host.contains(':') { format!("[{}]", m.probe.host) } else { m.probe.host.clone() };
+    let metrics_url = format!("{}://{probe_host}:{}", m.probe.scheme.to_ascii_lowercase(), m.probe.port);
     let non_default = |v: u64, d: u64| (!v1beta3 && v != d).then(|| go_duration(v));
     json!({
         "cluster": plan.cluster,
@@ -136,6 +139,12 @@ fn context(plan: &Plan, m: &MemberPlan) -> serde_json::Value {
         "cgroup_driver": plan.cgroup_driver,
         "container_runtime_endpoint": plan.container_runtime_endpoint,
         "kubelet_path": plan.kubelet_path,
+        "client_port": plan.client_port,
+        "metrics_url": metrics_url,
+        "peer_port": plan.peer_port,
+        "image_archive": plan.image_archive,
+        "record_dir": crate::plan::RECORD_DIR,
+        "backup_dir": crate::plan::BACKUP_DIR,
         "install_files": install_files,
         "member": m,
     })
@@ -211,6 +220,7 @@ fn bundle_json(plan: &Plan, m: &MemberPlan, pki: &Pki, files: &BTreeMap<String, 
         "kubernetesVersion": plan.kubernetes_version,
         "configApi": plan.behaviour.config_api.api_version(),
         "image": plan.image,
+        "caSha256": hex::encode(Sha256::digest(pki.ca.cert_pem.as_bytes())),
         "clientUrl": m.client_url,
         "peerUrl": m.peer_url,
         "dataDir": plan.data_dir,

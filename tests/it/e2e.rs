@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 /// Flags of etcd 3.6 manifests that Debian's etcd 3.4 does not know.
 const ETCD36_ONLY: [&str; 2] = ["--feature-gates=", "--watch-progress-notify-interval="];
 
-fn require_tools() {
+pub fn require_tools() {
     let missing: Vec<&str> = ["ip", "etcd", "etcdctl", "curl", "bash", "sha256sum"]
         .into_iter()
         .filter(|t| {
@@ -90,6 +90,14 @@ impl Lab {
             out.push(ns);
         }
         out
+    }
+
+    fn stop(&mut self) {
+        for p in &mut self.procs {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+        self.procs.clear();
     }
 
     fn spawn(&mut self, ns: &str, argv: &[String], log: &Path) {
@@ -320,6 +328,24 @@ fn cluster(tag: &str, topology: &str) {
         String::from_utf8_lossy(&o.stdout)
     );
     assert!(!String::from_utf8_lossy(&o.stdout).contains(tag));
+
+    // install.sh on the first member's host: its ports are held by its own etcd, which is
+    // allowed, and --wait finds it healthy on the metrics endpoint and the client URL.
+    let host = crate::host::Host::in_namespace(first.ns.clone(), false);
+    host.kubelet();
+    let bundle = w.join("unpacked").join(&first.name);
+    let o = host.install(&bundle, &["--no-restart", "--wait", "30"]);
+    let text = crate::host::out(&o);
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains(&format!("etcd member {} is healthy", first.name)), "{text}");
+    // Stopped, it is not: --wait gives up after its time, with exit code 3.
+    lab.stop();
+    let started = Instant::now();
+    let o = host.install(&bundle, &["--no-restart", "--wait", "3"]);
+    let text = crate::host::out(&o);
+    assert_eq!(o.status.code(), Some(3), "{text}");
+    assert!(text.contains("nothing to change") && text.contains("etcd is not healthy after 3s"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(30), "the wait is bounded");
 }
 
 #[test]

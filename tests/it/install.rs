@@ -77,10 +77,18 @@ fn root_install_lays_out_exactly_the_bundle_and_is_idempotent() {
             );
         }
     }
+    expected.insert(
+        "etc/etcdpack/bundle.json".into(),
+        (0o644, std::fs::read(bundle.join("bundle.json")).unwrap()),
+    );
     let tree = snapshot(&root);
-    let files: BTreeMap<String, (u32, Vec<u8>)> =
-        tree.iter().filter(|(p, _)| root.join(p).is_file()).map(|(p, v)| (p.clone(), v.clone())).collect();
-    assert_eq!(files, expected, "installed files, modes and bytes are bundle.json's");
+    let files: BTreeMap<String, (u32, Vec<u8>)> = tree
+        .iter()
+        .filter(|(p, _)| root.join(p).is_file() && !p.starts_with("var/lib/etcdpack/"))
+        .map(|(p, v)| (p.clone(), v.clone()))
+        .collect();
+    assert_eq!(tree["var/lib/etcdpack/backups"].0, 0o700);
+    assert_same(&files, &expected, "installed files, modes and bytes are bundle.json's");
     assert_eq!(tree["data/etcd"].0, 0o700, "data dir from the topology, mode 0700");
     assert_eq!(tree["etc/kubernetes/manifests"].0, 0o700);
     assert_eq!(tree["etc/kubernetes/pki/etcd"].0, 0o755);
@@ -88,7 +96,7 @@ fn root_install_lays_out_exactly_the_bundle_and_is_idempotent() {
     let o = install(&bundle, &["--root", root.to_str().unwrap()]);
     assert!(o.status.success());
     assert!(out(&o).contains("nothing to change"), "{}", out(&o));
-    assert_eq!(snapshot(&root), tree);
+    assert_same(&snapshot(&root), &tree, "second run");
 }
 
 #[test]
@@ -102,7 +110,7 @@ fn dry_run_changes_nothing() {
     assert!(o.status.success(), "{}", out(&o));
     assert!(out(&o).contains("would install /etc/kubernetes/pki/etcd/ca.key (mode 0600)"), "{}", out(&o));
     assert!(out(&o).contains("nothing changed"));
-    assert_eq!(snapshot(&root), before);
+    assert_same(&snapshot(&root), &before, "dry run");
 }
 
 #[test]
@@ -132,7 +140,7 @@ fn refusals_leave_the_root_untouched() {
         let o = install(&bundle, &["--root", root.to_str().unwrap()]);
         assert_eq!(o.status.code(), Some(1), "{}", out(&o));
         assert!(String::from_utf8_lossy(&o.stderr).contains(reason), "{}", out(&o));
-        assert_eq!(snapshot(&root), before, "case {i} changed the root");
+        assert_same(&snapshot(&root), &before, &format!("case {i}"));
     }
     let bundle = unpack_to("guide-v1.34", "infra2", &tmp.path().join("ok"));
     let o = install(&bundle, &["--bogus"]);
@@ -140,4 +148,292 @@ fn refusals_leave_the_root_untouched() {
     assert!(out(&o).contains("unknown option '--bogus'"));
     let o = install(&bundle, &["--help"]);
     assert!(o.status.success() && out(&o).contains("--dry-run"));
+}
+
+// ---- On a simulated host (network + mount namespaces, see `host`) ----
+
+use crate::host::{Host, out as host_out};
+
+type Tree = BTreeMap<String, (u32, u32, u32, Vec<u8>)>;
+
+/// Compares two trees and names only the paths that differ.
+fn assert_same<V: PartialEq>(got: &BTreeMap<String, V>, want: &BTreeMap<String, V>, ctx: &str) {
+    let keys: std::collections::BTreeSet<&String> = got.keys().chain(want.keys()).collect();
+    let diff: Vec<&String> = keys.into_iter().filter(|k| got.get(*k) != want.get(*k)).collect();
+    assert!(diff.is_empty(), "{ctx}: these paths differ: {diff:?}");
+}
+
+/// The host's changes, without install.sh's own backup folder.
+fn outside_backups(t: &Tree) -> Tree {
+    t.iter()
+        .filter(|(p, _)| !p.starts_with("/var/lib/etcdpack"))
+        .map(|(p, v)| (p.clone(), v.clone()))
+        .collect()
+}
+
+fn bundle_file(bundle: &Path, path: &str) -> Vec<u8> {
+    std::fs::read(bundle.join(path)).unwrap()
+}
+
+fn readable(path: &Path) {
+    let mut p = Some(path);
+    while let Some(dir) = p {
+        if dir == Path::new("/tmp") || dir.as_os_str().is_empty() {
+            break;
+        }
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+        p = dir.parent();
+    }
+}
+
+#[test]
+fn host_install_backs_up_records_restarts_and_is_idempotent() {
+    let host = Host::new("a", "10.0.0.6");
+    host.kubelet();
+    host.put("/etc/kubernetes/manifests/etcd.yaml", "old manifest\n", 0o644);
+    let before = host.changes();
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = unpack_to("guide-v1.34", "infra0", tmp.path());
+
+    let o = host.install(&bundle, &[]);
+    assert!(o.status.success(), "{}", host_out(&o));
+    let text = host_out(&o);
+    for step in [
+        "verified 16 files",
+        "preflight passed",
+        "installed /etc/kubernetes/pki/etcd/ca.key (mode 0600)",
+        "restarted the kubelet",
+        "done: 15 file(s) changed",
+    ] {
+        assert!(text.contains(step), "missing `{step}` in:\n{text}");
+    }
+    assert_eq!(host.log(), "systemctl daemon-reload\nsystemctl restart kubelet\n");
+    let t = host.changes();
+    assert_eq!(t["/etc/etcdpack/bundle.json"], (0o644, 0, 0, bundle_file(&bundle, "bundle.json")));
+    assert_eq!(t["/etc/etcdpack/kubeadmcfg.yaml"], (0o644, 0, 0, bundle_file(&bundle, "kubeadmcfg.yaml")));
+    assert_eq!(t["/etc/kubernetes/manifests/etcd.yaml"].0, 0o600);
+    assert_eq!(t["/var/lib/etcd"].0, 0o700);
+    let backups: Vec<&String> = t.keys().filter(|p| p.ends_with("/changes")).collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    let backup = backups[0].trim_end_matches("/changes").to_string();
+    assert_eq!(t[&backup].0, 0o700, "backups hold keys: root only");
+    let changes = String::from_utf8(t[backups[0]].3.clone()).unwrap();
+    assert!(changes.contains("replaced\t/etc/kubernetes/manifests/etcd.yaml\n"), "{changes}");
+    assert!(changes.contains("added\t/etc/kubernetes/pki/etcd/ca.key\n"), "{changes}");
+    assert_eq!(t[&format!("{backup}/files/etc/kubernetes/manifests/etcd.yaml")].3, b"old manifest\n");
+
+    // Second run: nothing changes and nothing restarts.
+    let o = host.install(&bundle, &[]);
+    assert!(o.status.success());
+    assert!(host_out(&o).contains("nothing to change"), "{}", host_out(&o));
+    assert_same(&host.changes(), &t, "second run");
+    assert_eq!(host.log().lines().count(), 2);
+
+    // Rollback: the host is as it was before the install, the old manifest byte for byte.
+    let o = host.install(&bundle, &["--rollback"]);
+    assert!(o.status.success(), "{}", host_out(&o));
+    assert_same(&outside_backups(&host.changes()), &outside_backups(&before), "after rollback");
+    assert!(host.log().ends_with("systemctl restart kubelet\n") && host.log().lines().count() == 4);
+    let o = host.install(&bundle, &["--rollback"]);
+    assert_eq!(o.status.code(), Some(1), "one backup, one rollback: {}", host_out(&o));
+    assert!(host_out(&o).contains("no backup to roll back to"));
+}
+
+#[test]
+fn rollback_restores_the_previous_install_byte_for_byte() {
+    let host = Host::new("b", "10.0.0.6");
+    host.kubelet();
+    let tmp = tempfile::tempdir().unwrap();
+    let first = unpack_to("guide-v1.34", "infra0", &tmp.path().join("a"));
+    let second = unpack_to("ecdsa-p384-v1.36", "infra0", &tmp.path().join("b"));
+    assert!(host.install(&first, &["--no-restart"]).status.success());
+    let after_first = outside_backups(&host.changes());
+    let o = host.install(&second, &["--no-restart"]);
+    assert!(o.status.success(), "{}", host_out(&o));
+    assert!(host_out(&o).contains("installed /etc/kubernetes/pki/etcd/server.key"));
+    assert_ne!(outside_backups(&host.changes()), after_first);
+    let o = host.install(&second, &["--rollback", "--no-restart"]);
+    assert!(o.status.success(), "{}", host_out(&o));
+    assert_same(
+        &outside_backups(&host.changes()),
+        &after_first,
+        "files, modes and owners of the first install",
+    );
+    assert_eq!(host.log(), "", "--no-restart restarts nothing");
+}
+
+#[test]
+fn a_failure_while_installing_restores_the_backup() {
+    let host = Host::new("c", "10.0.0.6");
+    host.kubelet();
+    host.put("/etc/kubernetes/pki/etcd/server.key", "old key\n", 0o600);
+    let before = host.changes();
+    // chown fails on one file, midway through the install.
+    host.fake("chown", "case \"$2\" in *peer.key*) echo 'chown: simulated failure' >&2; exit 1;; esac\nexec /bin/chown \"$@\"");
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = unpack_to("guide-v1.34", "infra0", tmp.path());
+    let o = host.install(&bundle, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", host_out(&o));
+    assert!(host_out(&o).contains("failed and was undone"), "{}", host_out(&o));
+    assert_same(&outside_backups(&host.changes()), &outside_backups(&before), "after a failed install");
+    assert_eq!(host.log(), "", "no restart after a failed install");
+}
+
+#[test]
+fn host_dry_run_changes_nothing() {
+    let host = Host::new("d", "10.0.0.6");
+    host.kubelet();
+    let before = host.changes();
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = unpack_to("guide-v1.34", "infra0", tmp.path());
+    let o = host.install(&bundle, &["--dry-run"]);
+    assert!(o.status.success(), "{}", host_out(&o));
+    assert!(host_out(&o).contains("would run: systemctl restart kubelet"), "{}", host_out(&o));
+    assert!(host_out(&o).contains("would install /etc/etcdpack/bundle.json"));
+    assert_same(&host.changes(), &before, "dry run");
+    assert_eq!(host.log(), "");
+}
+
+#[test]
+fn host_preflight_refusals_leave_the_host_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = unpack_to("guide-v1.34", "infra0", &tmp.path().join("b"));
+    let other = unpack_to("ecdsa-p384-v1.36", "infra1", &tmp.path().join("o"));
+    let sibling = unpack_to("guide-v1.34", "infra1", &tmp.path().join("s"));
+    readable(&bundle);
+    type Setup = Box<dyn Fn(&Host)>;
+    let cases: Vec<(&str, &str, Setup, Option<u32>)> = vec![
+        ("r1", "must run as root", Box::new(|h: &Host| h.kubelet()), Some(65534)),
+        ("r2", "10.0.0.6 is not on any local interface", Box::new(|h: &Host| h.kubelet()), None),
+        (
+            "r3",
+            "the kubelet binary /usr/bin/kubelet named in the drop-in is missing",
+            Box::new(|_: &Host| {}),
+            None,
+        ),
+        (
+            "r4",
+            "holds member infra1 of cluster p384 (another CA)",
+            Box::new(move |h: &Host| {
+                h.kubelet();
+                h.put("/var/lib/etcd/member/snap/db", "data", 0o600);
+                h.put(
+                    "/etc/etcdpack/bundle.json",
+                    &String::from_utf8(bundle_file(&other, "bundle.json")).unwrap(),
+                    0o644,
+                );
+            }),
+            None,
+        ),
+        (
+            "r5",
+            "holds member infra1 of prod-etcd, not infra0",
+            Box::new(move |h: &Host| {
+                h.kubelet();
+                h.put("/var/lib/etcd/member/snap/db", "data", 0o600);
+                h.put(
+                    "/etc/etcdpack/bundle.json",
+                    &String::from_utf8(bundle_file(&sibling, "bundle.json")).unwrap(),
+                    0o644,
+                );
+            }),
+            None,
+        ),
+        (
+            "r6",
+            "already holds an etcd member that etcdpack did not install",
+            Box::new(|h: &Host| {
+                h.kubelet();
+                h.put("/var/lib/etcd/member/wal/0.wal", "data", 0o600);
+            }),
+            None,
+        ),
+    ];
+    for (tag, reason, setup, user) in cases {
+        let address = if tag == "r2" { "10.0.0.99" } else { "10.0.0.6" };
+        let host = Host::new(tag, address);
+        setup(&host);
+        let before = host.changes();
+        let o = host.install_as(&bundle, &[], user);
+        assert_eq!(o.status.code(), Some(1), "{tag}: {}", host_out(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(reason), "{tag}: expected `{reason}` in:\n{err}");
+        assert_eq!(err.lines().count(), 1, "{tag}: a one-line reason: {err}");
+        assert_same(&host.changes(), &before, tag);
+        assert_eq!(host.log(), "", "{tag}");
+        if tag == "r2" {
+            let o = host.install(&bundle, &["--force", "--no-restart"]);
+            assert!(o.status.success(), "--force goes past the address check: {}", host_out(&o));
+        }
+    }
+}
+
+#[test]
+fn a_port_held_by_something_else_is_refused() {
+    let host = Host::new("p", "10.0.0.6");
+    host.kubelet();
+    let data = tempfile::tempdir().unwrap();
+    // Another etcd (a different member) holds the client port.
+    let mut intruder = Command::new("ip")
+        .args(["netns", "exec", &host.ns, "etcd", "--name", "intruder"])
+        .arg(format!("--data-dir={}", data.path().join("d").display()))
+        .args([
+            "--listen-client-urls=http://10.0.0.6:2379",
+            "--advertise-client-urls=http://10.0.0.6:2379",
+            "--listen-peer-urls=http://127.0.0.1:22380",
+            "--initial-advertise-peer-urls=http://127.0.0.1:22380",
+            "--initial-cluster=intruder=http://127.0.0.1:22380",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let listening = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let o = Command::new("ip")
+            .args(["netns", "exec", &host.ns, "ss", "-Hltn", "sport = :2379"])
+            .output()
+            .unwrap();
+        !o.stdout.is_empty()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = unpack_to("guide-v1.34", "infra0", tmp.path());
+    let before = host.changes();
+    let o = host.install(&bundle, &[]);
+    let _ = intruder.kill();
+    let _ = intruder.wait();
+    assert!(listening, "the intruder never listened");
+    assert_eq!(o.status.code(), Some(1), "{}", host_out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("port 2379 is taken by etcd (pid"),
+        "{}",
+        host_out(&o)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not by etcd member infra0"), "{}", host_out(&o));
+    assert_same(&host.changes(), &before, "port refusal");
+}
+
+#[test]
+fn the_image_archive_is_imported_once() {
+    let host = Host::new("i", "10.0.0.6");
+    host.kubelet();
+    host.fake(
+        "ctr",
+        "echo \"ctr $*\" >> \"$FAKE_LOG\"\n\
+         if [ \"$3 $4\" = 'images ls' ]; then [ -f \"$FAKE_LOG.imported\" ] && echo registry.airgap.example:5000/k8s/etcd:3.6.5-0; exit 0; fi\n\
+         if [ \"$3 $4\" = 'images import' ]; then [ -f \"$5\" ] && touch \"$FAKE_LOG.imported\"; fi",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = unpack_to("image-archive-v1.34", "infra0", tmp.path());
+    let o = host.install(&bundle, &["--no-restart"]);
+    assert!(o.status.success(), "{}", host_out(&o));
+    assert!(
+        host_out(&o).contains("imported registry.airgap.example:5000/k8s/etcd:3.6.5-0 with ctr"),
+        "{}",
+        host_out(&o)
+    );
+    assert!(host.log().contains("ctr -n k8s.io images import images/etcd-3.6.5-0.tar\n"), "{}", host.log());
+    let o = host.install(&bundle, &["--no-restart"]);
+    assert!(host_out(&o).contains("nothing to change"), "{}", host_out(&o));
+    assert_eq!(host.log().matches("images import").count(), 1);
 }

@@ -7,6 +7,7 @@ mod certs;
 mod cli;
 mod e2e;
 mod golden;
+mod host;
 mod install;
 mod snapshots;
 mod state;
