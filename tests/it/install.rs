@@ -175,6 +175,17 @@ fn bundle_file(bundle: &Path, path: &str) -> Vec<u8> {
     std::fs::read(bundle.join(path)).unwrap()
 }
 
+/// A host on which `bundle`'s member was installed and has run: its record and a data dir.
+fn installed_before(h: &Host, bundle: &Path) {
+    h.kubelet();
+    h.put("/var/lib/etcd/member/snap/db", "data", 0o600);
+    h.put(
+        "/etc/etcdpack/bundle.json",
+        &String::from_utf8(bundle_file(bundle, "bundle.json")).unwrap(),
+        0o644,
+    );
+}
+
 fn readable(path: &Path) {
     let mut p = Some(path);
     while let Some(dir) = p {
@@ -314,29 +325,13 @@ fn host_preflight_refusals_leave_the_host_untouched() {
         (
             "r4",
             "holds member infra1 of cluster p384 (another CA)",
-            Box::new(move |h: &Host| {
-                h.kubelet();
-                h.put("/var/lib/etcd/member/snap/db", "data", 0o600);
-                h.put(
-                    "/etc/etcdpack/bundle.json",
-                    &String::from_utf8(bundle_file(&other, "bundle.json")).unwrap(),
-                    0o644,
-                );
-            }),
+            Box::new(move |h: &Host| installed_before(h, &other)),
             None,
         ),
         (
             "r5",
             "holds member infra1 of prod-etcd, not infra0",
-            Box::new(move |h: &Host| {
-                h.kubelet();
-                h.put("/var/lib/etcd/member/snap/db", "data", 0o600);
-                h.put(
-                    "/etc/etcdpack/bundle.json",
-                    &String::from_utf8(bundle_file(&sibling, "bundle.json")).unwrap(),
-                    0o644,
-                );
-            }),
+            Box::new(move |h: &Host| installed_before(h, &sibling)),
             None,
         ),
         (
