@@ -432,3 +432,29 @@ fn the_image_archive_is_imported_once() {
     assert!(host_out(&o).contains("nothing to change"), "{}", host_out(&o));
     assert_eq!(host.log().matches("images import").count(), 1);
 }
+
+#[test]
+fn without_ctr_the_image_goes_through_nerdctl_or_is_refused() {
+    let on_machine = |t: &str| {
+        Command::new("sh").args(["-c", &format!("command -v {t}")]).output().unwrap().status.success()
+    };
+    assert!(
+        !on_machine("ctr") && !on_machine("nerdctl"),
+        "this test simulates hosts without ctr and nerdctl; the test machine must not have them"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = unpack_to("image-archive-v1.34", "infra0", tmp.path());
+    let host = Host::new("n", "10.0.0.6");
+    host.kubelet();
+    let before = host.changes();
+    let o = host.install(&bundle, &["--no-restart"]);
+    assert_eq!(o.status.code(), Some(1), "{}", host_out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no ctr or nerdctl to import images/etcd-3.6.5-0.tar")
+    );
+    assert_same(&host.changes(), &before, "no import tool");
+    host.fake("nerdctl", "echo \"nerdctl $*\" >> \"$FAKE_LOG\"; [ \"$3\" = load ] || exit 1");
+    let o = host.install(&bundle, &["--no-restart"]);
+    assert!(o.status.success(), "{}", host_out(&o));
+    assert!(host.log().contains("nerdctl -n k8s.io load -i images/etcd-3.6.5-0.tar\n"), "{}", host.log());
+}
