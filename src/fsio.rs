@@ -205,7 +205,9 @@ fn write_dist_checked(out: &Path, files: &std::collections::BTreeMap<String, Vec
     let result = (|| {
         mkdirs(&tmp, 0o755)?;
         for (name, bytes) in files {
-            write_atomic(&tmp.join(name), bytes, 0o644, false)?;
+            // Bundles hold private keys: readable by the building user only.
+            let mode = if name.ends_with(".tar.gz") { 0o600 } else { 0o644 };
+            write_atomic(&tmp.join(name), bytes, mode, false)?;
         }
         if out.exists() {
             fs::rename(out, &old).map_err(|e| Error::io("cannot move aside", out, e))?;

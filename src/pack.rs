@@ -31,7 +31,7 @@ pub fn pack(set: &FileSet, mtime: u64) -> Vec<u8> {
     entries.extend(set.files.iter().map(|(p, f)| (format!("{}/{p}", set.member), Some(f))));
     entries.sort_by(|a, b| a.0.cmp(&b.0));
 
-    let gz = GzBuilder::new().mtime(0).operating_system(255).write(Vec::new(), Compression::best());
+    let gz = GzBuilder::new().mtime(0).operating_system(255).write(Vec::new(), Compression::default());
     let mut tar = tar::Builder::new(gz);
     tar.mode(tar::HeaderMode::Deterministic);
     for (path, file) in entries {

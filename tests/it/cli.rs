@@ -111,6 +111,13 @@ fn build_twice_is_byte_identical_and_signatures_pass_openssl() {
     assert_eq!(one, read_dir_bytes(&d.join("dist")), "second build differs");
 
     let dist = d.join("dist");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |n: &str| std::fs::metadata(dist.join(n)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("infra0.tar.gz"), 0o600, "bundles hold private keys");
+    assert_eq!(
+        (mode("infra0.tar.gz.sig"), mode("signing-key.pub"), mode("plan.json")),
+        (0o644, 0o644, 0o644)
+    );
     for name in ["infra0.tar.gz", "infra1.tar.gz", "infra2.tar.gz", "SHA256SUMS"] {
         let o = Command::new("openssl")
             .args(["dgst", "-sha256", "-verify", "signing-key.pub", "-signature"])
