@@ -6,16 +6,14 @@
 //! critical basicConstraints, SKI on the CA only (SHA-1 of the key, as Go writes it), AKI on
 //! leaves, random serials below 2^63 and validity with the 5-minute backdate.
 
+use crate::extensions;
 use crate::keys::{KeyAlgorithm, KeySource, PrivateKey, pem_encode};
 use crate::plan::{CertProfile, Leaf, Plan};
 use crate::state::{self, NewFile, State, StateUpdate};
 use crate::versions::ValidityRule;
 use crate::x509::{self, CertInfo};
 use rayon::prelude::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, DnValue,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose, SanType,
-};
+use rcgen::{CertificateParams, DistinguishedName, DnType, DnValue, IsCa, Issuer};
 use serde::Serialize;
 use sha1::{Digest, Sha1};
 use std::collections::BTreeMap;
@@ -229,7 +227,13 @@ pub fn issue(
             }
             let label = leaf_label(&d.member, d.leaf);
             let key = &fresh[&label];
-            let params = leaf_params(profile, keys.serial(&label), not_before, not_after)?;
+            let params = leaf_params(
+                profile,
+                ca.info.subject_key_id.as_deref(),
+                keys.serial(&label),
+                not_before,
+                not_after,
+            )?;
             let kp = key.to_rcgen();
             let cert = params
                 .signed_by(&kp, &issuer)
@@ -378,53 +382,40 @@ fn ca_params(
 ) -> Result<CertificateParams, IssueError> {
     let mut p = CertificateParams::default();
     p.distinguished_name = subject("etcd-ca");
-    p.subject_alt_names = vec![SanType::DnsName("etcd-ca".try_into().expect("valid DNS name"))];
     p.serial_number = Some(serial.into());
     p.not_before = time_at(not_before)?;
     p.not_after = time_at(not_after)?;
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-        KeyUsagePurpose::KeyCertSign,
+    // Everything else is written by hand, in Go's order (see `extensions`).
+    p.is_ca = IsCa::NoCa;
+    p.custom_extensions = vec![
+        extensions::key_usage(true),
+        extensions::basic_constraints(true),
+        extensions::subject_key_id(&go_subject_key_id(key)),
     ];
-    p.key_identifier_method = KeyIdMethod::PreSpecified(go_subject_key_id(key));
+    p.custom_extensions.extend(extensions::subject_alt_name(&["etcd-ca".to_string()], &[]));
     Ok(p)
 }
 
 fn leaf_params(
     profile: &CertProfile,
+    ca_key_id: Option<&[u8]>,
     serial: u64,
     not_before: i64,
     not_after: i64,
 ) -> Result<CertificateParams, IssueError> {
     let mut p = CertificateParams::default();
     p.distinguished_name = subject(&profile.common_name);
-    let mut sans = Vec::new();
-    for d in &profile.dns_names {
-        let name = d.clone().try_into().map_err(|_| IssueError::Crypto {
-            what: profile.common_name.clone(),
-            why: format!("bad DNS SAN {d}"),
-        })?;
-        sans.push(SanType::DnsName(name));
-    }
-    sans.extend(profile.ip_addresses.iter().map(|ip| SanType::IpAddress(*ip)));
-    p.subject_alt_names = sans;
     p.serial_number = Some(serial.into());
     p.not_before = time_at(not_before)?;
     p.not_after = time_at(not_after)?;
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    p.extended_key_usages = if profile.server_auth {
-        vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth]
-    } else {
-        vec![ExtendedKeyUsagePurpose::ClientAuth]
-    };
-    // Go writes basicConstraints CA:FALSE (critical) on leaves and no SubjectKeyId; rcgen's
-    // ExplicitNoCa would add an SKI, so the extension is written by hand: an empty SEQUENCE.
+    // Go writes CA:FALSE and an AuthorityKeyId on leaves, and no SubjectKeyId.
     p.is_ca = IsCa::NoCa;
-    let mut bc = CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x00]);
-    bc.set_criticality(true);
-    p.custom_extensions = vec![bc];
-    p.use_authority_key_identifier_extension = true;
+    p.custom_extensions = vec![
+        extensions::key_usage(false),
+        extensions::ext_key_usage(profile.server_auth),
+        extensions::basic_constraints(false),
+    ];
+    p.custom_extensions.extend(ca_key_id.map(extensions::authority_key_id));
+    p.custom_extensions.extend(extensions::subject_alt_name(&profile.dns_names, &profile.ip_addresses));
     Ok(p)
 }

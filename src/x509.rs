@@ -28,6 +28,9 @@ pub struct CertInfo {
     pub not_before: i64,
     /// NotAfter, seconds since the epoch.
     pub not_after: i64,
+    /// SubjectKeyIdentifier, if the certificate has one.
+    #[serde(skip)]
+    pub subject_key_id: Option<Vec<u8>>,
     /// Subject public key info, DER.
     #[serde(skip)]
     pub spki_der: Vec<u8>,
@@ -55,6 +58,7 @@ pub fn parse_der(der: &[u8]) -> Result<CertInfo, String> {
     let mut dns_names = Vec::new();
     let mut ip_addresses = Vec::new();
     let mut is_ca = false;
+    let mut subject_key_id = None;
     for ext in cert.extensions() {
         match ext.parsed_extension() {
             ParsedExtension::SubjectAlternativeName(san) => {
@@ -71,6 +75,7 @@ pub fn parse_der(der: &[u8]) -> Result<CertInfo, String> {
                 }
             }
             ParsedExtension::BasicConstraints(bc) => is_ca = bc.ca,
+            ParsedExtension::SubjectKeyIdentifier(k) => subject_key_id = Some(k.0.to_vec()),
             _ => {}
         }
     }
@@ -92,6 +97,7 @@ pub fn parse_der(der: &[u8]) -> Result<CertInfo, String> {
         },
         not_before: cert.validity().not_before.timestamp(),
         not_after: cert.validity().not_after.timestamp(),
+        subject_key_id,
         spki_der: cert.public_key().raw.to_vec(),
         der: der.to_vec(),
     })

@@ -96,6 +96,27 @@ fn key_check(pem_text: &str, alg: KeyAlgorithm, spki: &[u8]) {
     assert_eq!(key.public_key_der(), spki, "key belongs to its certificate");
 }
 
+/// Extension OIDs and criticality, in the order the certificate holds them.
+fn order(c: &X509Certificate<'_>) -> Vec<(String, bool)> {
+    c.extensions().iter().map(|x| (x.oid.to_id_string(), x.critical)).collect()
+}
+
+fn go_order(names: &[&str]) -> Vec<(String, bool)> {
+    names
+        .iter()
+        .map(|n| match *n {
+            "ku" => ("2.5.29.15", true),
+            "eku" => ("2.5.29.37", false),
+            "bc" => ("2.5.29.19", true),
+            "ski" => ("2.5.29.14", false),
+            "aki" => ("2.5.29.35", false),
+            "san" => ("2.5.29.17", false),
+            other => panic!("{other}"),
+        })
+        .map(|(o, c)| (o.to_string(), c))
+        .collect()
+}
+
 const DIGITAL_SIGNATURE: u16 = 1;
 const KEY_ENCIPHERMENT: u16 = 1 << 2;
 const KEY_CERT_SIGN: u16 = 1 << 5;
@@ -133,6 +154,7 @@ fn every_certificate_matches_its_kubeadm_profile() {
                 "{ctx}"
             );
             assert_eq!(ca_ext.bc, Some((true, true, None)), "{ctx}");
+            assert_eq!(order(&ca), go_order(&["ku", "bc", "ski", "san"]), "{ctx}: Go's extension order");
             assert!(ca_ext.eku.is_none() && ca_ext.aki.is_none(), "{ctx}");
             assert_eq!(
                 ca_ski,
@@ -172,6 +194,14 @@ fn every_certificate_matches_its_kubeadm_profile() {
                 assert_eq!(c.signature_algorithm.algorithm.to_id_string(), sig_oid(ca_alg), "{ctx}");
                 assert_eq!(e.ku, Some((true, DIGITAL_SIGNATURE | KEY_ENCIPHERMENT)), "{ctx}");
                 assert_eq!(e.bc, Some((true, false, None)), "{ctx}: critical CA:FALSE");
+                let serving_order =
+                    matches!(req.leaf, etcdpack::plan::Leaf::EtcdServer | etcdpack::plan::Leaf::EtcdPeer);
+                let want = if serving_order {
+                    &["ku", "eku", "bc", "aki", "san"][..]
+                } else {
+                    &["ku", "eku", "bc", "aki"][..]
+                };
+                assert_eq!(order(&c), go_order(want), "{ctx}: Go's extension order");
                 assert_eq!(e.ski, None, "{ctx}: Go writes no SKI on leaves");
                 assert_eq!(e.aki.as_deref(), Some(ca_ski.as_slice()), "{ctx}: AKI is the CA's SKI");
                 let serving =
