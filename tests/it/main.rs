@@ -11,5 +11,6 @@ mod host;
 mod install;
 mod snapshots;
 mod state;
+mod tidy;
 mod validation;
 mod verify;

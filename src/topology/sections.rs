@@ -1,461 +1,18 @@
-//! The topology file: the one input of etcdpack, parsed and validated with every problem located.
-//!
-//! `parse` walks the YAML tree (with line and column of every node) into a [`Topology`],
-//! collecting all problems into [`Diagnostics`] instead of stopping at the first. Files the
-//! topology names (`existingCA`, `imageArchive`) are read through a [`FileSource`] that the
-//! shell supplies, so this module does no I/O of its own.
+//! The rules of each section of the topology file: what each key may hold, its default, and
+//! the checks across keys (ports, versions and algorithms, members' names and addresses).
 
-use crate::diag::{Diagnostics, Severity};
-use crate::keys::{ALGORITHMS, KeyAlgorithm, PrivateKey};
-use crate::versions::{self, KubeVersion, Release};
-use saphyr::{LoadableYamlNode, MarkedYamlOwned, ScalarOwned, YamlDataOwned};
-use serde::Serialize;
-use std::collections::BTreeMap;
-use std::net::IpAddr;
-use std::sync::Arc;
-
-/// Reads files named in the topology, relative to the topology's folder.
-pub trait FileSource {
-    /// The bytes of `path`, or a reason it cannot be read.
-    fn read(&self, path: &str) -> Result<Vec<u8>, String>;
-}
-
-/// A map of file contents, for tests and for callers that already hold the files.
-impl FileSource for BTreeMap<String, Vec<u8>> {
-    fn read(&self, path: &str) -> Result<Vec<u8>, String> {
-        self.get(path).cloned().ok_or_else(|| "no such file".to_string())
-    }
-}
-
-/// A validated topology.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Topology {
-    /// Cluster name.
-    pub cluster: String,
-    /// Target Kubernetes (and kubeadm) version.
-    pub kubernetes_version: KubeVersion,
-    /// The version table's row for it.
-    #[serde(skip)]
-    pub release: &'static Release,
-    /// PKI settings.
-    pub pki: PkiSettings,
-    /// etcd settings.
-    pub etcd: EtcdSettings,
-    /// kubelet settings.
-    pub kubelet: KubeletSettings,
-    /// Members, in file order; the first one holds the CA key.
-    pub members: Vec<Member>,
-}
-
-/// `pki:` section.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PkiSettings {
-    /// Algorithm of every key etcdpack creates.
-    pub key_algorithm: KeyAlgorithm,
-    /// CA validity in seconds.
-    pub ca_validity_secs: u64,
-    /// Leaf validity in seconds.
-    pub cert_validity_secs: u64,
-    /// Whether the first member's bundle carries `ca.key`.
-    pub ca_key_on_first_member: bool,
-    /// A CA brought by the user.
-    pub existing_ca: Option<ExistingCa>,
-}
-
-/// `pki.existingCA`, with the files read.
-#[derive(Clone, Debug, Serialize)]
-pub struct ExistingCa {
-    /// Certificate path as written.
-    pub cert: String,
-    /// Key path as written.
-    pub key: String,
-    /// Certificate PEM.
-    #[serde(skip)]
-    pub cert_pem: String,
-    /// Key PEM.
-    #[serde(skip)]
-    pub key_pem: String,
-}
-
-/// One `--name=value` argument as kubeadm's `extraArgs` holds it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct Arg {
-    /// Flag name without dashes.
-    pub name: String,
-    /// Value (may be empty).
-    pub value: String,
-}
-
-/// `etcd:` section.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EtcdSettings {
-    /// Image repository, when set (else kubeadm's default).
-    pub image_repository: Option<String>,
-    /// Image tag, when pinned (else the version table's).
-    pub image_tag: Option<String>,
-    /// Data directory, when set (else `/var/lib/etcd`).
-    pub data_dir: Option<String>,
-    /// Client port.
-    pub client_port: u16,
-    /// Peer port.
-    pub peer_port: u16,
-    /// User extraArgs, in file order.
-    pub extra_args: Vec<Arg>,
-    /// Image archive shipped in every bundle.
-    pub image_archive: Option<ImageArchive>,
-}
-
-/// An image archive, read once and shared by every bundle.
-#[derive(Clone, Debug, Serialize)]
-pub struct ImageArchive {
-    /// Path as written in the topology.
-    pub path: String,
-    /// File name inside the bundle's `images/`.
-    pub file_name: String,
-    /// Contents.
-    #[serde(skip)]
-    pub bytes: Arc<Vec<u8>>,
-}
-
-/// `kubelet:` section.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct KubeletSettings {
-    /// `systemd` or `cgroupfs`.
-    pub cgroup_driver: String,
-    /// CRI endpoint.
-    pub container_runtime_endpoint: String,
-    /// Path of the kubelet binary.
-    pub path: String,
-}
-
-/// One etcd member.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Member {
-    /// Member and node name.
-    pub name: String,
-    /// Advertise address.
-    pub address: IpAddr,
-    /// Extra SANs for server and peer certs, as written.
-    pub cert_sans: Vec<String>,
-}
-
-/// Default CA validity: 87600h.
-pub const DEFAULT_CA_VALIDITY: u64 = 87600 * 3600;
-/// Default leaf validity: 8760h.
-pub const DEFAULT_CERT_VALIDITY: u64 = 8760 * 3600;
-
-/// Parses and validates a topology. Returns the topology when there is no error; the
-/// diagnostics always (they may hold warnings).
-pub fn parse(file: &str, text: &str, files: &dyn FileSource) -> (Option<Topology>, Diagnostics) {
-    let mut w = Walker { d: Diagnostics::new(file), key_pos: BTreeMap::new() };
-    let topology = match MarkedYamlOwned::load_from_str(text) {
-        Err(e) => {
-            let m = e.marker();
-            w.d.push(
-                Severity::Error,
-                "",
-                Some((m.line(), m.col() + 1)),
-                format!("not valid YAML: {}", e.info()),
-                "fix the YAML syntax at this place",
-            );
-            None
-        }
-        Ok(docs) if docs.is_empty() => {
-            w.d.push(
-                Severity::Error,
-                "",
-                None,
-                "the file is empty",
-                "write a topology; `etcdpack init` prints a commented example",
-            );
-            None
-        }
-        Ok(docs) => {
-            if docs.len() > 1 {
-                w.d.push(
-                    Severity::Error,
-                    "",
-                    Some(pos(&docs[1])),
-                    "more than one YAML document",
-                    "keep one topology per file",
-                );
-            }
-            w.topology(&docs[0], files)
-        }
-    };
-    w.d.sort();
-    let ok = !w.d.has_errors();
-    (topology.filter(|_| ok), w.d)
-}
-
-/// Where a node starts. The YAML parser gives block collections no position of their own,
-/// so a collection is placed at its first child.
-fn pos_of(node: &MarkedYamlOwned) -> Option<(usize, usize)> {
-    if node.span.start.line() > 0 {
-        return Some((node.span.start.line(), node.span.start.col() + 1));
-    }
-    match &node.data {
-        YamlDataOwned::Mapping(map) => map.keys().next().and_then(pos_of),
-        YamlDataOwned::Sequence(items) => items.first().and_then(pos_of),
-        _ => None,
-    }
-}
-
-fn pos(node: &MarkedYamlOwned) -> (usize, usize) {
-    pos_of(node).unwrap_or((1, 1))
-}
-
-fn kind(node: &MarkedYamlOwned) -> &'static str {
-    match &node.data {
-        YamlDataOwned::Value(ScalarOwned::Null) => "null",
-        YamlDataOwned::Value(ScalarOwned::Boolean(_)) => "a boolean",
-        YamlDataOwned::Value(ScalarOwned::Integer(_)) => "a number",
-        YamlDataOwned::Value(ScalarOwned::FloatingPoint(_)) => "a number",
-        YamlDataOwned::Value(ScalarOwned::String(_)) => "a string",
-        YamlDataOwned::Sequence(_) => "a list",
-        YamlDataOwned::Mapping(_) => "a mapping",
-        _ => "an unsupported YAML node",
-    }
-}
-
-struct Walker {
-    d: Diagnostics,
-    /// Position of the key that introduced each path, for nodes without a position.
-    key_pos: BTreeMap<String, (usize, usize)>,
-}
-
-type Fields<'a> = BTreeMap<String, (&'a MarkedYamlOwned, &'a MarkedYamlOwned)>;
+use super::syntax::{
+    is_clean_abs_path, is_dns1123_subdomain, is_image_repository, is_image_tag, is_safe_file_name,
+    is_wildcard_dns,
+};
+use super::walker::{Fields, Walker, join, kind};
+use super::*;
+use crate::keys::{ALGORITHMS, PrivateKey};
+use crate::versions;
+use saphyr::{MarkedYamlOwned, YamlDataOwned};
 
 impl Walker {
-    fn err(&mut self, path: &str, node: &MarkedYamlOwned, msg: impl Into<String>, help: impl Into<String>) {
-        let at = self.locate(path, node);
-        self.d.push(Severity::Error, path, Some(at), msg, help);
-    }
-
-    /// The node's own position, else that of the key that introduced it (or an ancestor's).
-    fn locate(&self, path: &str, node: &MarkedYamlOwned) -> (usize, usize) {
-        if let Some(p) = pos_of(node) {
-            return p;
-        }
-        let mut p = path;
-        loop {
-            if let Some(at) = self.key_pos.get(p) {
-                return *at;
-            }
-            match p.rfind(['.', '[']) {
-                Some(i) => p = &p[..i],
-                None => return (1, 1),
-            }
-        }
-    }
-
-    fn warn(&mut self, path: &str, node: &MarkedYamlOwned, msg: impl Into<String>, help: impl Into<String>) {
-        let at = self.locate(path, node);
-        self.d.push(Severity::Warning, path, Some(at), msg, help);
-    }
-
-    /// A mapping's fields, reporting unknown keys (with a suggestion) and a wrong node kind.
-    fn mapping<'a>(&mut self, path: &str, node: &'a MarkedYamlOwned, allowed: &[&str]) -> Option<Fields<'a>> {
-        let YamlDataOwned::Mapping(map) = &node.data else {
-            let shown = if path.is_empty() { "the document" } else { path };
-            self.err(
-                path,
-                node,
-                format!("expected a mapping, found {}", kind(node)),
-                format!("write {shown} as `key: value` lines"),
-            );
-            return None;
-        };
-        let mut out = BTreeMap::new();
-        for (k, v) in map {
-            let YamlDataOwned::Value(ScalarOwned::String(key)) = &k.data else {
-                self.err(
-                    path,
-                    k,
-                    format!("keys must be strings, found {}", kind(k)),
-                    "quote the key or rename it",
-                );
-                continue;
-            };
-            let child = join(path, key);
-            if let Some(at) = pos_of(k) {
-                self.key_pos.insert(child.clone(), at);
-            }
-            if !allowed.contains(&key.as_str()) {
-                let help = match closest(key, allowed) {
-                    Some(s) => format!("did you mean `{s}`? known keys here: {}", allowed.join(", ")),
-                    None => format!("remove it; known keys here: {}", allowed.join(", ")),
-                };
-                self.err(&child, k, format!("unknown key `{key}`"), help);
-                continue;
-            }
-            out.insert(key.clone(), (k, v));
-        }
-        Some(out)
-    }
-
-    fn required<'a>(
-        &mut self,
-        path: &str,
-        parent: &MarkedYamlOwned,
-        fields: &Fields<'a>,
-        key: &str,
-        example: &str,
-    ) -> Option<&'a MarkedYamlOwned> {
-        match fields.get(key) {
-            Some((_, v)) => Some(v),
-            None => {
-                self.err(
-                    &join(path, key),
-                    parent,
-                    format!("missing required key `{key}`"),
-                    format!("add `{key}: {example}`"),
-                );
-                None
-            }
-        }
-    }
-
-    fn string(&mut self, path: &str, node: &MarkedYamlOwned) -> Option<String> {
-        match &node.data {
-            YamlDataOwned::Value(ScalarOwned::String(s)) => Some(s.clone()),
-            _ => {
-                self.err(path, node, format!("expected a string, found {}", kind(node)), "quote the value");
-                None
-            }
-        }
-    }
-
-    /// An optional string field `section.key` that must satisfy `valid`; an invalid value is
-    /// reported as "`value` is not <what>" and clears `ok`.
-    #[allow(clippy::too_many_arguments)]
-    fn checked(
-        &mut self,
-        fields: &Fields<'_>,
-        section: &str,
-        key: &str,
-        valid: fn(&str) -> bool,
-        what: &str,
-        help: &str,
-        ok: &mut bool,
-    ) -> Option<String> {
-        let (_, node) = fields.get(key)?;
-        let path = join(section, key);
-        let value = self.string(&path, node);
-        match value {
-            Some(v) if valid(&v) => Some(v),
-            Some(v) => {
-                self.err(&path, node, format!("`{v}` is not {what}"), help);
-                *ok = false;
-                None
-            }
-            None => {
-                *ok = false;
-                None
-            }
-        }
-    }
-
-    /// A scalar as text (numbers and booleans too, as extraArgs values are strings).
-    fn scalar_text(&mut self, path: &str, node: &MarkedYamlOwned) -> Option<String> {
-        match &node.data {
-            YamlDataOwned::Value(ScalarOwned::String(s)) => Some(s.clone()),
-            YamlDataOwned::Value(ScalarOwned::Integer(i)) => Some(i.to_string()),
-            YamlDataOwned::Value(ScalarOwned::Boolean(b)) => Some(b.to_string()),
-            YamlDataOwned::Value(ScalarOwned::FloatingPoint(f)) => Some(f.to_string()),
-            YamlDataOwned::Value(ScalarOwned::Null) => Some(String::new()),
-            _ => {
-                self.err(
-                    path,
-                    node,
-                    format!("expected a value, found {}", kind(node)),
-                    "write a single value",
-                );
-                None
-            }
-        }
-    }
-
-    fn boolean(&mut self, path: &str, node: &MarkedYamlOwned) -> Option<bool> {
-        match &node.data {
-            YamlDataOwned::Value(ScalarOwned::Boolean(b)) => Some(*b),
-            _ => {
-                self.err(
-                    path,
-                    node,
-                    format!("expected true or false, found {}", kind(node)),
-                    "write `true` or `false`",
-                );
-                None
-            }
-        }
-    }
-
-    fn port(&mut self, path: &str, node: &MarkedYamlOwned) -> Option<u16> {
-        match &node.data {
-            YamlDataOwned::Value(ScalarOwned::Integer(i)) if (1..=65535).contains(i) => Some(*i as u16),
-            YamlDataOwned::Value(ScalarOwned::Integer(i)) => {
-                self.err(path, node, format!("port {i} is out of range"), "use a port from 1 to 65535");
-                None
-            }
-            _ => {
-                self.err(
-                    path,
-                    node,
-                    format!("expected a port number, found {}", kind(node)),
-                    "write a number from 1 to 65535",
-                );
-                None
-            }
-        }
-    }
-
-    fn list<'a>(&mut self, path: &str, node: &'a MarkedYamlOwned) -> Option<&'a [MarkedYamlOwned]> {
-        match &node.data {
-            YamlDataOwned::Sequence(items) => Some(items),
-            _ => {
-                self.err(
-                    path,
-                    node,
-                    format!("expected a list, found {}", kind(node)),
-                    "write one `- item` per line",
-                );
-                None
-            }
-        }
-    }
-
-    fn duration(&mut self, path: &str, node: &MarkedYamlOwned) -> Option<u64> {
-        let text = self.string(path, node)?;
-        match parse_duration(&text) {
-            Some(0) => {
-                self.err(
-                    path,
-                    node,
-                    format!("duration `{text}` is not positive"),
-                    "use a positive duration such as 8760h",
-                );
-                None
-            }
-            Some(s) => Some(s),
-            None => {
-                self.err(
-                    path,
-                    node,
-                    format!("`{text}` is not a duration"),
-                    "write a duration such as 8760h, 90m, 365d or 10y",
-                );
-                None
-            }
-        }
-    }
-
-    fn topology(&mut self, root: &MarkedYamlOwned, files: &dyn FileSource) -> Option<Topology> {
+    pub(super) fn topology(&mut self, root: &MarkedYamlOwned, files: &dyn FileSource) -> Option<Topology> {
         let f =
             self.mapping("", root, &["cluster", "kubernetesVersion", "pki", "etcd", "kubelet", "members"])?;
         let cluster = self.required("", root, &f, "cluster", "prod-etcd").and_then(|n| {
@@ -492,7 +49,7 @@ impl Walker {
         Some(Topology { cluster, kubernetes_version, release, pki, etcd, kubelet, members })
     }
 
-    fn pki(
+    pub(super) fn pki(
         &mut self,
         node: Option<&MarkedYamlOwned>,
         release: Option<&'static Release>,
@@ -584,7 +141,11 @@ impl Walker {
         ok.then_some(out)
     }
 
-    fn existing_ca(&mut self, node: &MarkedYamlOwned, files: &dyn FileSource) -> Option<ExistingCa> {
+    pub(super) fn existing_ca(
+        &mut self,
+        node: &MarkedYamlOwned,
+        files: &dyn FileSource,
+    ) -> Option<ExistingCa> {
         let f = self.mapping("pki.existingCA", node, &["cert", "key"])?;
         let cert_path = self
             .required("pki.existingCA", node, &f, "cert", "ca.crt")
@@ -658,7 +219,7 @@ impl Walker {
         Some(ExistingCa { cert: cert_path, key: key_path, cert_pem, key_pem })
     }
 
-    fn etcd(
+    pub(super) fn etcd(
         &mut self,
         node: Option<&MarkedYamlOwned>,
         release: Option<&'static Release>,
@@ -786,7 +347,11 @@ impl Walker {
         ok.then_some(out)
     }
 
-    fn extra_args(&mut self, node: &MarkedYamlOwned, release: Option<&'static Release>) -> Option<Vec<Arg>> {
+    pub(super) fn extra_args(
+        &mut self,
+        node: &MarkedYamlOwned,
+        release: Option<&'static Release>,
+    ) -> Option<Vec<Arg>> {
         let mut args: Vec<(Arg, &MarkedYamlOwned)> = Vec::new();
         let mut ok = true;
         match &node.data {
@@ -861,7 +426,7 @@ impl Walker {
         ok.then(|| args.into_iter().map(|(a, _)| a).collect())
     }
 
-    fn kubelet(&mut self, node: Option<&MarkedYamlOwned>) -> Option<KubeletSettings> {
+    pub(super) fn kubelet(&mut self, node: Option<&MarkedYamlOwned>) -> Option<KubeletSettings> {
         let mut out = KubeletSettings {
             cgroup_driver: "systemd".into(),
             container_runtime_endpoint: "unix:///var/run/containerd/containerd.sock".into(),
@@ -906,7 +471,7 @@ impl Walker {
         ok.then_some(out)
     }
 
-    fn members(&mut self, root: &MarkedYamlOwned, f: &Fields<'_>) -> Option<Vec<Member>> {
+    pub(super) fn members(&mut self, root: &MarkedYamlOwned, f: &Fields<'_>) -> Option<Vec<Member>> {
         let node = self.required("", root, f, "members", "[{ name: infra0, address: 10.0.0.6 }]")?;
         let items = self.list("members", node)?;
         if items.is_empty() {
@@ -1003,130 +568,5 @@ impl Walker {
             );
         }
         ok.then_some(out)
-    }
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
-}
-
-fn closest<'a>(word: &str, options: &[&'a str]) -> Option<&'a str> {
-    let lower = word.to_ascii_lowercase();
-    options
-        .iter()
-        .map(|o| (edit_distance(&lower, &o.to_ascii_lowercase()), *o))
-        .filter(|(d, o)| *d <= 2.max(o.len() / 4))
-        .min()
-        .map(|(_, o)| o)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-/// Parses kubeadm-style durations (`87600h`, `1h30m`, `90s`) plus `d` and `y` (365d).
-pub fn parse_duration(text: &str) -> Option<u64> {
-    let mut total: u64 = 0;
-    let mut digits = String::new();
-    let mut any = false;
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            'y' => 365 * 86400,
-            _ => return None,
-        };
-        let n: u64 = digits.parse().ok()?;
-        total = total.checked_add(n.checked_mul(unit)?)?;
-        digits.clear();
-        any = true;
-    }
-    (any && digits.is_empty()).then_some(total)
-}
-
-/// RFC 1123 subdomain as Kubernetes validates it.
-pub fn is_dns1123_subdomain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
-
-fn is_wildcard_dns(s: &str) -> bool {
-    s.strip_prefix("*.").is_some_and(is_dns1123_subdomain)
-}
-
-fn is_image_repository(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-._:/".contains(c))
-}
-
-fn is_image_tag(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        && !s.starts_with(['.', '-'])
-}
-
-fn is_clean_abs_path(s: &str) -> bool {
-    s.starts_with('/')
-        && s.len() > 1
-        && !s.contains("//")
-        && !s.split('/').any(|c| c == ".." || c == ".")
-        && s.chars().all(|c| c.is_ascii_graphic() && !"\"'\\$`;&|<>*?#{}".contains(c))
-}
-
-fn is_safe_file_name(s: &str) -> bool {
-    !s.is_empty() && !s.starts_with('.') && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("87600h"), Some(87600 * 3600));
-        assert_eq!(parse_duration("1h30m"), Some(5400));
-        assert_eq!(parse_duration("10y"), Some(3650 * 86400));
-        assert_eq!(parse_duration("365d"), Some(365 * 86400));
-        assert_eq!(parse_duration("0s"), Some(0));
-        assert_eq!(parse_duration("12"), None);
-        assert_eq!(parse_duration("h"), None);
-        assert_eq!(parse_duration("-1h"), None);
-        assert_eq!(parse_duration("1.5h"), None);
-    }
-
-    #[test]
-    fn names() {
-        assert!(is_dns1123_subdomain("infra0"));
-        assert!(is_dns1123_subdomain("etcd-0.corp.example"));
-        assert!(!is_dns1123_subdomain("Infra0"));
-        assert!(!is_dns1123_subdomain("-a"));
-        assert!(!is_dns1123_subdomain("a..b"));
-        assert!(!is_dns1123_subdomain(&"a".repeat(64)));
-        assert!(is_wildcard_dns("*.etcd.example"));
-        assert_eq!(closest("adress", &["name", "address", "certSANs"]), Some("address"));
-        assert_eq!(closest("zzzzzz", &["name", "address"]), None);
     }
 }

@@ -1,0 +1,202 @@
+//! The topology file: the one input of etcdpack, parsed and validated with every problem located.
+//!
+//! `parse` walks the YAML tree (with line and column of every node) into a [`Topology`],
+//! collecting all problems into [`Diagnostics`] instead of stopping at the first. Files the
+//! topology names (`existingCA`, `imageArchive`) are read through a [`FileSource`] that the
+//! shell supplies, so this module does no I/O of its own. `walker` holds the YAML-with-positions
+//! machinery, `sections` the rules of each section, `syntax` the value formats.
+
+mod sections;
+mod syntax;
+mod walker;
+
+pub use syntax::{is_dns1123_subdomain, parse_duration};
+
+use crate::diag::{Diagnostics, Severity};
+use crate::keys::KeyAlgorithm;
+use crate::versions::{KubeVersion, Release};
+use saphyr::{LoadableYamlNode, MarkedYamlOwned};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use walker::{Walker, pos};
+
+/// Reads files named in the topology, relative to the topology's folder.
+pub trait FileSource {
+    /// The bytes of `path`, or a reason it cannot be read.
+    fn read(&self, path: &str) -> Result<Vec<u8>, String>;
+}
+
+/// A map of file contents, for tests and for callers that already hold the files.
+impl FileSource for BTreeMap<String, Vec<u8>> {
+    fn read(&self, path: &str) -> Result<Vec<u8>, String> {
+        self.get(path).cloned().ok_or_else(|| "no such file".to_string())
+    }
+}
+
+/// A validated topology.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Topology {
+    /// Cluster name.
+    pub cluster: String,
+    /// Target Kubernetes (and kubeadm) version.
+    pub kubernetes_version: KubeVersion,
+    /// The version table's row for it.
+    #[serde(skip)]
+    pub release: &'static Release,
+    /// PKI settings.
+    pub pki: PkiSettings,
+    /// etcd settings.
+    pub etcd: EtcdSettings,
+    /// kubelet settings.
+    pub kubelet: KubeletSettings,
+    /// Members, in file order; the first one holds the CA key.
+    pub members: Vec<Member>,
+}
+
+/// `pki:` section.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PkiSettings {
+    /// Algorithm of every key etcdpack creates.
+    pub key_algorithm: KeyAlgorithm,
+    /// CA validity in seconds.
+    pub ca_validity_secs: u64,
+    /// Leaf validity in seconds.
+    pub cert_validity_secs: u64,
+    /// Whether the first member's bundle carries `ca.key`.
+    pub ca_key_on_first_member: bool,
+    /// A CA brought by the user.
+    pub existing_ca: Option<ExistingCa>,
+}
+
+/// `pki.existingCA`, with the files read.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExistingCa {
+    /// Certificate path as written.
+    pub cert: String,
+    /// Key path as written.
+    pub key: String,
+    /// Certificate PEM.
+    #[serde(skip)]
+    pub cert_pem: String,
+    /// Key PEM.
+    #[serde(skip)]
+    pub key_pem: String,
+}
+
+/// One `--name=value` argument as kubeadm's `extraArgs` holds it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Arg {
+    /// Flag name without dashes.
+    pub name: String,
+    /// Value (may be empty).
+    pub value: String,
+}
+
+/// `etcd:` section.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdSettings {
+    /// Image repository, when set (else kubeadm's default).
+    pub image_repository: Option<String>,
+    /// Image tag, when pinned (else the version table's).
+    pub image_tag: Option<String>,
+    /// Data directory, when set (else `/var/lib/etcd`).
+    pub data_dir: Option<String>,
+    /// Client port.
+    pub client_port: u16,
+    /// Peer port.
+    pub peer_port: u16,
+    /// User extraArgs, in file order.
+    pub extra_args: Vec<Arg>,
+    /// Image archive shipped in every bundle.
+    pub image_archive: Option<ImageArchive>,
+}
+
+/// An image archive, read once and shared by every bundle.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImageArchive {
+    /// Path as written in the topology.
+    pub path: String,
+    /// File name inside the bundle's `images/`.
+    pub file_name: String,
+    /// Contents.
+    #[serde(skip)]
+    pub bytes: Arc<Vec<u8>>,
+}
+
+/// `kubelet:` section.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeletSettings {
+    /// `systemd` or `cgroupfs`.
+    pub cgroup_driver: String,
+    /// CRI endpoint.
+    pub container_runtime_endpoint: String,
+    /// Path of the kubelet binary.
+    pub path: String,
+}
+
+/// One etcd member.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    /// Member and node name.
+    pub name: String,
+    /// Advertise address.
+    pub address: IpAddr,
+    /// Extra SANs for server and peer certs, as written.
+    pub cert_sans: Vec<String>,
+}
+
+/// Default CA validity: 87600h.
+pub const DEFAULT_CA_VALIDITY: u64 = 87600 * 3600;
+/// Default leaf validity: 8760h.
+pub const DEFAULT_CERT_VALIDITY: u64 = 8760 * 3600;
+
+/// Parses and validates a topology. Returns the topology when there is no error; the
+/// diagnostics always (they may hold warnings).
+pub fn parse(file: &str, text: &str, files: &dyn FileSource) -> (Option<Topology>, Diagnostics) {
+    let mut w = Walker { d: Diagnostics::new(file), key_pos: BTreeMap::new() };
+    let topology = match MarkedYamlOwned::load_from_str(text) {
+        Err(e) => {
+            let m = e.marker();
+            w.d.push(
+                Severity::Error,
+                "",
+                Some((m.line(), m.col() + 1)),
+                format!("not valid YAML: {}", e.info()),
+                "fix the YAML syntax at this place",
+            );
+            None
+        }
+        Ok(docs) if docs.is_empty() => {
+            w.d.push(
+                Severity::Error,
+                "",
+                None,
+                "the file is empty",
+                "write a topology; `etcdpack init` prints a commented example",
+            );
+            None
+        }
+        Ok(docs) => {
+            if docs.len() > 1 {
+                w.d.push(
+                    Severity::Error,
+                    "",
+                    Some(pos(&docs[1])),
+                    "more than one YAML document",
+                    "keep one topology per file",
+                );
+            }
+            w.topology(&docs[0], files)
+        }
+    };
+    w.d.sort();
+    let ok = !w.d.has_errors();
+    (topology.filter(|_| ok), w.d)
+}
