@@ -458,3 +458,23 @@ fn without_ctr_the_image_goes_through_nerdctl_or_is_refused() {
     assert!(o.status.success(), "{}", host_out(&o));
     assert!(host.log().contains("nerdctl -n k8s.io load -i images/etcd-3.6.5-0.tar\n"), "{}", host.log());
 }
+
+#[test]
+fn an_interrupted_install_restores_the_backup() {
+    let host = Host::new("t", "10.0.0.6");
+    host.kubelet();
+    host.put("/etc/kubernetes/pki/etcd/server.key", "old key\n", 0o600);
+    let before = host.changes();
+    // The operator's Ctrl-C (here a TERM) arrives while the files are being replaced.
+    host.fake(
+        "chown",
+        "case \"$2\" in *peer.key*) kill -TERM \"$PPID\"; sleep 1;; esac\nexec /bin/chown \"$@\"",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = unpack_to("guide-v1.34", "infra0", tmp.path());
+    let o = host.install(&bundle, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", host_out(&o));
+    assert!(host_out(&o).contains("failed and was undone"), "{}", host_out(&o));
+    assert_same(&outside_backups(&host.changes()), &outside_backups(&before), "after an interruption");
+    assert_eq!(host.log(), "");
+}
