@@ -217,6 +217,14 @@ pub fn issue(
                         state::leaf_path(&d.member, d.leaf, "crt")
                     )));
                 }
+                let key_matches =
+                    PrivateKey::from_pem(&stored.key_pem).is_ok_and(|k| k.public_key_der() == info.spki_der);
+                if !key_matches {
+                    return Err(IssueError::Corrupt(format!(
+                        "{} does not belong to its certificate",
+                        state::leaf_path(&d.member, d.leaf, "key")
+                    )));
+                }
                 let issued = Issued {
                     cert_pem: stored.cert_pem.clone(),
                     key_pem: stored.key_pem.clone(),

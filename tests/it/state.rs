@@ -163,6 +163,19 @@ fn a_damaged_state_is_reported_not_repaired() {
         Err(e @ Error::StateCorrupt { .. }) => assert!(e.to_string().contains("members/infra2/peer.*")),
         other => panic!("expected StateCorrupt, got {:?}", other.map(|_| ())),
     }
+    // A key swapped for another is caught too.
+    std::fs::copy(dir.path().join("members/infra1/server.key"), dir.path().join("members/infra2/peer.key"))
+        .unwrap();
+    match build_into(dir.path(), THREE, 1) {
+        Err(e @ Error::StateCorrupt { .. }) => {
+            assert!(
+                e.to_string().contains("members/infra2/peer.key does not belong to its certificate"),
+                "{e}"
+            )
+        }
+        other => panic!("expected StateCorrupt, got {:?}", other.map(|_| ())),
+    }
+    std::fs::remove_file(dir.path().join("members/infra2/peer.key")).unwrap();
     std::fs::remove_file(dir.path().join("members/infra2/peer.crt")).unwrap();
     // With both halves gone the leaf is simply missing again, and is issued anew.
     let b = build_into(dir.path(), THREE, 1).unwrap();
