@@ -66,15 +66,14 @@ mod tests {
     use super::*;
     use crate::render::BundleFile;
     use std::io::Read;
-    use std::sync::Arc;
 
     fn set() -> FileSet {
         let mut files = std::collections::BTreeMap::new();
         files.insert(
             "rootfs/etc/kubernetes/manifests/etcd.yaml".into(),
-            BundleFile { mode: 0o600, bytes: Arc::new(b"a".to_vec()) },
+            BundleFile::new(0o600, b"a".to_vec()),
         );
-        files.insert("install.sh".into(), BundleFile { mode: 0o755, bytes: Arc::new(b"b".to_vec()) });
+        files.insert("install.sh".into(), BundleFile::new(0o755, b"b".to_vec()));
         FileSet { member: "infra0".into(), files }
     }
 

@@ -30,6 +30,16 @@ pub struct BundleFile {
     pub mode: u32,
     /// Contents (shared, since an image archive goes into every bundle).
     pub bytes: Arc<Vec<u8>>,
+    /// SHA-256 of the contents, hex: computed once, used by bundle.json and SHA256SUMS.
+    pub sha256: String,
+}
+
+impl BundleFile {
+    /// A file whose digest is computed here.
+    pub fn new(mode: u32, bytes: Vec<u8>) -> BundleFile {
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        BundleFile { mode, bytes: Arc::new(bytes), sha256 }
+    }
 }
 
 /// A member's bundle before packing: paths relative to the member's folder.
@@ -89,7 +99,13 @@ pub fn go_duration(secs: u64) -> String {
 /// Renders every bundle of the plan.
 pub fn render(plan: &Plan, pki: &Pki, image: Option<&ImageArchive>) -> Result<Vec<FileSet>, RenderError> {
     let hb = registry()?;
-    plan.members.iter().map(|m| render_member(&hb, plan, m, pki, image)).collect()
+    // The image archive is the same in every bundle: hash it once.
+    let image = image.map(|i| BundleFile {
+        mode: 0o644,
+        bytes: i.bytes.clone(),
+        sha256: hex::encode(Sha256::digest(i.bytes.as_slice())),
+    });
+    plan.members.iter().map(|m| render_member(&hb, plan, m, pki, image.as_ref())).collect()
 }
 
 #[derive(Serialize)]
@@ -155,35 +171,37 @@ fn render_member(
     plan: &Plan,
     m: &MemberPlan,
     pki: &Pki,
-    image: Option<&ImageArchive>,
+    image: Option<&BundleFile>,
 ) -> Result<FileSet, RenderError> {
     let ctx = context(plan, m);
     let leaves = &pki.leaves[&m.name];
     let mut files = BTreeMap::new();
     for f in &m.files {
-        let bytes: Arc<Vec<u8>> = match &f.content {
+        let bytes: Vec<u8> = match &f.content {
             Content::Template(id) => {
                 let text = hb
                     .render(id, &ctx)
                     .map_err(|e| RenderError { template: id.to_string(), why: e.to_string() })?;
-                Arc::new(clean(&text).into_bytes())
+                clean(&text).into_bytes()
             }
-            Content::Cert(leaf) => Arc::new(leaves[leaf].cert_pem.clone().into_bytes()),
-            Content::Key(leaf) => Arc::new(leaves[leaf].key_pem.clone().into_bytes()),
-            Content::CaCert => Arc::new(pki.ca.cert_pem.clone().into_bytes()),
-            Content::CaKey => Arc::new(pki.ca.key_pem.clone().into_bytes()),
-            Content::ImageArchive => image.map(|i| i.bytes.clone()).unwrap_or_default(),
+            Content::Cert(leaf) => leaves[leaf].cert_pem.clone().into_bytes(),
+            Content::Key(leaf) => leaves[leaf].key_pem.clone().into_bytes(),
+            Content::CaCert => pki.ca.cert_pem.clone().into_bytes(),
+            Content::CaKey => pki.ca.key_pem.clone().into_bytes(),
+            Content::ImageArchive => {
+                if let Some(image) = image {
+                    files.insert(f.path.clone(), image.clone());
+                }
+                continue;
+            }
             Content::BundleJson | Content::Sums => continue,
         };
-        files.insert(f.path.clone(), BundleFile { mode: f.mode, bytes });
+        files.insert(f.path.clone(), BundleFile::new(f.mode, bytes));
     }
     let bundle_json = bundle_json(plan, m, pki, &files);
-    files.insert("bundle.json".into(), BundleFile { mode: 0o644, bytes: Arc::new(bundle_json.into_bytes()) });
-    let sums: String = files
-        .iter()
-        .map(|(path, f)| format!("{}  {path}\n", hex::encode(Sha256::digest(f.bytes.as_slice()))))
-        .collect();
-    files.insert("SHA256SUMS".into(), BundleFile { mode: 0o644, bytes: Arc::new(sums.into_bytes()) });
+    files.insert("bundle.json".into(), BundleFile::new(0o644, bundle_json.into_bytes()));
+    let sums: String = files.iter().map(|(path, f)| format!("{}  {path}\n", f.sha256)).collect();
+    files.insert("SHA256SUMS".into(), BundleFile::new(0o644, sums.into_bytes()));
     Ok(FileSet { member: m.name.clone(), files })
 }
 
@@ -197,7 +215,7 @@ fn bundle_json(plan: &Plan, m: &MemberPlan, pki: &Pki, files: &BTreeMap<String, 
                 "path": f.path,
                 "installPath": f.install_path,
                 "mode": format!("{:04o}", f.mode),
-                "sha256": hex::encode(Sha256::digest(body.bytes.as_slice())),
+                "sha256": body.sha256,
             }))
         })
         .collect();

@@ -8,7 +8,6 @@ use etcdpack::sign::Signer256;
 use etcdpack::unpack::Unpacked;
 use etcdpack::{pack, verify};
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
 
 const PKI: &str = "rootfs/etc/kubernetes/pki";
 
@@ -26,13 +25,13 @@ fn repack(scenario: &str, u: &Unpacked) -> (Vec<u8>, Vec<u8>) {
         .files
         .iter()
         .filter(|(p, _)| *p != "SHA256SUMS")
-        .map(|(p, e)| (p.clone(), BundleFile { mode: e.mode, bytes: Arc::new(e.bytes.clone()) }))
+        .map(|(p, e)| (p.clone(), BundleFile::new(e.mode, e.bytes.clone())))
         .collect();
     let sums: String = files
         .iter()
         .map(|(p, f)| format!("{}  {p}\n", hex::encode(Sha256::digest(f.bytes.as_slice()))))
         .collect();
-    files.insert("SHA256SUMS".into(), BundleFile { mode: 0o644, bytes: Arc::new(sums.into_bytes()) });
+    files.insert("SHA256SUMS".into(), BundleFile::new(0o644, sums.into_bytes()));
     let bytes = pack::pack(&FileSet { member: u.top.clone(), files }, 0);
     let sig = signer(scenario).sign(&bytes);
     (bytes, sig)
@@ -78,12 +77,9 @@ fn a_changed_file_with_the_old_sums_fails_the_digest_check() {
     let b = built("guide-v1.34");
     let mut u = b.bundles["infra1"].clone();
     u.files.get_mut("kubeadmcfg.yaml").unwrap().bytes.extend_from_slice(b"# extra\n");
-    let mut files: std::collections::BTreeMap<String, BundleFile> = u
-        .files
-        .iter()
-        .map(|(p, e)| (p.clone(), BundleFile { mode: e.mode, bytes: Arc::new(e.bytes.clone()) }))
-        .collect();
-    files.insert("extra.txt".into(), BundleFile { mode: 0o644, bytes: Arc::new(b"x".to_vec()) });
+    let mut files: std::collections::BTreeMap<String, BundleFile> =
+        u.files.iter().map(|(p, e)| (p.clone(), BundleFile::new(e.mode, e.bytes.clone()))).collect();
+    files.insert("extra.txt".into(), BundleFile::new(0o644, b"x".to_vec()));
     let bytes = pack::pack(&FileSet { member: u.top.clone(), files }, 0);
     let sig = signer("guide-v1.34").sign(&bytes);
     let f = failures(&verify::verify(&bytes, Some(&sig), &public("guide-v1.34"), NOW));
