@@ -227,7 +227,12 @@ fn verify_cmd(bundles: &[PathBuf], pubkey: Option<&Path>) -> Result<()> {
         let fp = etcdpack::sign::fingerprint_of(&key)
             .map_err(|e| Error::VerifyFailed(format!("{}: {e}", key_path.display())))?;
         let report = verify::verify(&bytes, sig.as_deref(), &key, now);
-        println!("{} (signing key {fp})", bundle.display());
+        let origin = if pubkey.is_some() {
+            ""
+        } else {
+            ", read beside the bundle: compare it with the pinned fingerprint or pass --pubkey"
+        };
+        println!("{} (signing key {fp}{origin})", bundle.display());
         for c in &report.checks {
             match &c.failure {
                 None => println!("  ok    {}", c.what),
