@@ -48,6 +48,12 @@ pub(super) struct Walker {
 pub(super) type Fields<'a> = BTreeMap<String, (&'a MarkedYamlOwned, &'a MarkedYamlOwned)>;
 
 impl Walker {
+    /// Records a problem at `node` (or at the key that introduced `path`).
+    fn report(&mut self, severity: Severity, path: &str, node: &MarkedYamlOwned, msg: String, help: String) {
+        let at = self.locate(path, node);
+        self.d.push(severity, path, Some(at), msg, help);
+    }
+
     pub(super) fn err(
         &mut self,
         path: &str,
@@ -55,8 +61,17 @@ impl Walker {
         msg: impl Into<String>,
         help: impl Into<String>,
     ) {
-        let at = self.locate(path, node);
-        self.d.push(Severity::Error, path, Some(at), msg, help);
+        self.report(Severity::Error, path, node, msg.into(), help.into());
+    }
+
+    pub(super) fn warn(
+        &mut self,
+        path: &str,
+        node: &MarkedYamlOwned,
+        msg: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        self.report(Severity::Warning, path, node, msg.into(), help.into());
     }
 
     /// The node's own position, else that of the key that introduced it (or an ancestor's).
@@ -74,17 +89,6 @@ impl Walker {
                 None => return (1, 1),
             }
         }
-    }
-
-    pub(super) fn warn(
-        &mut self,
-        path: &str,
-        node: &MarkedYamlOwned,
-        msg: impl Into<String>,
-        help: impl Into<String>,
-    ) {
-        let at = self.locate(path, node);
-        self.d.push(Severity::Warning, path, Some(at), msg, help);
     }
 
     /// A mapping's fields, reporting unknown keys (with a suggestion) and a wrong node kind.
