@@ -109,10 +109,20 @@ impl Problem {
     }
 }
 
+/// The most problems a report prints; the rest are counted.
+pub const MAX_SHOWN: usize = 50;
+
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for p in &self.problems {
+        for p in self.problems.iter().take(MAX_SHOWN) {
             writeln!(f, "{}", p.render(&self.file))?;
+        }
+        if self.problems.len() > MAX_SHOWN {
+            writeln!(
+                f,
+                "... and {} more problem(s) not shown; fix these first",
+                self.problems.len() - MAX_SHOWN
+            )?;
         }
         let errors = self.error_count();
         let warnings = self.problems.len() - errors;
@@ -120,5 +130,22 @@ impl fmt::Display for Diagnostics {
             write!(f, "{}: {errors} error(s), {warnings} warning(s)", self.file)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_report_stops_at_fifty_and_counts_the_rest() {
+        let mut d = Diagnostics::new("t.yaml");
+        for i in 0..60 {
+            d.push(Severity::Error, "members", Some((i + 1, 1)), format!("problem {i}"), "fix it");
+        }
+        let text = d.to_string();
+        assert!(text.contains("problem 49") && !text.contains("problem 50"));
+        assert!(text.contains("... and 10 more problem(s) not shown"));
+        assert!(text.ends_with("t.yaml: 60 error(s), 0 warning(s)"));
     }
 }

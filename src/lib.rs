@@ -16,6 +16,7 @@
 
 pub mod diag;
 pub mod error;
+pub mod etcdflags;
 pub mod extensions;
 pub mod fsio;
 pub mod inspect;

@@ -10,7 +10,7 @@ use crate::extensions;
 use crate::keys::{KeyAlgorithm, KeySource, PrivateKey, pem_encode};
 use crate::plan::{CertProfile, Leaf, Plan};
 use crate::state::{self, NewFile, State, StateUpdate};
-use crate::versions::ValidityRule;
+use crate::versions::{KeyIdMethod, ValidityRule};
 use crate::x509::{self, CertInfo};
 use rayon::prelude::*;
 use rcgen::{CertificateParams, DistinguishedName, DnType, DnValue, IsCa, Issuer};
@@ -337,6 +337,7 @@ fn resolve_ca(
             let key = fresh_key.ok_or_else(|| IssueError::Corrupt("no key was made for the CA".into()))?;
             let kp = key.to_rcgen();
             let params = ca_params(
+                plan.behaviour.key_id,
                 key,
                 keys.serial("etcd-ca"),
                 now - BACKDATE_SECS,
@@ -372,17 +373,20 @@ fn subject(cn: &str) -> DistinguishedName {
     dn
 }
 
-/// Go's default SubjectKeyId: SHA-1 of the subjectPublicKey BIT STRING contents.
-fn go_subject_key_id(key: &PrivateKey) -> Vec<u8> {
+/// The SubjectKeyId Go's `CreateCertificate` fills in for a CA, by the release's method.
+fn go_subject_key_id(method: KeyIdMethod, key: &PrivateKey) -> Vec<u8> {
     use x509_parser::prelude::FromDer;
     let spki = key.public_key_der();
     let bits = x509_parser::x509::SubjectPublicKeyInfo::from_der(&spki)
         .map(|(_, s)| s.subject_public_key.data.to_vec())
         .unwrap_or(spki);
-    Sha1::digest(&bits).to_vec()
+    match method {
+        KeyIdMethod::Sha1 => Sha1::digest(&bits).to_vec(),
+    }
 }
 
 fn ca_params(
+    key_id: KeyIdMethod,
     key: &PrivateKey,
     serial: u64,
     not_before: i64,
@@ -398,7 +402,7 @@ fn ca_params(
     p.custom_extensions = vec![
         extensions::key_usage(true),
         extensions::basic_constraints(true),
-        extensions::subject_key_id(&go_subject_key_id(key)),
+        extensions::subject_key_id(&go_subject_key_id(key_id, key)),
     ];
     p.custom_extensions.extend(extensions::subject_alt_name(&["etcd-ca".to_string()], &[]));
     Ok(p)

@@ -7,7 +7,7 @@
 
 use crate::keys::KeyAlgorithm;
 use crate::topology::{Arg, Topology};
-use crate::versions::{self, Behaviour, ConfigApi, ProbeStyle};
+use crate::versions::{self, ArgOrder, Behaviour, ConfigApi, ProbeStyle};
 use serde::Serialize;
 use std::net::IpAddr;
 
@@ -249,8 +249,12 @@ fn url_host(ip: &IpAddr) -> String {
 
 /// Builds the plan. Total: a validated topology always has one.
 pub fn plan(t: &Topology) -> Plan {
-    let tag = t.etcd.image_tag.clone().unwrap_or_else(|| t.release.etcd_tag.to_string());
-    let behaviour = versions::behaviour(t.release, &tag);
+    let tag = t
+        .etcd
+        .image_tag
+        .clone()
+        .unwrap_or_else(|| t.release.etcd_tag(t.kubernetes_version.patch).tag.to_string());
+    let behaviour = versions::behaviour(t.release, &tag, t.config_api, t.etcd.arg_order);
     let repo = t.etcd.image_repository.as_deref().unwrap_or(DEFAULT_IMAGE_REPOSITORY);
     let data_dir = t.etcd.data_dir.clone().unwrap_or_else(|| DEFAULT_DATA_DIR.to_string());
     let (cport, pport) = (t.etcd.client_port, t.etcd.peer_port);
@@ -280,7 +284,19 @@ pub fn plan(t: &Topology) -> Plan {
                 arg("initial-advertise-peer-urls", &peer_url),
             ];
             merge_user_args(&mut kubeadm_args, &t.etcd.extra_args);
-            let command = etcd_command(&m.name, &m.address, &data_dir, behaviour.etcd36_flags, &kubeadm_args);
+            // A v1beta3 map reaches kubeadm as a list sorted by name (`convertToArgs`).
+            let mut given = kubeadm_args.clone();
+            if behaviour.config_api == ConfigApi::V1Beta3 {
+                given.sort_by(|a, b| a.name.cmp(&b.name));
+            }
+            let command = etcd_command(
+                &m.name,
+                &m.address,
+                &data_dir,
+                behaviour.etcd36_flags,
+                behaviour.arg_order,
+                &given,
+            );
             let probe = probe_endpoint(&kubeadm_args, &loopback);
             let carries_ca_key = index == 0 && t.pki.ca_key_on_first_member;
             let certs = cert_requests(&m.name, &m.address, &m.cert_sans, t.pki.key_algorithm);
@@ -356,12 +372,16 @@ fn dedup_keep_order(items: impl Iterator<Item = String>) -> Vec<String> {
     out
 }
 
-/// kubeadm's `getEtcdCommand` for an init, merged with `extra` (`ArgumentsToCommand`).
+/// kubeadm's `getEtcdCommand` for an init, merged with `extra` (`ArgumentsToCommand`): every
+/// default that an extraArg names is dropped; then either everything is sorted by name and
+/// value ([`ArgOrder::Sorted`]) or the sorted defaults are followed by the extraArgs in the
+/// order given ([`ArgOrder::Appended`]).
 pub fn etcd_command(
     name: &str,
     address: &IpAddr,
     data_dir: &str,
     etcd36: bool,
+    order: ArgOrder,
     extra: &[Arg],
 ) -> Vec<String> {
     let host = url_host(address);
@@ -397,17 +417,26 @@ pub fn etcd_command(
         defaults.push(arg("experimental-watch-progress-notify-interval", "5s"));
     }
     defaults.retain(|d| !extra.iter().any(|e| e.name == d.name));
-    defaults.extend(extra.iter().cloned());
-    defaults.sort();
+    match order {
+        ArgOrder::Sorted => {
+            defaults.extend(extra.iter().cloned());
+            defaults.sort();
+        }
+        ArgOrder::Appended => {
+            defaults.sort();
+            defaults.extend(extra.iter().cloned());
+        }
+    }
     std::iter::once("etcd".to_string())
         .chain(defaults.into_iter().map(|a| format!("--{}={}", a.name, a.value)))
         .collect()
 }
 
-/// kubeadm's `GetEtcdProbeEndpoint`: the first `listen-metrics-urls` entry, if any.
+/// kubeadm's `GetEtcdProbeEndpoint`: the first URL of the last `listen-metrics-urls` extraArg
+/// (`GetArgValue` searches from the end), if any.
 pub fn probe_endpoint(extra: &[Arg], loopback: &str) -> Probe {
     let default = Probe { host: loopback.to_string(), port: METRICS_PORT, scheme: "HTTP" };
-    let Some(urls) = extra.iter().find(|a| a.name == "listen-metrics-urls") else {
+    let Some(urls) = extra.iter().rev().find(|a| a.name == "listen-metrics-urls") else {
         return default;
     };
     let first = urls.value.split(',').next().unwrap_or_default();
@@ -567,6 +596,7 @@ mod tests {
             &ip,
             "/var/lib/etcd",
             false,
+            ArgOrder::Sorted,
             &[
                 a("listen-client-urls", "https://10.0.0.6:2379"),
                 a("snapshot-count", "5"),
@@ -580,6 +610,32 @@ mod tests {
         let mut sorted = cmd[1..].to_vec();
         sorted.sort();
         assert_eq!(sorted, cmd[1..].to_vec());
+    }
+
+    #[test]
+    fn appended_order_keeps_extra_args_as_given_after_sorted_defaults() {
+        let ip: IpAddr = "10.0.0.6".parse().unwrap();
+        let extra = [a("snapshot-count", "5"), a("name", "infra0"), a("auto-compaction-retention", "8")];
+        let cmd = etcd_command("infra0", &ip, "/var/lib/etcd", true, ArgOrder::Appended, &extra);
+        let n = cmd.len();
+        assert_eq!(cmd[n - 3..], ["--snapshot-count=5", "--name=infra0", "--auto-compaction-retention=8"]);
+        let defaults = cmd[1..n - 3].to_vec();
+        let mut sorted = defaults.clone();
+        sorted.sort();
+        assert_eq!(defaults, sorted);
+        assert!(!defaults.iter().any(|d| d.starts_with("--snapshot-count") || d.starts_with("--name=")));
+    }
+
+    #[test]
+    fn probe_endpoint_follows_last_metrics_arg() {
+        let p = probe_endpoint(
+            &[
+                a("listen-metrics-urls", "http://127.0.0.1:7001"),
+                a("listen-metrics-urls", "http://127.0.0.1:7002"),
+            ],
+            "127.0.0.1",
+        );
+        assert_eq!(p.port, 7002);
     }
 
     #[test]

@@ -150,6 +150,7 @@ fn context(plan: &Plan, m: &MemberPlan) -> serde_json::Value {
         "image": plan.image,
         "creation_timestamp_null": plan.behaviour.creation_timestamp_null,
         "readiness_probe": plan.livez_probes(),
+        "named_probe_port": plan.behaviour.named_probe_port,
         "liveness_path": if plan.livez_probes() { "/livez" } else { "/health?exclude=NOSPACE&serializable=true" },
         "startup_path": if plan.livez_probes() { "/readyz" } else { "/health?serializable=false" },
         "cgroup_driver": plan.cgroup_driver,

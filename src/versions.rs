@@ -1,8 +1,9 @@
 //! The one table of what differs between the kubeadm releases etcdpack can imitate.
 //!
-//! Every version-dependent choice in the pipeline (config API, probes, etcd flags, default
-//! etcd image tag, certificate validity rules, available key algorithms) is answered here and
-//! nowhere else. Each row names where its values come from (see `reference/kubeadm.md`).
+//! Every version-dependent choice in the pipeline (config API, probes, etcd flags and their
+//! order, default etcd image tag per patch release, certificate validity rules, key
+//! algorithms, key identifiers) is answered here and nowhere else. Each row names where its
+//! values come from (see `reference/kubeadm.md`).
 
 use serde::Serialize;
 use std::fmt;
@@ -26,6 +27,45 @@ impl ConfigApi {
             ConfigApi::V1Beta4 => "kubeadm.k8s.io/v1beta4",
         }
     }
+
+    /// The short name used in the topology (`v1beta3`, `v1beta4`).
+    pub fn short(self) -> &'static str {
+        match self {
+            ConfigApi::V1Beta3 => "v1beta3",
+            ConfigApi::V1Beta4 => "v1beta4",
+        }
+    }
+}
+
+/// How kubeadm's `ArgumentsToCommand` orders the etcd command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ArgOrder {
+    /// Defaults and extraArgs merged, then all sorted by name and value (up to 1.35.x).
+    Sorted,
+    /// Defaults sorted, then every extraArg in the order given (PR #135400, 1.36.0; its
+    /// backports #135850-#135853 reached late 1.32-1.35 patch releases, which ones is
+    /// UNCONFIRMED, so the topology chooses there: `etcd.extraArgsOrder`).
+    Appended,
+}
+
+impl ArgOrder {
+    /// The topology's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ArgOrder::Sorted => "sorted",
+            ArgOrder::Appended => "appended",
+        }
+    }
+}
+
+/// How the CA's SubjectKeyId is computed (Go's `x509.CreateCertificate` fills it in).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum KeyIdMethod {
+    /// SHA-1 of the subjectPublicKey BIT STRING (RFC 5280 method 1): Go up to 1.24, and Go
+    /// 1.25+ built with `GODEBUG=x509sha256skid=0`.
+    Sha1,
 }
 
 /// One kubeadm minor release, as far as etcd hosts are concerned.
@@ -33,64 +73,125 @@ impl ConfigApi {
 pub struct Release {
     /// Kubernetes minor version (the `34` of `v1.34.2`).
     pub minor: u32,
-    /// Configuration API kubeadm of this release writes in the guide.
+    /// The configuration API the kubeadm guide writes for this release.
     pub config_api: ConfigApi,
-    /// `SupportedEtcdVersion[minor]` of this release's kubeadm at its x.0 release.
-    pub etcd_tag: &'static str,
+    /// Whether this release still reads `kubeadm.k8s.io/v1beta3` (through 1.36).
+    pub accepts_v1beta3: bool,
+    /// Default etcd tag per patch release: `(first patch, tag)`, ascending.
+    pub etcd_tags: &'static [(u32, &'static str)],
+    /// The newest patch release the tag table has seen; `None` when no GA release was seen.
+    pub last_known_patch: Option<u32>,
     /// Where the row's values come from.
     pub source: &'static str,
 }
 
-/// kubeadm 1.29 to 1.36. The etcd tags are the x.0 values; later patch releases of kubeadm
-/// moved some of them (reference section 2.5), which is what `etcd.imageTag` is for.
+/// The etcd tag of a patch release, and whether the table knows that release.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EtcdTag {
+    /// The tag.
+    pub tag: &'static str,
+    /// False when the patch release is newer than the table (the last known tag is used).
+    pub known: bool,
+}
+
+impl Release {
+    /// The default etcd image tag kubeadm of `patch` lists (reference section 2.5).
+    pub fn etcd_tag(&self, patch: u32) -> EtcdTag {
+        let tag = self
+            .etcd_tags
+            .iter()
+            .rev()
+            .find(|(first, _)| *first <= patch)
+            .or(self.etcd_tags.first())
+            .map(|(_, t)| *t)
+            .unwrap_or_default();
+        EtcdTag { tag, known: self.last_known_patch.is_some_and(|last| patch <= last) }
+    }
+
+    /// The argument orders a patch release of this minor may use; the first is the default.
+    pub fn arg_orders(&self) -> &'static [ArgOrder] {
+        match self.minor {
+            ..=31 => &[ArgOrder::Sorted],
+            32..=35 => &[ArgOrder::Sorted, ArgOrder::Appended],
+            _ => &[ArgOrder::Appended],
+        }
+    }
+}
+
+/// kubeadm 1.29 to 1.37, with the etcd tag of every patch release seen (reference 2.5: what
+/// `kubeadm config images list --kubernetes-version vX` answers, per released kubeadm).
 pub const RELEASES: &[Release] = &[
     Release {
         minor: 29,
         config_api: ConfigApi::V1Beta3,
-        etcd_tag: "3.5.10-0",
-        source: "PR #122265 (main, Dec 2023: 27-29 -> 3.5.10-0); v1beta4 not enabled before 1.31",
+        accepts_v1beta3: true,
+        etcd_tags: &[(0, "3.5.10-0"), (3, "3.5.12-0"), (9, "3.5.15-0"), (11, "3.5.16-0")],
+        last_known_patch: Some(15),
+        source: "reference 2.5 per-patch table; v1beta4 not enabled before 1.31 (PR #125029)",
     },
     Release {
         minor: 30,
         config_api: ConfigApi::V1Beta3,
-        etcd_tag: "3.5.12-0",
-        source: "PR #122265 added 30 -> 3.5.11-0; bumped to 3.5.12-0 before GA (3rd-party upgrade-plan output)",
+        accepts_v1beta3: true,
+        etcd_tags: &[(0, "3.5.12-0"), (5, "3.5.15-0")],
+        last_known_patch: Some(14),
+        source: "reference 2.5 per-patch table; v1beta4 not enabled before 1.31 (PR #125029)",
     },
     Release {
         minor: 31,
         config_api: ConfigApi::V1Beta4,
-        etcd_tag: "3.5.15-0",
-        source: "upgrade-plan test output 3.5.12-0 -> 3.5.15-0 for 1.30 -> 1.31; v1beta4 enabled by PR #125029",
+        accepts_v1beta3: true,
+        etcd_tags: &[(0, "3.5.15-0"), (14, "3.5.24-0")],
+        last_known_patch: Some(14),
+        source: "reference 2.5 per-patch table (.14: backport PR #135020); v1beta4 enabled by PR #125029",
     },
     Release {
         minor: 32,
         config_api: ConfigApi::V1Beta4,
-        etcd_tag: "3.5.16-0",
-        source: "release-1.32 constants.go: DefaultEtcdVersion = 3.5.16-0",
+        accepts_v1beta3: true,
+        etcd_tags: &[(0, "3.5.16-0"), (10, "3.5.24-0")],
+        last_known_patch: Some(13),
+        source: "reference 2.5 per-patch table (.10+: backport PR #135019)",
     },
     Release {
         minor: 33,
         config_api: ConfigApi::V1Beta4,
-        etcd_tag: "3.5.21-0",
-        source: "etcd bump to 3.5.21 for 1.30-1.33; PR #134779 review: release-1.33 is at .21",
+        accepts_v1beta3: true,
+        etcd_tags: &[(0, "3.5.21-0"), (6, "3.5.24-0")],
+        last_known_patch: Some(13),
+        source: "reference 2.5 per-patch table (.6+: backport PR #135018)",
     },
     Release {
         minor: 34,
         config_api: ConfigApi::V1Beta4,
-        etcd_tag: "3.6.4-0",
-        source: "release-1.34 constants.go copies: 34 -> 3.6.4-0 (later 3.6.5-0)",
+        accepts_v1beta3: true,
+        etcd_tags: &[(0, "3.6.4-0"), (2, "3.6.5-0")],
+        last_known_patch: Some(10),
+        source: "reference 2.5 per-patch table; named probe port PR #132776",
     },
     Release {
         minor: 35,
         config_api: ConfigApi::V1Beta4,
-        etcd_tag: "3.6.6-0",
-        source: "UNCONFIRMED: kubeadm 1.35 maps 32-34 to 3.5.24-0 (PR #134779); its own minor assumed 3.6.6-0",
+        accepts_v1beta3: true,
+        etcd_tags: &[(0, "3.6.6-0")],
+        last_known_patch: Some(7),
+        source: "reference 2.5 per-patch table",
     },
     Release {
         minor: 36,
         config_api: ConfigApi::V1Beta4,
-        etcd_tag: "3.6.8-0",
-        source: "kubeadm 1.36 maps 34-36 to 3.6.8-0 / 3.6.9-0 (reference section 2.5); x.0 value taken",
+        accepts_v1beta3: true,
+        etcd_tags: &[(0, "3.6.8-0")],
+        last_known_patch: Some(3),
+        source: "reference 2.5 per-patch table; experimental flags dropped (PR #135701); extraArgs order (PR #135400); v1beta3 still read (removed by PR #136016 in 1.37)",
+    },
+    Release {
+        minor: 37,
+        config_api: ConfigApi::V1Beta4,
+        accepts_v1beta3: false,
+        etcd_tags: &[(0, "3.7.0-0")],
+        last_known_patch: None,
+        source: "reference 2.5: 3.7.0-0 seen at v1.37.0-rc.0, GA UNCONFIRMED; v1beta3 and PublicKeysECDSA removed (PR #136016)",
     },
 ];
 
@@ -160,25 +261,33 @@ pub enum ValidityRule {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Behaviour {
-    /// kubeadm config API.
+    /// kubeadm config API of kubeadmcfg.yaml.
     pub config_api: ConfigApi,
     /// Probe style.
     pub probes: ProbeStyle,
+    /// Probes name their port `probe-port`, declared in the container's `ports` (1.34+,
+    /// PR #132776).
+    pub named_probe_port: bool,
     /// `--feature-gates=InitialCorruptCheck=true` and `--watch-progress-notify-interval`
     /// instead of the two `--experimental-*` flags.
     pub etcd36_flags: bool,
+    /// How defaults and extraArgs are ordered in the etcd command.
+    pub arg_order: ArgOrder,
     /// `metadata.creationTimestamp: null` in the manifest (up to 1.33; UNCONFIRMED boundary).
     pub creation_timestamp_null: bool,
     /// Validity rule.
     pub validity: ValidityRule,
+    /// How the CA's SubjectKeyId is computed.
+    pub key_id: KeyIdMethod,
     /// Whether `ECDSA-P384` exists (1.34+).
     pub ecdsa_p384: bool,
     /// Whether RSA-3072/4096 can be asked for (v1beta4 `encryptionAlgorithm`).
     pub encryption_algorithm_field: bool,
 }
 
-/// Decides the behaviour of kubeadm `release` writing a manifest for etcd `tag`.
-pub fn behaviour(release: &Release, tag: &str) -> Behaviour {
+/// Decides the behaviour of kubeadm `release` writing `config_api` and a manifest for etcd
+/// `tag`, with the argument order `arg_order` (one of `release.arg_orders()`).
+pub fn behaviour(release: &Release, tag: &str, config_api: ConfigApi, arg_order: ArgOrder) -> Behaviour {
     let minor = release.minor;
     let etcd36_flags = match minor {
         0..=33 => false,
@@ -186,13 +295,19 @@ pub fn behaviour(release: &Release, tag: &str) -> Behaviour {
         _ => true,
     };
     Behaviour {
-        config_api: release.config_api,
+        config_api,
         probes: if minor >= 31 { ProbeStyle::LivezReadyz } else { ProbeStyle::Health },
+        named_probe_port: minor >= 34,
         etcd36_flags,
+        arg_order,
         creation_timestamp_null: minor <= 33,
         validity: if minor >= 31 { ValidityRule::Backdated } else { ValidityRule::LeafFromCa },
+        // Go 1.25 (kubeadm 1.35+ toolchains) defaults to a truncated SHA-256 unless the build
+        // pins GODEBUG x509sha256skid=0; which kubeadm binaries do is UNCONFIRMED, so every
+        // release keeps SHA-1 here, the one place to change it (README, "Choices").
+        key_id: KeyIdMethod::Sha1,
         ecdsa_p384: minor >= 34,
-        encryption_algorithm_field: minor >= 31,
+        encryption_algorithm_field: config_api == ConfigApi::V1Beta4,
     }
 }
 
@@ -219,6 +334,14 @@ pub fn etcd_tag_at_least_3_6(tag: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn r(m: u32) -> &'static Release {
+        RELEASES.iter().find(|r| r.minor == m).unwrap()
+    }
+
+    fn b(m: u32, tag: &str) -> Behaviour {
+        behaviour(r(m), tag, r(m).config_api, r(m).arg_orders()[0])
+    }
+
     #[test]
     fn parses_versions() {
         assert_eq!(KubeVersion::parse("v1.34.2"), Some(KubeVersion { minor: 34, patch: 2 }));
@@ -233,8 +356,31 @@ mod tests {
         for pair in RELEASES.windows(2) {
             assert_eq!(pair[0].minor + 1, pair[1].minor);
         }
-        assert!(RELEASES.iter().all(|r| !r.source.is_empty()));
-        assert_eq!(supported_range(), "v1.29.0 to v1.36.x");
+        for rel in RELEASES {
+            assert!(!rel.source.is_empty());
+            assert_eq!(rel.etcd_tags.first().map(|t| t.0), Some(0), "1.{} starts at .0", rel.minor);
+            assert!(rel.etcd_tags.windows(2).all(|w| w[0].0 < w[1].0));
+        }
+        assert_eq!(supported_range(), "v1.29.0 to v1.37.x");
+    }
+
+    #[test]
+    fn etcd_tag_follows_the_patch_release() {
+        assert_eq!(r(34).etcd_tag(0), EtcdTag { tag: "3.6.4-0", known: true });
+        assert_eq!(r(34).etcd_tag(1), EtcdTag { tag: "3.6.4-0", known: true });
+        assert_eq!(r(34).etcd_tag(2), EtcdTag { tag: "3.6.5-0", known: true });
+        assert_eq!(r(34).etcd_tag(10), EtcdTag { tag: "3.6.5-0", known: true });
+        assert_eq!(r(34).etcd_tag(11), EtcdTag { tag: "3.6.5-0", known: false });
+        assert_eq!(r(29).etcd_tag(2).tag, "3.5.10-0");
+        assert_eq!(r(29).etcd_tag(3).tag, "3.5.12-0");
+        assert_eq!(r(29).etcd_tag(9).tag, "3.5.15-0");
+        assert_eq!(r(29).etcd_tag(11).tag, "3.5.16-0");
+        assert_eq!(r(31).etcd_tag(13).tag, "3.5.15-0");
+        assert_eq!(r(31).etcd_tag(14).tag, "3.5.24-0");
+        assert_eq!(r(32).etcd_tag(10).tag, "3.5.24-0");
+        assert_eq!(r(33).etcd_tag(5).tag, "3.5.21-0");
+        assert_eq!(r(33).etcd_tag(6).tag, "3.5.24-0");
+        assert_eq!(r(37).etcd_tag(0), EtcdTag { tag: "3.7.0-0", known: false });
     }
 
     #[test]
@@ -245,23 +391,30 @@ mod tests {
         assert!(!etcd_tag_at_least_3_6("3.6.0-0"));
         assert!(!etcd_tag_at_least_3_6("3.5.24-0"));
         assert!(!etcd_tag_at_least_3_6("latest"));
-        let r = |m| RELEASES.iter().find(|r| r.minor == m).unwrap();
-        assert!(!behaviour(r(33), "3.6.4-0").etcd36_flags);
-        assert!(behaviour(r(34), "3.6.4-0").etcd36_flags);
-        assert!(!behaviour(r(35), "3.5.24-0").etcd36_flags);
-        assert!(behaviour(r(36), "3.5.24-0").etcd36_flags);
+        assert!(!b(33, "3.6.4-0").etcd36_flags);
+        assert!(b(34, "3.6.4-0").etcd36_flags);
+        assert!(!b(35, "3.5.24-0").etcd36_flags);
+        assert!(b(36, "3.5.24-0").etcd36_flags);
+        assert!(b(37, "3.7.0-0").etcd36_flags);
     }
 
     #[test]
     fn version_boundaries() {
-        let r = |m| RELEASES.iter().find(|r| r.minor == m).unwrap();
-        assert_eq!(behaviour(r(30), "x").config_api, ConfigApi::V1Beta3);
-        assert_eq!(behaviour(r(31), "x").config_api, ConfigApi::V1Beta4);
-        assert_eq!(behaviour(r(30), "x").probes, ProbeStyle::Health);
-        assert_eq!(behaviour(r(31), "x").probes, ProbeStyle::LivezReadyz);
-        assert!(behaviour(r(33), "x").creation_timestamp_null);
-        assert!(!behaviour(r(34), "x").creation_timestamp_null);
-        assert!(!behaviour(r(33), "x").ecdsa_p384);
-        assert!(behaviour(r(34), "x").ecdsa_p384);
+        assert_eq!(b(30, "x").config_api, ConfigApi::V1Beta3);
+        assert_eq!(b(31, "x").config_api, ConfigApi::V1Beta4);
+        assert_eq!(b(30, "x").probes, ProbeStyle::Health);
+        assert_eq!(b(31, "x").probes, ProbeStyle::LivezReadyz);
+        assert!(b(33, "x").creation_timestamp_null);
+        assert!(!b(34, "x").creation_timestamp_null);
+        assert!(!b(33, "x").ecdsa_p384);
+        assert!(b(34, "x").ecdsa_p384);
+        assert!(!b(33, "x").named_probe_port);
+        assert!(b(34, "x").named_probe_port);
+        assert_eq!(b(35, "x").arg_order, ArgOrder::Sorted);
+        assert_eq!(b(36, "x").arg_order, ArgOrder::Appended);
+        assert_eq!(r(31).arg_orders(), [ArgOrder::Sorted]);
+        assert_eq!(r(32).arg_orders(), [ArgOrder::Sorted, ArgOrder::Appended]);
+        assert!(r(36).accepts_v1beta3 && !r(37).accepts_v1beta3);
+        assert!(RELEASES.iter().all(|rel| b(rel.minor, "x").key_id == KeyIdMethod::Sha1));
     }
 }

@@ -6,6 +6,7 @@
 //! shell supplies, so this module does no I/O of its own. `walker` holds the YAML-with-positions
 //! machinery, `sections` the rules of each section, `syntax` the value formats.
 
+mod scan;
 mod sections;
 mod syntax;
 mod walker;
@@ -14,7 +15,7 @@ pub use syntax::{is_dns1123_subdomain, parse_duration};
 
 use crate::diag::{Diagnostics, Severity};
 use crate::keys::KeyAlgorithm;
-use crate::versions::{KubeVersion, Release};
+use crate::versions::{ArgOrder, ConfigApi, KubeVersion, Release};
 use saphyr::{LoadableYamlNode, MarkedYamlOwned};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -46,6 +47,8 @@ pub struct Topology {
     /// The version table's row for it.
     #[serde(skip)]
     pub release: &'static Release,
+    /// The kubeadm config API of kubeadmcfg.yaml (`kubeadmConfigApi`, else the release's).
+    pub config_api: ConfigApi,
     /// PKI settings.
     pub pki: PkiSettings,
     /// etcd settings.
@@ -112,6 +115,8 @@ pub struct EtcdSettings {
     pub peer_port: u16,
     /// User extraArgs, in file order.
     pub extra_args: Vec<Arg>,
+    /// How kubeadm orders the etcd command (`extraArgsOrder`, else the release's default).
+    pub arg_order: ArgOrder,
     /// Image archive shipped in every bundle.
     pub image_archive: Option<ImageArchive>,
 }
@@ -156,44 +161,77 @@ pub struct Member {
 pub const DEFAULT_CA_VALIDITY: u64 = 87600 * 3600;
 /// Default leaf validity: 8760h.
 pub const DEFAULT_CERT_VALIDITY: u64 = 8760 * 3600;
+/// The longest validity accepted: 100 years.
+pub const MAX_VALIDITY: u64 = 100 * 365 * 86400;
+/// The largest topology file read, in bytes.
+pub const MAX_FILE_BYTES: usize = 1 << 20;
+/// The most members a topology may list.
+pub const MAX_MEMBERS: usize = 100;
 
 /// Parses and validates a topology. Returns the topology when there is no error; the
 /// diagnostics always (they may hold warnings).
 pub fn parse(file: &str, text: &str, files: &dyn FileSource) -> (Option<Topology>, Diagnostics) {
     let mut w = Walker { d: Diagnostics::new(file), key_pos: BTreeMap::new() };
-    let topology = match MarkedYamlOwned::load_from_str(text) {
-        Err(e) => {
-            let m = e.marker();
-            w.d.push(
-                Severity::Error,
-                "",
-                Some((m.line(), m.col() + 1)),
-                format!("not valid YAML: {}", e.info()),
-                "fix the YAML syntax at this place",
-            );
-            None
-        }
-        Ok(docs) if docs.is_empty() => {
-            w.d.push(
-                Severity::Error,
-                "",
-                None,
-                "the file is empty",
-                "write a topology; `etcdpack init` prints a commented example",
-            );
-            None
-        }
-        Ok(docs) => {
-            if docs.len() > 1 {
+    if text.len() > MAX_FILE_BYTES {
+        w.d.push(
+            Severity::Error,
+            "",
+            None,
+            format!(
+                "the file is {} bytes, more than the {MAX_FILE_BYTES} bytes (1 MiB) a topology may have",
+                text.len()
+            ),
+            "a topology lists members and settings; check that this is the right file",
+        );
+        return (None, w.d);
+    }
+    // A UTF-8 byte-order mark, as some editors write, is accepted and skipped.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let loadable = scan::scan(text, &mut w.d);
+    let topology = if !loadable {
+        None
+    } else {
+        match MarkedYamlOwned::load_from_str(text) {
+            Err(e) => {
+                let m = e.marker();
+                let line = text.lines().nth(m.line().saturating_sub(1)).unwrap_or_default();
+                let indent = &line[..line.len() - line.trim_start().len()];
+                let help = if indent.contains('\t') || e.info().contains("tab") {
+                    "YAML indentation must use spaces, not tabs: replace the tabs at the start of this line"
+                } else {
+                    "fix the YAML syntax at this place"
+                };
                 w.d.push(
                     Severity::Error,
                     "",
-                    Some(pos(&docs[1])),
-                    "more than one YAML document",
-                    "keep one topology per file",
+                    Some((m.line(), m.col() + 1)),
+                    format!("not valid YAML: {}", e.info()),
+                    help,
                 );
+                None
             }
-            w.topology(&docs[0], files)
+            Ok(docs) if docs.is_empty() => {
+                w.d.push(
+                    Severity::Error,
+                    "",
+                    None,
+                    "the file is empty",
+                    "write a topology; `etcdpack init` prints a commented example",
+                );
+                None
+            }
+            Ok(docs) => {
+                if docs.len() > 1 {
+                    w.d.push(
+                        Severity::Error,
+                        "",
+                        Some(pos(&docs[1])),
+                        "more than one YAML document",
+                        "keep one topology per file",
+                    );
+                }
+                w.topology(&docs[0], files)
+            }
         }
     };
     w.d.sort();

@@ -5,7 +5,7 @@ use super::syntax::{
     is_clean_abs_path, is_dns1123_subdomain, is_image_repository, is_image_tag, is_safe_file_name,
     is_wildcard_dns,
 };
-use super::walker::{Fields, Walker, join, kind};
+use super::walker::{Fields, Walker, closest, join, kind};
 use super::*;
 use crate::keys::{ALGORITHMS, PrivateKey};
 use crate::versions;
@@ -13,8 +13,11 @@ use saphyr::{MarkedYamlOwned, YamlDataOwned};
 
 impl Walker {
     pub(super) fn topology(&mut self, root: &MarkedYamlOwned, files: &dyn FileSource) -> Option<Topology> {
-        let f =
-            self.mapping("", root, &["cluster", "kubernetesVersion", "pki", "etcd", "kubelet", "members"])?;
+        let f = self.mapping(
+            "",
+            root,
+            &["cluster", "kubernetesVersion", "kubeadmConfigApi", "pki", "etcd", "kubelet", "members"],
+        )?;
         let cluster = self.required("", root, &f, "cluster", "prod-etcd").and_then(|n| {
             let s = self.string("cluster", n)?;
             if !is_dns1123_subdomain(&s) {
@@ -35,23 +38,83 @@ impl Walker {
                 return None;
             };
             let Some(release) = versions::release(&v) else {
-                self.err("kubernetesVersion", n, format!("kubernetesVersion {v} is not supported"), format!("etcdpack knows kubeadm {}; choose one of those (pin etcd.imageTag for an etcd image the table does not list)", versions::supported_range()));
+                self.err("kubernetesVersion", n, format!("{v} is not a kubeadm release etcdpack knows"), format!("etcdpack imitates kubeadm {}; choose the kubeadm release your control plane runs within that range", versions::supported_range()));
                 return None;
             };
             Some((v, release, n))
         });
-        let pki = self.pki(f.get("pki").map(|x| x.1), version.as_ref().map(|v| v.1), files);
-        let etcd = self.etcd(f.get("etcd").map(|x| x.1), version.as_ref().map(|v| v.1), files);
+        let release = version.as_ref().map(|v| v.1);
+        let config_api = self.config_api(&f, release);
+        let pki = self.pki(f.get("pki").map(|x| x.1), config_api, release, files);
+        let default_tag = version.as_ref().map(|(v, r, _)| r.etcd_tag(v.patch).tag);
+        let etcd = self.etcd(f.get("etcd").map(|x| x.1), config_api, release, default_tag, files);
         let kubelet = self.kubelet(f.get("kubelet").map(|x| x.1));
         let members = self.members(root, &f);
-        let (cluster, (kubernetes_version, release, _), pki, etcd, kubelet, members) =
-            (cluster?, version?, pki?, etcd?, kubelet?, members?);
-        Some(Topology { cluster, kubernetes_version, release, pki, etcd, kubelet, members })
+        if let (Some((v, release, n)), Some(etcd)) = (&version, &etcd)
+            && etcd.image_tag.is_none()
+        {
+            let tag = release.etcd_tag(v.patch);
+            if !tag.known {
+                let seen = match release.last_known_patch {
+                    Some(last) => {
+                        format!("the newest patch release etcdpack knows is v1.{}.{last}", release.minor)
+                    }
+                    None => format!("no GA release of 1.{} was known when etcdpack was made", release.minor),
+                };
+                self.warn("kubernetesVersion", n, format!("{v} is newer than etcdpack's etcd image table ({seen}); assuming etcd {}", tag.tag), format!("check `kubeadm config images list --kubernetes-version {v}` and pin that tag as etcd.imageTag"));
+            }
+        }
+        let (cluster, (kubernetes_version, release, _), config_api, pki, etcd, kubelet, members) =
+            (cluster?, version?, config_api?, pki?, etcd?, kubelet?, members?);
+        Some(Topology { cluster, kubernetes_version, release, config_api, pki, etcd, kubelet, members })
+    }
+
+    /// `kubeadmConfigApi`: the guide's API for the release unless chosen, and only an API
+    /// that release reads.
+    fn config_api(&mut self, f: &Fields<'_>, release: Option<&'static Release>) -> Option<ConfigApi> {
+        let Some((_, n)) = f.get("kubeadmConfigApi") else { return release.map(|r| r.config_api) };
+        let s = self.string("kubeadmConfigApi", n)?;
+        let api = match s.as_str() {
+            "v1beta3" | "kubeadm.k8s.io/v1beta3" => ConfigApi::V1Beta3,
+            "v1beta4" | "kubeadm.k8s.io/v1beta4" => ConfigApi::V1Beta4,
+            _ => {
+                self.err(
+                    "kubeadmConfigApi",
+                    n,
+                    format!("`{s}` is not a kubeadm config API"),
+                    "write v1beta3 or v1beta4",
+                );
+                return None;
+            }
+        };
+        let r = release?;
+        match api {
+            ConfigApi::V1Beta3 if !r.accepts_v1beta3 => {
+                self.err(
+                    "kubeadmConfigApi",
+                    n,
+                    format!("kubeadm 1.{} no longer reads v1beta3 (removed in 1.37, PR #136016)", r.minor),
+                    "use v1beta4, or remove kubeadmConfigApi",
+                );
+                None
+            }
+            ConfigApi::V1Beta4 if r.minor < 31 => {
+                self.err(
+                    "kubeadmConfigApi",
+                    n,
+                    format!("kubeadm 1.{} does not read v1beta4 (enabled in 1.31)", r.minor),
+                    "use v1beta3, or remove kubeadmConfigApi",
+                );
+                None
+            }
+            _ => Some(api),
+        }
     }
 
     pub(super) fn pki(
         &mut self,
         node: Option<&MarkedYamlOwned>,
+        config_api: Option<ConfigApi>,
         release: Option<&'static Release>,
         files: &dyn FileSource,
     ) -> Option<PkiSettings> {
@@ -86,8 +149,13 @@ impl Walker {
                             );
                             ok = false;
                         }
-                        if matches!(alg, KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096) && r.minor < 31 {
-                            self.err("pki.keyAlgorithm", n, format!("{alg} needs kubeadm 1.31 or later (v1beta4 encryptionAlgorithm), the topology targets 1.{}", r.minor), "use RSA-2048 or ECDSA-P256 (the PublicKeysECDSA feature gate) before 1.31");
+                        if matches!(
+                            alg,
+                            KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 | KeyAlgorithm::EcdsaP384
+                        ) && config_api == Some(ConfigApi::V1Beta3)
+                            && (alg != KeyAlgorithm::EcdsaP384 || r.minor >= 34)
+                        {
+                            self.err("pki.keyAlgorithm", n, format!("{alg} needs the v1beta4 config API (encryptionAlgorithm), and this topology writes v1beta3 for 1.{}", r.minor), "use RSA-2048 or ECDSA-P256 (the PublicKeysECDSA feature gate) with v1beta3");
                             ok = false;
                         }
                     }
@@ -222,9 +290,12 @@ impl Walker {
     pub(super) fn etcd(
         &mut self,
         node: Option<&MarkedYamlOwned>,
+        config_api: Option<ConfigApi>,
         release: Option<&'static Release>,
+        default_tag: Option<&'static str>,
         files: &dyn FileSource,
     ) -> Option<EtcdSettings> {
+        let default_order = release.map(|r| r.arg_orders()[0]).unwrap_or(ArgOrder::Sorted);
         let mut out = EtcdSettings {
             image_repository: None,
             image_tag: None,
@@ -232,6 +303,7 @@ impl Walker {
             client_port: 2379,
             peer_port: 2380,
             extra_args: Vec::new(),
+            arg_order: default_order,
             image_archive: None,
         };
         let Some(node) = node else { return Some(out) };
@@ -245,6 +317,7 @@ impl Walker {
                 "clientPort",
                 "peerPort",
                 "extraArgs",
+                "extraArgsOrder",
                 "imageArchive",
             ],
         )?;
@@ -310,8 +383,23 @@ impl Walker {
                 ok = false;
             }
         }
+        if let Some((_, n)) = f.get("extraArgsOrder")
+            && let Some(s) = self.string("etcd.extraArgsOrder", n)
+        {
+            let allowed = release.map(|r| r.arg_orders()).unwrap_or(&[ArgOrder::Sorted, ArgOrder::Appended]);
+            match allowed.iter().find(|o| o.name() == s) {
+                Some(o) => out.arg_order = *o,
+                None => {
+                    let names: Vec<&str> = allowed.iter().map(|o| o.name()).collect();
+                    let minor = release.map(|r| format!("kubeadm 1.{}", r.minor)).unwrap_or_default();
+                    self.err("etcd.extraArgsOrder", n, format!("`{s}` is not an argument order {minor} uses"), format!("use {} (`appended` exists from the 1.32-1.35 patch releases with PR #135400's backport, and is the only order from 1.36)", names.join(" or ")));
+                    ok = false;
+                }
+            }
+        }
         if let Some((_, n)) = f.get("extraArgs") {
-            match self.extra_args(n, release) {
+            let tag = out.image_tag.as_deref().or(default_tag).unwrap_or_default();
+            match self.extra_args(n, config_api, tag) {
                 Some(a) => out.extra_args = a,
                 None => ok = false,
             }
@@ -350,7 +438,8 @@ impl Walker {
     pub(super) fn extra_args(
         &mut self,
         node: &MarkedYamlOwned,
-        release: Option<&'static Release>,
+        config_api: Option<ConfigApi>,
+        tag: &str,
     ) -> Option<Vec<Arg>> {
         let mut args: Vec<(Arg, &MarkedYamlOwned)> = Vec::new();
         let mut ok = true;
@@ -396,6 +485,8 @@ impl Walker {
                 return None;
             }
         }
+        let known = crate::etcdflags::known_flags(tag);
+        let known_list: Vec<&str> = known.iter().copied().collect();
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
         for (i, (arg, n)) in args.iter().enumerate() {
             let path = format!("etcd.extraArgs[{i}].name");
@@ -403,24 +494,56 @@ impl Walker {
                 || arg.name.starts_with('-')
                 || !arg.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
             {
-                self.err(
-                    &path,
-                    n,
-                    format!("`{}` is not an etcd flag name", arg.name),
-                    "write the flag without leading dashes, such as snapshot-count",
-                );
+                let bare = arg.name.trim_start_matches('-');
+                let help = if arg.name.starts_with('-') && known.contains(bare) {
+                    format!("write it without the leading dashes: `{bare}`")
+                } else {
+                    "write the flag without leading dashes, such as snapshot-count".to_string()
+                };
+                self.err(&path, n, format!("`{}` is not an etcd flag name", arg.name), help);
                 ok = false;
+                continue;
             }
-            if let Some(first) = seen.insert(arg.name.clone(), i)
-                && release.is_some_and(|r| r.config_api == versions::ConfigApi::V1Beta3)
-            {
+            if let Some(field) = crate::etcdflags::owned_by_topology(&arg.name) {
                 self.err(
                     &path,
                     n,
-                    format!("`{}` is given twice (first at extraArgs[{first}])", arg.name),
-                    "kubeadm v1beta3 extraArgs is a map: give each flag once",
+                    format!("`{}` is set by etcdpack from the topology", arg.name),
+                    format!("remove it from extraArgs and set {field} instead"),
                 );
                 ok = false;
+                continue;
+            }
+            if !known.contains(arg.name.as_str()) {
+                let etcd = match crate::etcdflags::etcd_minor(tag) {
+                    Some(m) => format!("etcd 3.{m} (image tag {tag})"),
+                    None => format!("etcd (image tag {tag})"),
+                };
+                let help = match closest(&arg.name, &known_list) {
+                    Some(s) => format!("did you mean `{s}`? `etcd --help` lists the flags of {etcd}"),
+                    None => format!("check the name against `etcd --help` of {etcd}"),
+                };
+                self.err(&path, n, format!("`{}` is not a flag of {etcd}", arg.name), help);
+                ok = false;
+                continue;
+            }
+            if let Some(first) = seen.insert(arg.name.clone(), i) {
+                if config_api == Some(versions::ConfigApi::V1Beta3) {
+                    self.err(
+                        &path,
+                        n,
+                        format!("`{}` is given twice (first at extraArgs[{first}])", arg.name),
+                        "kubeadm v1beta3 extraArgs is a map: give each flag once",
+                    );
+                    ok = false;
+                } else {
+                    self.warn(
+                        &path,
+                        n,
+                        format!("`{}` is given twice (first at extraArgs[{first}]): etcd gets both", arg.name),
+                        "keep one unless the flag takes several values; etcd uses the last of a repeated single-value flag",
+                    );
+                }
             }
         }
         ok.then(|| args.into_iter().map(|(a, _)| a).collect())
@@ -478,6 +601,15 @@ impl Walker {
             self.err("members", node, "no members", "list at least one member with a name and an address");
             return None;
         }
+        if items.len() > MAX_MEMBERS {
+            self.err(
+                "members",
+                node,
+                format!("{} members, more than the {MAX_MEMBERS} etcdpack builds for", items.len()),
+                "etcd recommends at most 7 voting members; split the list or check that this is the right file",
+            );
+            return None;
+        }
         let mut out = Vec::new();
         let mut ok = true;
         let mut names: BTreeMap<String, usize> = BTreeMap::new();
@@ -513,6 +645,14 @@ impl Walker {
                 if let Some(first) = addrs.insert(ip, i) {
                     self.err(&format!("{path}.address"), n, format!("address {ip} is already used by members[{first}]"), "give every member its own address");
                     return None;
+                }
+                if let Some(what) = host_local(&ip) {
+                    let msg = format!("`{s}` is a {what} address, which other hosts cannot reach");
+                    if items.len() > 1 {
+                        self.err(&format!("{path}.address"), n, msg, "use the address the other members reach this host on");
+                        return None;
+                    }
+                    self.warn(&format!("{path}.address"), n, msg, "fine for a one-member cluster on one host; use a routable address before adding members");
                 }
                 Some(ip)
             });
@@ -568,5 +708,15 @@ impl Walker {
             );
         }
         ok.then_some(out)
+    }
+}
+
+/// Loopback and link-local addresses only mean something on one host (or one link).
+fn host_local(ip: &IpAddr) -> Option<&'static str> {
+    match ip {
+        _ if ip.is_loopback() => Some("loopback"),
+        IpAddr::V4(v4) if v4.is_link_local() => Some("link-local"),
+        IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 => Some("link-local"),
+        _ => None,
     }
 }

@@ -161,6 +161,16 @@ impl Walker {
     pub(super) fn string(&mut self, path: &str, node: &MarkedYamlOwned) -> Option<String> {
         match &node.data {
             YamlDataOwned::Value(ScalarOwned::String(s)) => Some(s.clone()),
+            YamlDataOwned::Sequence(_) | YamlDataOwned::Mapping(_) => {
+                let key = path.rsplit(['.', ']']).next().unwrap_or(path);
+                self.err(
+                    path,
+                    node,
+                    format!("expected a single value, found {}", kind(node)),
+                    format!("write one value after `{key}:`, such as `{key}: \"...\"`"),
+                );
+                None
+            }
             _ => {
                 self.err(path, node, format!("expected a string, found {}", kind(node)), "quote the value");
                 None
@@ -280,6 +290,15 @@ impl Walker {
                     node,
                     format!("duration `{text}` is not positive"),
                     "use a positive duration such as 8760h",
+                );
+                None
+            }
+            Some(s) if s > super::MAX_VALIDITY => {
+                self.err(
+                    path,
+                    node,
+                    format!("duration `{text}` is longer than 100 years"),
+                    "use at most 876000h (100 years); kubeadm's defaults are 8760h for leaves and 87600h for the CA",
                 );
                 None
             }

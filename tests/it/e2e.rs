@@ -371,3 +371,19 @@ fn an_ipv6_cluster_with_custom_ports_runs() {
         "cluster: e2e6\nkubernetesVersion: v1.30.4\npki: { keyAlgorithm: ECDSA-P256 }\netcd: { clientPort: 12379, peerPort: 12380 }\nmembers:\n  - { name: etcd-a, address: \"fd00:10::6\" }\n  - { name: etcd-b, address: \"fd00:10::7\" }\n  - { name: etcd-c, address: \"fd00:10::8\" }\n",
     );
 }
+
+#[test]
+fn a_v1_36_cluster_with_appended_extra_args_runs_without_the_two_etcd_3_6_flags() {
+    cluster(
+        "d",
+        "cluster: e2e36\nkubernetesVersion: v1.36.1\npki: { keyAlgorithm: ECDSA-P256 }\netcd:\n  extraArgs:\n    - { name: auto-compaction-retention, value: \"8\" }\n    - { name: snapshot-count, value: \"20000\" }\nmembers:\n  - { name: infra0, address: 10.0.0.6 }\n  - { name: infra1, address: 10.0.0.7 }\n  - { name: infra2, address: 10.0.0.8 }\n",
+    );
+}
+
+#[test]
+fn a_v1_37_cluster_runs_without_the_two_etcd_3_6_flags() {
+    cluster(
+        "e",
+        "cluster: e2e37\nkubernetesVersion: v1.37.0\npki: { keyAlgorithm: ECDSA-P256 }\nmembers:\n  - { name: infra0, address: 10.0.0.6 }\n  - { name: infra1, address: 10.0.0.7 }\n  - { name: infra2, address: 10.0.0.8 }\n",
+    );
+}
