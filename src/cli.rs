@@ -53,18 +53,25 @@ pub enum Command {
         #[arg(long)]
         timings: bool,
     },
-    /// Check bundles: signature, digests, certificate chain, SANs, expiry, key placement
+    /// Check bundles: signature, digests, certificate chain, SANs, expiry, key placement,
+    /// and that several bundles belong to one cluster
     Verify {
         /// Bundles (.tar.gz); each one's signature is read from BUNDLE.sig
         #[arg(required = true)]
         bundles: Vec<PathBuf>,
-        /// Trusted signing key [default: signing-key.pub beside each bundle]
+        /// The pinned signing key [default: signing-key.pub beside each bundle, which proves
+        /// only that the bundle matches its folder]
         #[arg(long)]
         pubkey: Option<PathBuf>,
     },
-    /// Show a bundle as the guide's file trees, with certificate summaries
+    /// Show bundles as the guide's file trees, with certificate summaries (after checking
+    /// each one's signature)
     Inspect {
-        /// The bundle (.tar.gz)
-        bundle: PathBuf,
+        /// Bundles (.tar.gz); each one's signature is read from BUNDLE.sig
+        #[arg(required = true)]
+        bundles: Vec<PathBuf>,
+        /// The pinned signing key [default: signing-key.pub beside each bundle]
+        #[arg(long)]
+        pubkey: Option<PathBuf>,
     },
 }

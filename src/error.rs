@@ -29,7 +29,7 @@ pub enum Error {
     #[error("another etcdpack build is using {0}\n  help: wait for it to finish, then run again")]
     Locked(PathBuf),
     /// A file could not be read or written.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {source}{}", io_hint(source, path))]
     Io {
         /// What etcdpack was doing.
         action: &'static str,
@@ -48,6 +48,9 @@ pub enum Error {
         /// The unexpected file.
         file: String,
     },
+    /// The build would ship something it must not (an expired certificate).
+    #[error("{0}")]
+    Refused(String),
     /// A bundle failed verification.
     #[error("{0}")]
     VerifyFailed(String),
@@ -67,6 +70,7 @@ impl Error {
             | Error::StateCaMismatch(_)
             | Error::VerifyFailed(_)
             | Error::Usage(_)
+            | Error::Refused(_)
             | Error::ForeignOutput { .. } => 1,
             Error::StateCorrupt { .. } | Error::Locked(_) | Error::Io { .. } | Error::Internal(_) => 2,
         }
@@ -75,6 +79,19 @@ impl Error {
     /// An I/O error with its context.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io { action, path: path.into(), source }
+    }
+}
+
+/// What to do about the common I/O failures.
+fn io_hint(e: &std::io::Error, path: &std::path::Path) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        PermissionDenied | ReadOnlyFilesystem => format!(
+            "\n  help: etcdpack cannot write or read {} as this user; fix its permissions, run as its owner, or choose another folder (--state, --out)",
+            path.display()
+        ),
+        NotFound => format!("\n  help: check the path {}", path.display()),
+        _ => String::new(),
     }
 }
 

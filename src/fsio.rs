@@ -178,9 +178,67 @@ pub fn write_dist(out: &Path, files: &std::collections::BTreeMap<String, Vec<u8>
     write_dist_checked(out, files)
 }
 
+/// A path made absolute, with `.` and `..` folded and symlinks of its existing part resolved,
+/// so that two spellings of one folder compare equal.
+fn resolved(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut clean = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => clean.push(other),
+        }
+    }
+    // Resolve the longest part that exists (it may hold symlinks); append the rest.
+    let mut existing = clean.clone();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.file_name().map(|n| n.to_os_string()), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => break,
+        }
+    }
+    let mut out = fs::canonicalize(&existing).unwrap_or(existing);
+    out.extend(rest.iter().rev());
+    out
+}
+
+/// Refuses a state folder inside (or equal to) the output folder, or the other way round,
+/// before anything is created: the state holds the CA key and must never be shipped.
+pub fn check_apart(state: &Path, out: &Path) -> Result<()> {
+    let (s, o) = (resolved(state), resolved(out));
+    if s.starts_with(&o) {
+        return Err(Error::Usage(format!(
+            "the state folder {} is inside the output folder {}: the CA and every key would be shipped with the bundles\n  help: keep --state outside --out (by default the state is <topology stem>.state beside the topology)",
+            state.display(),
+            out.display()
+        )));
+    }
+    if o.starts_with(&s) {
+        return Err(Error::Usage(format!(
+            "the output folder {} is inside the state folder {}\n  help: write the bundles elsewhere, such as --out dist",
+            out.display(),
+            state.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses an output folder that holds anything etcdpack did not write (run before a build,
 /// so that a doomed build creates no keys).
 pub fn check_out(out: &Path) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        return Err(Error::Usage(format!(
+            "--out {} is a file, not a folder\n  help: name a folder for the bundles (it is created, and replaced as a whole on every build)",
+            out.display()
+        )));
+    }
     if out.exists() {
         for entry in fs::read_dir(out).map_err(|e| Error::io("cannot list", out, e))? {
             let entry = entry.map_err(|e| Error::io("cannot list", out, e))?;

@@ -58,6 +58,8 @@ pub struct Build {
     pub dist: BTreeMap<String, Vec<u8>>,
     /// The signing key's fingerprint.
     pub fingerprint: String,
+    /// Warnings about what ships (expiry inside 30 days, a changed validity).
+    pub warnings: Vec<String>,
 }
 
 /// Inputs of a build that do not come from the topology.
@@ -77,14 +79,9 @@ pub struct BuildEnv<'a> {
 pub fn build(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static str)) -> Result<Build> {
     let plan = plan::plan(t);
     phase("plan");
-    let decisions = pki::decide(&plan, env.state);
-    let existing = t.pki.existing_ca.as_ref().map(|c| (c.cert_pem.as_str(), c.key_pem.as_str()));
-    let (pki, state_update) = pki::issue(&plan, env.state, pki::CaSource { existing }, env.now, env.keys)
-        .map_err(|e| match e {
-            IssueError::CaMismatch(_) => Error::StateCaMismatch(e.to_string()),
-            IssueError::Corrupt(what) => Error::StateCorrupt { path: "the state folder".into(), what },
-            IssueError::Crypto { .. } => Error::Internal(e.to_string()),
-        })?;
+    let pre = preflight(t, &plan, env.state, env.now)?;
+    let (pki, state_update) =
+        pki::issue(&plan, env.state, &pre, ca_source(t), env.now, env.keys).map_err(issue_error)?;
     phase("issue");
     let sets = render::render(&plan, &pki, t.etcd.image_archive.as_ref())
         .map_err(|e| Error::Internal(e.to_string()))?;
@@ -114,7 +111,39 @@ pub fn build(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static st
     dist.insert("signing-key.pub".into(), signer.public_pem().into_bytes());
     dist.insert("plan.json".into(), plan_json(&plan, &pki, Some(&digests)).into_bytes());
     phase("sign");
-    Ok(Build { fingerprint: signer.fingerprint(), plan, decisions, pki, state_update, dist })
+    let warnings = pre.warnings(env.now);
+    Ok(Build {
+        fingerprint: signer.fingerprint(),
+        plan,
+        decisions: pre.decisions,
+        pki,
+        state_update,
+        dist,
+        warnings,
+    })
+}
+
+fn ca_source(t: &Topology) -> pki::CaSource<'_> {
+    pki::CaSource { existing: t.pki.existing_ca.as_ref().map(|c| (c.cert_pem.as_str(), c.key_pem.as_str())) }
+}
+
+fn issue_error(e: IssueError) -> Error {
+    match e {
+        IssueError::CaMismatch(_) => Error::StateCaMismatch(e.to_string()),
+        IssueError::Corrupt(what) => Error::StateCorrupt { path: "the state folder".into(), what },
+        IssueError::Expiring(why) => Error::Refused(why),
+        IssueError::Crypto { .. } => Error::Internal(e.to_string()),
+    }
+}
+
+/// Every check `build` makes before it creates anything, for `plan` to report the same
+/// refusals: the state against the topology's CA, damaged state, and expiry.
+pub fn preflight(t: &Topology, plan: &Plan, state: &State, now: i64) -> Result<pki::Preflight> {
+    let pre = pki::preflight(plan, state, &ca_source(t), now).map_err(issue_error)?;
+    match pre.refusal(now) {
+        Some(refusal) => Err(issue_error(refusal)),
+        None => Ok(pre),
+    }
 }
 
 /// `plan.json`: the plan, each cert's serial and validity, and each bundle's digest.

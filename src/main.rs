@@ -7,13 +7,35 @@ mod cli;
 use clap::Parser;
 use cli::{Cli, Command};
 use etcdpack::error::{Error, Result};
+use etcdpack::keys::{KeyAlgorithm, KeySource, PrivateKey};
 use etcdpack::pki::Action;
-use etcdpack::{fsio, keys, pki, plan, topology, unpack, verify};
-use std::io::Write;
+use etcdpack::{fsio, keys, plan, topology, unpack, verify};
+use std::fmt;
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 const EXAMPLE: &str = include_str!("../examples/etcd-topology.yaml");
+
+/// Standard output. A closed pipe (`etcdpack verify ... | head -1`) ends the output quietly:
+/// the command still finishes its work and exits with its own code.
+fn out(args: fmt::Arguments<'_>) {
+    let _ = std::io::stdout().lock().write_fmt(args);
+}
+
+/// Standard error, with the same tolerance for a closed pipe.
+fn err(args: fmt::Arguments<'_>) {
+    let _ = std::io::stderr().lock().write_fmt(args);
+}
+
+macro_rules! outln {
+    () => { out(format_args!("\n")) };
+    ($($t:tt)*) => { out(format_args!("{}\n", format_args!($($t)*))) };
+}
+macro_rules! errln {
+    ($($t:tt)*) => { err(format_args!("{}\n", format_args!($($t)*))) };
+}
 
 fn main() {
     let cli = match Cli::try_parse() {
@@ -24,14 +46,19 @@ fn main() {
             std::process::exit(code);
         }
     };
-    if let Err(e) = run(cli) {
-        match &e {
-            // Diagnostics carry their own `error:`/`warning:` prefixes and a summary line.
-            Error::Invalid(d) => eprintln!("{d}"),
-            _ => eprintln!("error: {e}"),
+    let code = match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            match &e {
+                // Diagnostics carry their own `error:`/`warning:` prefixes and a summary line.
+                Error::Invalid(d) => errln!("{d}"),
+                _ => errln!("error: {e}"),
+            }
+            e.exit_code()
         }
-        std::process::exit(e.exit_code());
-    }
+    };
+    let _ = std::io::stdout().flush();
+    std::process::exit(code);
 }
 
 fn now() -> i64 {
@@ -43,7 +70,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Init { file, force } => init(file, force),
         Command::Check { topology } => {
             let t = load(&topology)?;
-            println!(
+            outln!(
                 "{}: ok ({} members, kubeadm {})",
                 topology.display(),
                 t.members.len(),
@@ -54,45 +81,78 @@ fn run(cli: Cli) -> Result<()> {
         Command::Plan { topology, state, json } => plan_cmd(&topology, state, json),
         Command::Build { topology, out, state, timings } => build(&topology, &out, state, timings),
         Command::Verify { bundles, pubkey } => verify_cmd(&bundles, pubkey.as_deref()),
-        Command::Inspect { bundle } => {
-            let bytes = std::fs::read(&bundle).map_err(|e| Error::io("cannot read", &bundle, e))?;
-            let u = unpack::unpack(&bytes)
-                .map_err(|e| Error::VerifyFailed(format!("{}: {e}", bundle.display())))?;
-            print!("{}", etcdpack::inspect::inspect(&u));
-            Ok(())
-        }
+        Command::Inspect { bundles, pubkey } => inspect_cmd(&bundles, pubkey.as_deref()),
     }
 }
 
 fn init(file: Option<PathBuf>, force: bool) -> Result<()> {
     match file {
         None => {
-            print!("{EXAMPLE}");
+            out(format_args!("{EXAMPLE}"));
             Ok(())
         }
         Some(path) => {
+            if path.is_dir() {
+                return Err(Error::Usage(format!(
+                    "{} is a folder\n  help: name the file to write, such as {}/etcd.yaml",
+                    path.display(),
+                    path.display()
+                )));
+            }
             if path.exists() && !force {
                 return Err(Error::Usage(format!(
-                    "{} exists\n  help: choose another file or pass --force",
+                    "{} exists\n  help: choose another file or pass --force to overwrite it",
                     path.display()
                 )));
             }
             std::fs::write(&path, EXAMPLE).map_err(|e| Error::io("cannot write", &path, e))?;
-            println!("wrote {}", path.display());
+            outln!(
+                "wrote {}: the kubeadm guide's three hosts; edit it, then run `etcdpack check {}`",
+                path.display(),
+                path.display()
+            );
             Ok(())
         }
     }
 }
 
+/// Reads a topology file: at most its size limit, and only text.
+fn read_topology(path: &Path) -> Result<String> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(Error::Usage(format!(
+            "{} is a folder, not a topology file\n  help: give the YAML file, such as examples/etcd-topology.yaml",
+            path.display()
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(topology::MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("cannot read", path, e))?;
+    if bytes.len() > topology::MAX_FILE_BYTES {
+        return Err(Error::Usage(format!(
+            "{} is larger than 1 MiB, more than any topology\n  help: check that this is the topology file",
+            path.display()
+        )));
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) if !text.contains('\0') => Ok(text),
+        _ => Err(Error::Usage(format!(
+            "{} is not a text file (it holds bytes that are not UTF-8 text)\n  help: give the topology YAML file; `etcdpack init etcd.yaml` writes an example",
+            path.display()
+        ))),
+    }
+}
+
 /// Reads and validates a topology, printing warnings; errors become `Error::Invalid`.
 fn load(path: &Path) -> Result<topology::Topology> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let text = read_topology(path)?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let (t, diags) = topology::parse(&path.display().to_string(), &text, &fsio::DirFiles(base));
     match t {
         Some(t) => {
             for w in diags.warnings() {
-                eprintln!("{}", w.render(&diags.file));
+                errln!("{}", w.render(&diags.file));
             }
             Ok(t)
         }
@@ -114,10 +174,20 @@ fn plan_cmd(path: &Path, state: Option<PathBuf>, json: bool) -> Result<()> {
     let state_dir = state.unwrap_or_else(|| fsio::default_state_dir(path));
     let st = fsio::load_state(&state_dir)?;
     let p = plan::plan(&t);
-    let decisions = pki::decide(&p, &st);
+    let now = now();
+    // The same checks build runs before it creates anything: the same refusals.
+    let pre = etcdpack::preflight(&t, &p, &st, now)?;
+    for w in pre.warnings(now) {
+        errln!("warning: {w}");
+    }
     if json {
-        let doc = serde_json::json!({ "plan": p, "certificates": decisions });
-        println!("{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+        let doc = serde_json::json!({
+            "plan": p,
+            "certificates": pre.decisions,
+            "expiry": pre.shipped,
+            "notes": pre.notes,
+        });
+        outln!("{}", serde_json::to_string_pretty(&doc).expect("JSON"));
         return Ok(());
     }
     let ca = match (&t.pki.existing_ca, &st.ca_cert) {
@@ -125,7 +195,7 @@ fn plan_cmd(path: &Path, state: Option<PathBuf>, json: bool) -> Result<()> {
         (_, Some(_)) => "reuse",
         (None, None) => "new",
     };
-    println!(
+    outln!(
         "cluster {} · kubeadm {} ({}) · image {} · {} keys",
         p.cluster,
         p.kubernetes_version,
@@ -133,18 +203,42 @@ fn plan_cmd(path: &Path, state: Option<PathBuf>, json: bool) -> Result<()> {
         p.image,
         p.key_algorithm
     );
-    println!("state {}: etcd-ca {ca}", state_dir.display());
+    outln!("state {}: etcd-ca {ca}", state_dir.display());
     for m in &p.members {
         let key_note = if m.carries_ca_key { ", carries ca.key" } else { "" };
-        println!("member {} {}{key_note}", m.name, m.address);
-        for d in decisions.iter().filter(|d| d.member == m.name) {
-            println!("  {:<24} {}", d.leaf.kubeadm_name(), action_text(&d.action));
+        outln!("member {} {}{key_note}", m.name, m.address);
+        for d in pre.decisions.iter().filter(|d| d.member == m.name) {
+            outln!("  {:<24} {}", d.leaf.kubeadm_name(), action_text(&d.action));
         }
         for f in &m.files {
-            println!("  {:04o} {}", f.mode, f.path);
+            outln!("  {:04o} {}", f.mode, f.path);
         }
     }
     Ok(())
+}
+
+/// Counts keys as the parallel pass makes them and shows the count on a terminal.
+struct Progress<'a> {
+    inner: &'a dyn KeySource,
+    done: AtomicUsize,
+    shown: bool,
+}
+
+impl KeySource for Progress<'_> {
+    fn key(&self, alg: KeyAlgorithm, label: &str) -> PrivateKey {
+        let key = self.inner.key(alg, label);
+        let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.shown {
+            err(format_args!(
+                "\r\x1b[Kgenerating {alg} keys on {} threads: {n} done",
+                rayon::current_num_threads()
+            ));
+        }
+        key
+    }
+    fn serial(&self, label: &str) -> u64 {
+        self.inner.serial(label)
+    }
 }
 
 fn build(path: &Path, out: &Path, state: Option<PathBuf>, timings: bool) -> Result<()> {
@@ -154,8 +248,9 @@ fn build(path: &Path, out: &Path, state: Option<PathBuf>, timings: bool) -> Resu
         Ok(v) => Some(v.trim().parse::<u64>().map_err(|_| Error::Usage(format!("SOURCE_DATE_EPOCH={v} is not a number of seconds\n  help: set it to a Unix time such as 1700000000, or unset it")))?),
         Err(_) => None,
     };
-    fsio::check_out(out)?;
     let state_dir = state.unwrap_or_else(|| fsio::default_state_dir(path));
+    fsio::check_apart(&state_dir, out)?;
+    fsio::check_out(out)?;
     let created = !state_dir.exists();
     let lock = fsio::lock_state(&state_dir)?;
     let result = build_locked(&t, out, &state_dir, source_date_epoch, start, timings);
@@ -169,7 +264,7 @@ fn build(path: &Path, out: &Path, state: Option<PathBuf>, timings: bool) -> Resu
 
 fn build_locked(
     t: &topology::Topology,
-    out: &Path,
+    out_dir: &Path,
     state_dir: &Path,
     source_date_epoch: Option<u64>,
     start: Instant,
@@ -177,78 +272,164 @@ fn build_locked(
 ) -> Result<()> {
     let st = fsio::load_state(state_dir)?;
     let mut marks: Vec<(&'static str, Instant)> = vec![("load", Instant::now())];
-    let env = etcdpack::BuildEnv { state: &st, now: now(), source_date_epoch, keys: &keys::OsKeys };
-    let b = etcdpack::build(t, &env, &mut |name| marks.push((name, Instant::now())))?;
+    let progress =
+        Progress { inner: &keys::OsKeys, done: AtomicUsize::new(0), shown: std::io::stderr().is_terminal() };
+    let env = etcdpack::BuildEnv { state: &st, now: now(), source_date_epoch, keys: &progress };
+    let result = etcdpack::build(t, &env, &mut |name| marks.push((name, Instant::now())));
+    if progress.shown && progress.done.load(Ordering::Relaxed) > 0 {
+        err(format_args!("\r\x1b[K"));
+    }
+    let b = result?;
     fsio::apply_state_update(state_dir, &b.state_update)?;
-    fsio::write_dist(out, &b.dist)?;
+    fsio::write_dist(out_dir, &b.dist)?;
     marks.push(("write", Instant::now()));
 
-    let mut o = std::io::stdout().lock();
+    for w in &b.warnings {
+        errln!("warning: {w}");
+    }
     let p = &b.plan;
-    let _ = writeln!(
-        o,
+    outln!(
         "cluster {} · kubeadm {} · image {} · {} keys",
-        p.cluster, p.kubernetes_version, p.image, p.key_algorithm
+        p.cluster,
+        p.kubernetes_version,
+        p.image,
+        p.key_algorithm
     );
-    let _ = writeln!(o, "etcd-ca: {}", action_text(&b.pki.ca.action));
+    outln!("etcd-ca: {}", action_text(&b.pki.ca.action));
     for d in &b.decisions {
-        let _ = writeln!(o, "{:<16} {:<24} {}", d.member, d.leaf.kubeadm_name(), action_text(&d.action));
+        outln!("{:<16} {:<24} {}", d.member, d.leaf.kubeadm_name(), action_text(&d.action));
     }
     let key_state = if b.pki.signing_key_new { "new" } else { "reuse" };
-    let _ =
-        writeln!(o, "signing key {} ({key_state}); pin it on the hosts that verify bundles", b.fingerprint);
+    outln!("signing key {} ({key_state}); pin it on the hosts that verify bundles", b.fingerprint);
     for m in &p.members {
-        let _ = writeln!(o, "wrote {}", out.join(format!("{}.tar.gz", m.name)).display());
+        outln!("wrote {}", out_dir.join(format!("{}.tar.gz", m.name)).display());
     }
-    let _ = writeln!(o, "state {}", state_dir.display());
+    outln!("state {}", state_dir.display());
     if timings {
         let mut prev = start;
         for (name, at) in &marks {
-            eprintln!("timing {name:<8} {:>8.1} ms", at.duration_since(prev).as_secs_f64() * 1000.0);
+            errln!("timing {name:<8} {:>8.1} ms", at.duration_since(prev).as_secs_f64() * 1000.0);
             prev = *at;
         }
-        eprintln!("timing {:<8} {:>8.1} ms", "total", start.elapsed().as_secs_f64() * 1000.0);
+        errln!("timing {:<8} {:>8.1} ms", "total", start.elapsed().as_secs_f64() * 1000.0);
     }
     Ok(())
+}
+
+/// A bundle, its signature and the key that should have made it.
+struct Signed {
+    bytes: Vec<u8>,
+    sig: Option<Vec<u8>>,
+    key_pem: String,
+    fingerprint: String,
+}
+
+fn read_signed(bundle: &Path, pubkey: Option<&Path>) -> Result<Signed> {
+    let bytes = std::fs::read(bundle).map_err(|e| Error::io("cannot read", bundle, e))?;
+    let sig = std::fs::read(format!("{}.sig", bundle.display())).ok();
+    let key_path = pubkey
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| bundle.parent().unwrap_or(Path::new(".")).join("signing-key.pub"));
+    let key_pem = std::fs::read_to_string(&key_path).map_err(|e| {
+        let help = if pubkey.is_some() {
+            "give the pinned signing-key.pub of the build (dist/signing-key.pub)"
+        } else {
+            "no signing-key.pub beside the bundle: pass --pubkey with the pinned key (dist/signing-key.pub of the build)"
+        };
+        Error::Usage(format!("cannot read the signing key {}: {e}\n  help: {help}", key_path.display()))
+    })?;
+    let fingerprint = etcdpack::sign::fingerprint_of(&key_pem).map_err(|e| {
+        Error::Usage(format!(
+            "{} is not a signing key: {e}\n  help: pass --pubkey with the signing-key.pub etcdpack wrote",
+            key_path.display()
+        ))
+    })?;
+    Ok(Signed { bytes, sig, key_pem, fingerprint })
+}
+
+fn key_origin(pubkey: Option<&Path>, fingerprint: &str) -> String {
+    match pubkey {
+        Some(_) => format!("pinned signing key {fingerprint}"),
+        None => format!(
+            "signing key {fingerprint} read beside the bundle, not pinned: compare it with your pinned fingerprint or pass --pubkey"
+        ),
+    }
 }
 
 fn verify_cmd(bundles: &[PathBuf], pubkey: Option<&Path>) -> Result<()> {
     let now = now();
     let mut failed = 0;
+    let mut summaries = Vec::new();
+    let mut fingerprints = std::collections::BTreeSet::new();
     for bundle in bundles {
-        let bytes = std::fs::read(bundle).map_err(|e| Error::io("cannot read", bundle, e))?;
-        let sig_path = PathBuf::from(format!("{}.sig", bundle.display()));
-        let sig = std::fs::read(&sig_path).ok();
-        let key_path = pubkey
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| bundle.parent().unwrap_or(Path::new(".")).join("signing-key.pub"));
-        let key = std::fs::read_to_string(&key_path)
-            .map_err(|e| Error::io("cannot read the signing key", &key_path, e))?;
-        let fp = etcdpack::sign::fingerprint_of(&key)
-            .map_err(|e| Error::VerifyFailed(format!("{}: {e}", key_path.display())))?;
-        let report = verify::verify(&bytes, sig.as_deref(), &key, now);
-        let origin = if pubkey.is_some() {
-            ""
-        } else {
-            ", read beside the bundle: compare it with the pinned fingerprint or pass --pubkey"
-        };
-        println!("{} (signing key {fp}{origin})", bundle.display());
+        let s = read_signed(bundle, pubkey)?;
+        let report = verify::verify(&s.bytes, s.sig.as_deref(), &s.key_pem, now);
+        outln!("{} ({})", bundle.display(), key_origin(pubkey, &s.fingerprint));
         for c in &report.checks {
             match &c.failure {
-                None => println!("  ok    {}", c.what),
-                Some(why) => println!("  FAIL  {}: {why}", c.what),
+                None => outln!("  ok    {}", c.what),
+                Some(why) => outln!("  FAIL  {}: {why}", c.what),
             }
         }
         if !report.ok() {
             failed += 1;
         }
+        fingerprints.insert(s.fingerprint);
+        if let Some(summary) = report.summary {
+            summaries.push((bundle.display().to_string(), summary));
+        }
+    }
+    if bundles.len() > 1 {
+        let pairs: Vec<(String, &verify::Summary)> = summaries.iter().map(|(n, s)| (n.clone(), s)).collect();
+        let mut problems = verify::agreement(&pairs);
+        if fingerprints.len() > 1 {
+            problems.push(format!("the bundles are signed by {} different keys", fingerprints.len()));
+        }
+        outln!("{} bundles together", bundles.len());
+        if problems.is_empty() {
+            outln!("  ok    one cluster, one CA, one signing key, one member list, no member twice");
+        } else {
+            for p in &problems {
+                outln!("  FAIL  bundles agree: {p}");
+            }
+            failed += 1;
+        }
     }
     if failed > 0 {
         return Err(Error::VerifyFailed(format!(
-            "{failed} of {} bundle(s) failed verification",
+            "{failed} check group(s) failed for {} bundle(s)",
             bundles.len()
         )));
     }
-    println!("{} bundle(s) verified", bundles.len());
+    outln!("{} bundle(s) verified", bundles.len());
+    Ok(())
+}
+
+fn inspect_cmd(bundles: &[PathBuf], pubkey: Option<&Path>) -> Result<()> {
+    for (i, bundle) in bundles.iter().enumerate() {
+        let s = read_signed(bundle, pubkey)?;
+        // Nothing is unpacked before its signature verifies.
+        let signed = match &s.sig {
+            Some(sig) => etcdpack::sign::verify(&s.key_pem, &s.bytes, sig).map_err(|e| e.to_string()),
+            None => Err("no .sig file beside it".to_string()),
+        };
+        if let Err(why) = signed {
+            return Err(Error::VerifyFailed(format!(
+                "{}: signature check failed ({why}); not unpacked\n  help: run `etcdpack verify {}` for details",
+                bundle.display(),
+                bundle.display()
+            )));
+        }
+        let u = unpack::unpack(&s.bytes)
+            .map_err(|e| Error::VerifyFailed(format!("{}: {e}", bundle.display())))?;
+        if bundles.len() > 1 {
+            if i > 0 {
+                outln!();
+            }
+            outln!("==> {} <==", bundle.display());
+        }
+        outln!("({})", key_origin(pubkey, &s.fingerprint));
+        out(format_args!("{}", etcdpack::inspect::inspect(&u)));
+    }
     Ok(())
 }

@@ -31,6 +31,9 @@ pub enum IssueError {
     /// The state is damaged.
     #[error("the state folder is inconsistent: {0}")]
     Corrupt(String),
+    /// A certificate the build would ship is expired or expires within a day.
+    #[error("{0}")]
+    Expiring(String),
     /// A crypto library failed.
     #[error("could not issue {what}: {why}")]
     Crypto {
@@ -130,16 +133,214 @@ fn change_reason(old: &CertProfile, new: &CertProfile) -> String {
     why.join(", ")
 }
 
+/// Refuse to ship a certificate that expires within this many seconds (a day).
+pub const REFUSE_WITHIN_SECS: i64 = 24 * 3600;
+/// Warn about a certificate that expires within this many seconds (30 days).
+pub const WARN_WITHIN_SECS: i64 = 30 * 86400;
+
+/// One certificate the build would ship, with the date it stops being valid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Shipped {
+    /// Member, or `None` for the CA.
+    pub member: Option<String>,
+    /// kubeadm's name.
+    pub certificate: &'static str,
+    /// NotAfter, seconds since the epoch.
+    pub not_after: i64,
+    /// Whether the build reuses it (else it is new).
+    pub reused: bool,
+}
+
+/// What `build` would do and what it would refuse, known before any key exists: `plan`
+/// shows it and `build` stops on it, so the two never disagree.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Preflight {
+    /// What happens to each leaf.
+    pub decisions: Vec<LeafDecision>,
+    /// Every certificate that would ship, with its expiry.
+    pub shipped: Vec<Shipped>,
+    /// Things the user should know that do not stop the build (a changed validity).
+    pub notes: Vec<String>,
+}
+
+impl Preflight {
+    /// Certificates that expire within `secs` of `now`.
+    pub fn expiring(&self, now: i64, secs: i64) -> impl Iterator<Item = &Shipped> {
+        self.shipped.iter().filter(move |c| c.not_after - now <= secs)
+    }
+
+    /// The warnings to print: expiry inside the 30-day window, and the notes.
+    pub fn warnings(&self, now: i64) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .expiring(now, WARN_WITHIN_SECS)
+            .map(|c| {
+                format!(
+                    "{} expires on {} ({} days): plan its renewal",
+                    c.label(),
+                    x509::rfc3339(c.not_after),
+                    (c.not_after - now) / 86400
+                )
+            })
+            .collect();
+        out.extend(self.notes.iter().cloned());
+        out
+    }
+
+    /// The refusal, if anything that would ship is expired or expires within a day.
+    pub fn refusal(&self, now: i64) -> Option<IssueError> {
+        let bad: Vec<String> = self
+            .expiring(now, REFUSE_WITHIN_SECS)
+            .map(|c| {
+                let when = if c.not_after <= now { "expired on" } else { "expires on" };
+                format!("{} {when} {}", c.label(), x509::rfc3339(c.not_after))
+            })
+            .collect();
+        if bad.is_empty() {
+            return None;
+        }
+        let ca = self.expiring(now, REFUSE_WITHIN_SECS).any(|c| c.member.is_none());
+        let fix = if ca {
+            "the etcd CA cannot be renewed in place (kubeadm never renews CAs): build with a new --state folder for a new CA and roll the bundles out to every member"
+        } else {
+            "these certificates need renewal before they can ship: `etcdpack renew` re-issues them from the same CA; until it is available in this release, move the listed members' folders out of the state's members/ (keep them as a backup) and build again to issue new ones"
+        };
+        Some(IssueError::Expiring(format!(
+            "refusing to ship certificates that are expired or expire within 24 hours:\n  {}\n  help: {fix}",
+            bad.join("\n  ")
+        )))
+    }
+}
+
+impl Shipped {
+    fn label(&self) -> String {
+        match &self.member {
+            Some(m) => format!("{} of {m}", self.certificate),
+            None => "etcd-ca".to_string(),
+        }
+    }
+}
+
+/// The validity (seconds) a certificate was issued for, where its dates show it: kubeadm
+/// backdates NotBefore by 5 minutes, so NotAfter - NotBefore - 5 min (1.31+ and every CA).
+fn issued_validity(info: &CertInfo) -> i64 {
+    info.not_after - info.not_before - BACKDATE_SECS
+}
+
+/// Checks the state against the plan without creating anything: the CA (and that it is the
+/// `existingCA`), every reused leaf (its CA, its key), and the expiry of everything that
+/// would ship. `build` runs it before generating a key; `plan` runs it to report the same.
+pub fn preflight(
+    plan: &Plan,
+    state: &State,
+    ca_source: &CaSource<'_>,
+    now: i64,
+) -> Result<Preflight, IssueError> {
+    let stored_ca = match (ca_source.existing, &state.ca_cert, &state.ca_key) {
+        (Some((cert, _)), stored, _) => {
+            let given = x509::parse_pem(cert).map_err(|e| IssueError::Corrupt(format!("existingCA: {e}")))?;
+            if let Some(stored) = stored {
+                let stored =
+                    x509::parse_pem(stored).map_err(|e| IssueError::Corrupt(format!("ca.crt: {e}")))?;
+                if stored.der != given.der {
+                    return Err(IssueError::CaMismatch(format!(
+                        "state CA serial {}, existingCA serial {}",
+                        stored.serial_hex, given.serial_hex
+                    )));
+                }
+            }
+            Some(given)
+        }
+        (None, Some(cert), Some(_)) => {
+            Some(x509::parse_pem(cert).map_err(|e| IssueError::Corrupt(format!("ca.crt: {e}")))?)
+        }
+        (None, Some(_), None) => {
+            return Err(IssueError::Corrupt("ca.crt is present but ca.key is missing".into()));
+        }
+        (None, None, Some(_)) => {
+            return Err(IssueError::Corrupt("ca.key is present but ca.crt is missing".into()));
+        }
+        (None, None, None) if !state.leaves.is_empty() => {
+            return Err(IssueError::Corrupt("member certificates exist but the CA is missing".into()));
+        }
+        (None, None, None) => None,
+    };
+    let mut shipped = vec![Shipped {
+        member: None,
+        certificate: "etcd-ca",
+        not_after: stored_ca.as_ref().map_or(now + plan.ca_validity_secs as i64, |c| c.not_after),
+        reused: stored_ca.is_some(),
+    }];
+    let mut notes = Vec::new();
+    if let Some(ca) = stored_ca.as_ref().filter(|_| ca_source.existing.is_none()) {
+        let was = issued_validity(ca);
+        if was != plan.ca_validity_secs as i64 {
+            notes.push(format!(
+                "pki.caValidity is {}h but the state's CA was issued for {}h: the CA keeps its dates (CAs are never re-issued)",
+                plan.ca_validity_secs / 3600,
+                was / 3600
+            ));
+        }
+    }
+    let decisions = decide(plan, state);
+    let mut changed_validity = Vec::new();
+    for d in &decisions {
+        let not_after = if d.action == Action::Reuse {
+            let stored = &state.leaves[&d.member][&d.leaf];
+            let crt = state::leaf_path(&d.member, d.leaf, "crt");
+            let info =
+                x509::parse_pem(&stored.cert_pem).map_err(|e| IssueError::Corrupt(format!("{crt}: {e}")))?;
+            let ca = stored_ca.as_ref().ok_or_else(|| IssueError::Corrupt("the CA is missing".into()))?;
+            if !x509::signed_by(&info.der, &ca.der) {
+                return Err(IssueError::Corrupt(format!("{crt} is not signed by the state's CA")));
+            }
+            if !PrivateKey::from_pem(&stored.key_pem).is_ok_and(|k| k.public_key_der() == info.spki_der) {
+                return Err(IssueError::Corrupt(format!(
+                    "{} does not belong to its certificate",
+                    state::leaf_path(&d.member, d.leaf, "key")
+                )));
+            }
+            // A leaf dated from the CA's NotBefore (kubeadm up to 1.30) does not show its validity.
+            if plan.behaviour.validity == ValidityRule::Backdated
+                && issued_validity(&info) != plan.cert_validity_secs as i64
+            {
+                changed_validity.push(format!("{} of {}", d.leaf.kubeadm_name(), d.member));
+            }
+            info.not_after
+        } else {
+            now + plan.cert_validity_secs as i64
+        };
+        shipped.push(Shipped {
+            member: Some(d.member.clone()),
+            certificate: d.leaf.kubeadm_name(),
+            not_after,
+            reused: d.action == Action::Reuse,
+        });
+    }
+    if !changed_validity.is_empty() {
+        notes.push(format!(
+            "pki.certValidity is {}h, but {} reused certificate(s) were issued for another validity ({}): they keep their dates; the new validity takes effect at their next renewal",
+            plan.cert_validity_secs / 3600,
+            changed_validity.len(),
+            changed_validity.join(", ")
+        ));
+    }
+    Ok(Preflight { decisions, shipped, notes })
+}
+
 /// The CA to use: from `existingCA`, the state, or new.
 pub struct CaSource<'a> {
     /// `pki.existingCA` (cert PEM, key PEM), if the topology has one.
     pub existing: Option<(&'a str, &'a str)>,
 }
 
-/// Issues every secret of `plan`. `now` is seconds since the epoch.
+/// Issues every secret of `plan`, after `preflight` (whose result `pre` is) found nothing to
+/// refuse. `now` is seconds since the epoch.
 pub fn issue(
     plan: &Plan,
     state: &State,
+    pre: &Preflight,
     ca_source: CaSource<'_>,
     now: i64,
     keys: &dyn KeySource,
@@ -151,9 +352,9 @@ pub fn issue(
         record.epoch = Some(now);
     }
 
+    let decisions = &pre.decisions;
     // Key generation dominates: every key this build needs (CA, leaves, signing key) is made
     // up front, in parallel, before anything is signed.
-    let decisions = decide(plan, state);
     let ca_needed = ca_source.existing.is_none() && state.ca_cert.is_none() && state.ca_key.is_none();
     let mut jobs: Vec<(String, KeyAlgorithm)> = decisions
         .iter()
@@ -208,23 +409,10 @@ pub fn issue(
             let profile = profiles[&(d.member.as_str(), d.leaf)];
             if d.action == Action::Reuse {
                 let stored = &state.leaves[&d.member][&d.leaf];
+                // `preflight` checked its CA and its key.
                 let info = x509::parse_pem(&stored.cert_pem).map_err(|e| {
                     IssueError::Corrupt(format!("{}: {e}", state::leaf_path(&d.member, d.leaf, "crt")))
                 })?;
-                if !x509::signed_by(&info.der, &ca_der) {
-                    return Err(IssueError::Corrupt(format!(
-                        "{} is not signed by the state's CA",
-                        state::leaf_path(&d.member, d.leaf, "crt")
-                    )));
-                }
-                let key_matches =
-                    PrivateKey::from_pem(&stored.key_pem).is_ok_and(|k| k.public_key_der() == info.spki_der);
-                if !key_matches {
-                    return Err(IssueError::Corrupt(format!(
-                        "{} does not belong to its certificate",
-                        state::leaf_path(&d.member, d.leaf, "key")
-                    )));
-                }
                 let issued = Issued {
                     cert_pem: stored.cert_pem.clone(),
                     key_pem: stored.key_pem.clone(),

@@ -27,6 +27,54 @@ pub struct Check {
 pub struct Report {
     /// Checks in order.
     pub checks: Vec<Check>,
+    /// What the bundle says it is, once its signature verified and bundle.json was read.
+    pub summary: Option<Summary>,
+}
+
+/// What a bundle says about the cluster it belongs to, for comparing bundles with each other.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// Cluster name.
+    pub cluster: String,
+    /// Member name.
+    pub member: String,
+    /// SHA-256 of the CA certificate PEM.
+    pub ca_sha256: String,
+    /// The `initial-cluster` the bundle was built for (absent in bundles of older releases).
+    pub initial_cluster: Option<String>,
+}
+
+/// Problems between bundles that each verified: they must name one cluster, one CA and one
+/// member list, and no member twice. `items` pairs each bundle's name with its summary.
+pub fn agreement(items: &[(String, &Summary)]) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some((first_name, first)) = items.first() else { return out };
+    let mut members: BTreeMap<&str, &str> = BTreeMap::new();
+    for (name, s) in items {
+        if s.cluster != first.cluster {
+            out.push(format!(
+                "{name} is for cluster {}, {first_name} for cluster {}",
+                s.cluster, first.cluster
+            ));
+        }
+        if s.ca_sha256 != first.ca_sha256 {
+            out.push(format!(
+                "{name} carries another etcd CA than {first_name} (a bundle of another build or cluster)"
+            ));
+        }
+        if s.initial_cluster != first.initial_cluster {
+            out.push(format!(
+                "{name} was built for the members {}, {first_name} for {}: one of them is stale",
+                s.initial_cluster.as_deref().unwrap_or("(not recorded)"),
+                first.initial_cluster.as_deref().unwrap_or("(not recorded)")
+            ));
+        }
+        if let Some(other) = members.insert(&s.member, name) {
+            out.push(format!("{name} and {other} are both bundles of member {}", s.member));
+        }
+    }
+    out
 }
 
 impl Report {
@@ -55,21 +103,27 @@ impl Report {
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct BundleMeta {
+    cluster: String,
     member: String,
     address: IpAddr,
     index: usize,
     carries_ca_key: bool,
+    ca_sha256: String,
+    #[serde(default)]
+    initial_cluster: Option<String>,
 }
 
 /// Verifies one bundle. `signature` is the detached `.sig`; `public_pem` the trusted key.
 pub fn verify(bundle: &[u8], signature: Option<&[u8]>, public_pem: &str, now: i64) -> Report {
     let mut r = Report::default();
-    match signature {
-        Some(sig) => r.check(
-            "signature by the trusted signing key",
-            sign::verify(public_pem, bundle, sig).map_err(|e| e.to_string()),
-        ),
-        None => r.fail("signature by the trusted signing key", "no .sig file beside the bundle"),
+    let signed = match signature {
+        Some(sig) => sign::verify(public_pem, bundle, sig).map_err(|e| e.to_string()),
+        None => Err("no .sig file beside the bundle".to_string()),
+    };
+    r.check("signature by the signing key", signed);
+    if !r.ok() {
+        // Nothing unsigned is unpacked: an attacker's archive is never decompressed.
+        return r;
     }
     let u = match unpack(bundle) {
         Ok(u) => u,
@@ -101,6 +155,12 @@ pub fn verify(bundle: &[u8], signature: Option<&[u8]>, public_pem: &str, now: i6
         },
     );
     check_pki(&mut r, &u, &meta, now);
+    r.summary = Some(Summary {
+        cluster: meta.cluster.clone(),
+        member: meta.member.clone(),
+        ca_sha256: meta.ca_sha256.clone(),
+        initial_cluster: meta.initial_cluster.clone(),
+    });
     r
 }
 

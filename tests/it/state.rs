@@ -18,15 +18,90 @@ const THREE: &str = "cluster: c\nkubernetesVersion: v1.34.2\npki: { keyAlgorithm
 
 /// Builds `text` against the state in `dir` and writes the state back.
 fn build_into(dir: &Path, text: &str, seed: u64) -> Result<etcdpack::Build, Error> {
+    build_at(dir, text, seed, NOW)
+}
+
+fn build_at(dir: &Path, text: &str, seed: u64, now: i64) -> Result<etcdpack::Build, Error> {
     let t = parse(text, &fixtures());
     let state = fsio::load_state(dir)?;
     let b = etcdpack::build(
         &t,
-        &BuildEnv { state: &state, now: NOW, source_date_epoch: None, keys: &SeededKeys(seed) },
+        &BuildEnv { state: &state, now, source_date_epoch: None, keys: &SeededKeys(seed) },
         &mut |_| {},
     )?;
     fsio::apply_state_update(dir, &b.state_update)?;
     Ok(b)
+}
+
+/// What `plan` reports for `text` against `dir` at `now`.
+fn plan_at(dir: &Path, text: &str, now: i64) -> Result<etcdpack::pki::Preflight, Error> {
+    let t = parse(text, &fixtures());
+    let state = fsio::load_state(dir)?;
+    etcdpack::preflight(&t, &etcdpack::plan::plan(&t), &state, now)
+}
+
+#[test]
+fn expiring_certificates_are_refused_by_build_and_plan_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let short =
+        THREE.replace("{ keyAlgorithm: ECDSA-P256 }", "{ keyAlgorithm: ECDSA-P256, certValidity: 720h }");
+    build_at(dir.path(), &short, 1, NOW).unwrap();
+    // 20 days later: inside the 30-day window, a warning.
+    let b = build_at(dir.path(), &short, 1, NOW + 20 * 86400).unwrap();
+    assert!(b.decisions.iter().all(|d| d.action == Action::Reuse));
+    assert_eq!(b.warnings.len(), 12, "{:?}", b.warnings);
+    assert!(b.warnings[0].contains("expires on") && b.warnings[0].contains("renewal"), "{:?}", b.warnings);
+    // 29.5 days later: within a day of the end, refused, and nothing is written.
+    let late = NOW + 720 * 3600 - 12 * 3600;
+    let before = std::fs::read_dir(dir.path()).unwrap().count();
+    let e = build_at(dir.path(), &short, 1, late).err().expect("refused");
+    assert_eq!(e.exit_code(), 1);
+    let msg = e.to_string();
+    assert!(msg.contains("etcd-server of infra0 expires on") && msg.contains("renewal"), "{msg}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), before);
+    // plan says the same, and so it does once expired.
+    let p = plan_at(dir.path(), &short, late).err().expect("plan refuses too");
+    assert_eq!(p.to_string(), msg);
+    let expired = plan_at(dir.path(), &short, NOW + 800 * 3600).err().unwrap().to_string();
+    assert!(expired.contains("expired on"), "{expired}");
+}
+
+#[test]
+fn a_changed_validity_is_reported_by_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    build_at(dir.path(), THREE, 1, NOW).unwrap();
+    let longer = THREE.replace(
+        "{ keyAlgorithm: ECDSA-P256 }",
+        "{ keyAlgorithm: ECDSA-P256, certValidity: 17520h, caValidity: 43800h }",
+    );
+    let p = plan_at(dir.path(), &longer, NOW).unwrap();
+    assert_eq!(p.notes.len(), 2, "{:?}", p.notes);
+    assert!(
+        p.notes[0].contains("pki.caValidity is 43800h but the state's CA was issued for 87600h"),
+        "{:?}",
+        p.notes
+    );
+    assert!(
+        p.notes[1].contains("12 reused certificate(s) were issued for another validity"),
+        "{:?}",
+        p.notes
+    );
+    assert!(plan_at(dir.path(), THREE, NOW).unwrap().notes.is_empty());
+}
+
+#[test]
+fn plan_refuses_what_build_refuses() {
+    // A state of another CA than existingCA: build refuses, so plan must too.
+    let dir = tempfile::tempdir().unwrap();
+    build_into(dir.path(), THREE, 1).unwrap();
+    let with_ca = THREE.replace(
+        "pki: { keyAlgorithm: ECDSA-P256 }",
+        "pki: { keyAlgorithm: ECDSA-P256, existingCA: { cert: existing-ca-v1.32/ca.crt, key: existing-ca-v1.32/ca.key } }",
+    );
+    let built = build_into(dir.path(), &with_ca, 1).err().expect("build refuses");
+    let planned = plan_at(dir.path(), &with_ca, NOW).err().expect("plan refuses");
+    assert_eq!(built.to_string(), planned.to_string());
+    assert_eq!(planned.exit_code(), 1);
 }
 
 fn actions(b: &etcdpack::Build) -> Vec<(String, Leaf, Action)> {

@@ -110,11 +110,11 @@ fn a_signature_from_another_key_fails() {
     let other = Signer256::from_pem(&pem_encode("PRIVATE KEY", &other.to_pkcs8_der())).unwrap();
     let bytes = &b.build.dist["infra0.tar.gz"];
     let r = verify::verify(bytes, Some(&other.sign(bytes)), &public("guide-v1.34"), NOW);
-    assert_eq!(failures(&r), ["signature by the trusted signing key: the signature does not match"]);
+    assert_eq!(failures(&r), ["signature by the signing key: the signature does not match"]);
     let r = verify::verify(bytes, Some(&b.build.dist["infra0.tar.gz.sig"]), &other.public_pem(), NOW);
     assert!(!r.ok());
     let r = verify::verify(bytes, None, &public("guide-v1.34"), NOW);
-    assert_eq!(failures(&r), ["signature by the trusted signing key: no .sig file beside the bundle"]);
+    assert_eq!(failures(&r), ["signature by the signing key: no .sig file beside the bundle"]);
 }
 
 #[test]
