@@ -60,7 +60,7 @@ fn expiring_certificates_are_refused_by_build_and_plan_alike() {
     assert!(msg.contains("etcd-server of infra0 expires on") && msg.contains("renewal"), "{msg}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), before);
     // plan says the same, and so it does once expired.
-    let p = plan_at(dir.path(), &short, late).err().expect("plan refuses too");
+    let p = plan_at(dir.path(), &short, late).expect_err("plan refuses too");
     assert_eq!(p.to_string(), msg);
     let expired = plan_at(dir.path(), &short, NOW + 800 * 3600).err().unwrap().to_string();
     assert!(expired.contains("expired on"), "{expired}");
@@ -99,7 +99,7 @@ fn plan_refuses_what_build_refuses() {
         "pki: { keyAlgorithm: ECDSA-P256, existingCA: { cert: existing-ca-v1.32/ca.crt, key: existing-ca-v1.32/ca.key } }",
     );
     let built = build_into(dir.path(), &with_ca, 1).err().expect("build refuses");
-    let planned = plan_at(dir.path(), &with_ca, NOW).err().expect("plan refuses");
+    let planned = plan_at(dir.path(), &with_ca, NOW).expect_err("plan refuses");
     assert_eq!(built.to_string(), planned.to_string());
     assert_eq!(planned.exit_code(), 1);
 }
