@@ -459,3 +459,27 @@ fn inspect_shows_several_bundles_and_refuses_an_unsigned_one() {
         assert!(started.elapsed() < std::time::Duration::from_secs(5), "{cmd} did not unpack it");
     }
 }
+
+#[test]
+fn a_state_folder_the_user_cannot_write_is_named_with_the_fix() {
+    let w = workspace();
+    let d = w.path();
+    // The state belongs to root (0700); another user builds.
+    assert_eq!(code(&etcdpack(d, &["build", "etcd.yaml"])), 0);
+    let mut p = Some(d);
+    while let Some(dir) = p.filter(|x| *x != Path::new("/tmp")) {
+        let _ = std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755));
+        p = dir.parent();
+    }
+    std::fs::set_permissions(d.join("etcd.yaml"), std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .unwrap();
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_etcdpack")])
+        .args(["build", "etcd.yaml", "--out", "/tmp/etcdpack-nobody-dist"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("etcd.state") && stderr(&o).contains("help:"), "{}", stderr(&o));
+    assert!(!Path::new("/tmp/etcdpack-nobody-dist").exists());
+}
