@@ -498,15 +498,8 @@ fn resolve_ca(
     match (source.existing, &state.ca_cert, &state.ca_key) {
         (Some((cert, key)), stored, _) => {
             let given = read(cert, key, Action::Imported)?;
-            if let Some(stored) = stored {
-                let stored =
-                    x509::parse_pem(stored).map_err(|e| IssueError::Corrupt(format!("ca.crt: {e}")))?;
-                if stored.der != given.info.der {
-                    return Err(IssueError::CaMismatch(format!(
-                        "state CA serial {}, existingCA serial {}",
-                        stored.serial_hex, given.info.serial_hex
-                    )));
-                }
+            if stored.is_some() {
+                // `preflight` checked that the state's CA is this one.
                 return Ok(Issued { action: Action::Reuse, ..given });
             }
             let key =
@@ -516,12 +509,11 @@ fn resolve_ca(
             Ok(Issued { key_pem, ..given })
         }
         (None, Some(cert), Some(key)) => read(cert, key, Action::Reuse),
-        (None, Some(_), None) => Err(IssueError::Corrupt("ca.crt is present but ca.key is missing".into())),
-        (None, None, Some(_)) => Err(IssueError::Corrupt("ca.key is present but ca.crt is missing".into())),
+        // `preflight` refused a CA certificate without its key, and the reverse.
+        (None, Some(_), None) | (None, None, Some(_)) => {
+            Err(IssueError::Corrupt("the CA certificate or key is missing".into()))
+        }
         (None, None, None) => {
-            if !state.leaves.is_empty() {
-                return Err(IssueError::Corrupt("member certificates exist but the CA is missing".into()));
-            }
             let key = fresh_key.ok_or_else(|| IssueError::Corrupt("no key was made for the CA".into()))?;
             let kp = key.to_rcgen();
             let params = ca_params(

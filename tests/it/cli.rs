@@ -483,3 +483,36 @@ fn a_state_folder_the_user_cannot_write_is_named_with_the_fix() {
     assert!(stderr(&o).contains("etcd.state") && stderr(&o).contains("help:"), "{}", stderr(&o));
     assert!(!Path::new("/tmp/etcdpack-nobody-dist").exists());
 }
+
+#[test]
+fn a_terminal_sees_key_generation_progress_and_a_pipe_does_not() {
+    let w = workspace();
+    let d = w.path();
+    // `script` gives the build a terminal for its standard error.
+    let o = Command::new("script")
+        .args(["-qec"])
+        .arg(format!("{} build etcd.yaml --out tty-dist --state tty.state", env!("CARGO_BIN_EXE_etcdpack")))
+        .arg("/dev/null")
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(stdout(&o).contains("generating ECDSA-P256 keys on"), "{}", stdout(&o));
+    let o = etcdpack(d, &["build", "etcd.yaml"]);
+    assert_eq!(code(&o), 0);
+    assert!(!stderr(&o).contains("generating"), "{}", stderr(&o));
+}
+
+#[test]
+fn the_printed_fingerprint_is_what_openssl_computes_from_signing_key_pub() {
+    let w = workspace();
+    let d = w.path();
+    let o = etcdpack(d, &["build", "etcd.yaml"]);
+    let printed = stdout(&o).split("signing key SHA256:").nth(1).unwrap()[..64].to_string();
+    let o = Command::new("bash")
+        .args(["-c", "openssl pkey -pubin -in dist/signing-key.pub -outform DER | openssl dgst -sha256 -r"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o)[..64], printed);
+}
