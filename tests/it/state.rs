@@ -256,3 +256,37 @@ fn a_damaged_state_is_reported_not_repaired() {
     let b = build_into(dir.path(), THREE, 1).unwrap();
     assert_eq!(b.decisions.iter().filter(|d| d.action == Action::New).count(), 1);
 }
+
+/// Copies a folder tree (the committed state fixtures) into `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    for e in walkdir::WalkDir::new(from) {
+        let e = e.unwrap();
+        let dest = to.join(e.path().strip_prefix(from).unwrap());
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn state_folders_of_format_1_are_reused_whole() {
+    for alg in ["rsa-2048", "ecdsa-p256"] {
+        let fixture = fixtures().join("legacy-state").join(alg);
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&fixture.join("state-format1"), dir.path());
+        let text = std::fs::read_to_string(fixture.join("topology.yaml")).unwrap();
+        let b = build_into(dir.path(), &text, 1).unwrap();
+        assert!(b.decisions.iter().all(|d| d.action == Action::Reuse), "{alg}: {:?}", actions(&b));
+        assert_eq!(b.decisions.len(), 12, "{alg}");
+        assert_eq!(b.pki.ca.action, Action::Reuse, "{alg}");
+        assert!(!b.pki.signing_key_new, "{alg}");
+        assert!(b.state_update.is_empty(), "{alg}: {:?}", b.state_update);
+        assert_eq!(
+            b.pki.ca.cert_pem,
+            std::fs::read_to_string(fixture.join("state-format1/ca.crt")).unwrap(),
+            "{alg}"
+        );
+    }
+}
