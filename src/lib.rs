@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod der;
 pub mod diag;
 pub mod error;
 pub mod etcdflags;

@@ -15,7 +15,6 @@ use crate::x509::{self, CertInfo};
 use rayon::prelude::*;
 use rcgen::{CertificateParams, DistinguishedName, DnType, DnValue, IsCa, Issuer};
 use serde::Serialize;
-use sha1::{Digest, Sha1};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
@@ -555,13 +554,11 @@ fn subject(cn: &str) -> DistinguishedName {
 
 /// The SubjectKeyId Go's `CreateCertificate` fills in for a CA, by the release's method.
 fn go_subject_key_id(method: KeyIdMethod, key: &PrivateKey) -> Vec<u8> {
-    use x509_parser::prelude::FromDer;
-    let spki = key.public_key_der();
-    let bits = x509_parser::x509::SubjectPublicKeyInfo::from_der(&spki)
-        .map(|(_, s)| s.subject_public_key.data.to_vec())
-        .unwrap_or(spki);
+    let bits = key.public_key_bits();
     match method {
-        KeyIdMethod::Sha1 => Sha1::digest(&bits).to_vec(),
+        KeyIdMethod::Sha1 => {
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &bits).as_ref().to_vec()
+        }
     }
 }
 

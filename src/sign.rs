@@ -62,11 +62,11 @@ pub fn verify(public_pem: &str, data: &[u8], sig_der: &[u8]) -> Result<(), SignE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{KeyAlgorithm, KeySource, SeededKeys, pem_encode};
+    use crate::keys::{KeyAlgorithm, KeySource, OsKeys, pem_encode};
 
     #[test]
     fn sign_and_verify_round_trip_and_is_deterministic() {
-        let key = SeededKeys(3).key(KeyAlgorithm::EcdsaP256, "signing-key");
+        let key = OsKeys.key(KeyAlgorithm::EcdsaP256, "signing-key");
         let s = Signer256::from_pem(&pem_encode("PRIVATE KEY", &key.to_pkcs8_der())).unwrap();
         let sig = s.sign(b"hello");
         assert_eq!(sig, s.sign(b"hello"));

@@ -1,7 +1,7 @@
 //! Properties of the bundles as archives and of dist/ as a whole.
 
+use crate::support::FixedKeys;
 use crate::support::{EPOCH, built, scenarios, text};
-use etcdpack::keys::SeededKeys;
 use etcdpack::state::State;
 use etcdpack::{BuildEnv, sign};
 use sha2::{Digest, Sha256};
@@ -109,7 +109,7 @@ fn same_state_same_epoch_gives_identical_bytes() {
     // Build once from scratch, persist the state in memory, build again: every byte of dist/
     // must be the same, even with a different clock (nothing is re-issued).
     let t = crate::support::load_topology("ipv6-v1.30");
-    let keys = SeededKeys(9);
+    let keys = FixedKeys::new(9);
     let empty = State::default();
     let first = etcdpack::build(
         &t,

@@ -4,7 +4,6 @@
 use crate::support::{NOW, built, scenarios, text};
 use etcdpack::keys::KeyAlgorithm;
 use etcdpack::versions::ValidityRule;
-use sha1::{Digest, Sha1};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
@@ -158,7 +157,12 @@ fn every_certificate_matches_its_kubeadm_profile() {
             assert!(ca_ext.eku.is_none() && ca_ext.aki.is_none(), "{ctx}");
             assert_eq!(
                 ca_ski,
-                Sha1::digest(&ca.public_key().subject_public_key.data).to_vec(),
+                aws_lc_rs::digest::digest(
+                    &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+                    &ca.public_key().subject_public_key.data
+                )
+                .as_ref()
+                .to_vec(),
                 "{ctx}: Go's SKI"
             );
             assert_eq!(ca.validity().not_before.timestamp(), NOW - 300, "{ctx}");

@@ -141,7 +141,8 @@ impl Member {
 /// The etcd command of a member's manifest, host paths moved into `root`.
 fn command_from_manifest(root: &Path, drop_36_flags: bool) -> (Vec<String>, Vec<String>) {
     let text = std::fs::read_to_string(root.join("etc/kubernetes/manifests/etcd.yaml")).unwrap();
-    let pod: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    use saphyr::LoadableYamlNode;
+    let pod = saphyr::YamlOwned::load_from_str(&text).unwrap().remove(0);
     let container = &pod["spec"]["containers"][0];
     // mountPath -> hostPath, through the volume names, as the kubelet would mount them.
     let host_paths: BTreeMap<&str, &str> = pod["spec"]["volumes"]

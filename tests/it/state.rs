@@ -1,9 +1,9 @@
 //! The state folder across builds: reuse, targeted re-issue, keys never lost, CA never
 //! replaced, one build at a time.
 
+use crate::support::FixedKeys;
 use crate::support::{NOW, fixtures};
 use etcdpack::error::Error;
-use etcdpack::keys::SeededKeys;
 use etcdpack::pki::Action;
 use etcdpack::plan::Leaf;
 use etcdpack::{BuildEnv, fsio, topology};
@@ -26,7 +26,7 @@ fn build_at(dir: &Path, text: &str, seed: u64, now: i64) -> Result<etcdpack::Bui
     let state = fsio::load_state(dir)?;
     let b = etcdpack::build(
         &t,
-        &BuildEnv { state: &state, now, source_date_epoch: None, keys: &SeededKeys(seed) },
+        &BuildEnv { state: &state, now, source_date_epoch: None, keys: &FixedKeys::new(seed) },
         &mut |_| {},
     )?;
     fsio::apply_state_update(dir, &b.state_update)?;

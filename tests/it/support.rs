@@ -1,11 +1,13 @@
-//! Shared helpers: fixture discovery and one cached build per scenario, so that the many
-//! checks on a scenario's bundles do not generate its keys again.
+//! Shared helpers: fixture discovery, committed test keys, and one cached build per scenario,
+//! so that the many checks on a scenario's bundles do not build it again.
 
-use etcdpack::keys::SeededKeys;
+use etcdpack::keys::{KeyAlgorithm, KeySource, PrivateKey};
 use etcdpack::state::State;
 use etcdpack::topology::Topology;
 use etcdpack::unpack::{Unpacked, unpack};
 use etcdpack::{Build, BuildEnv, fsio, topology};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -16,6 +18,76 @@ pub const NOW: i64 = 1_800_000_000;
 pub const EPOCH: u64 = 1_700_000_000;
 /// The key seed.
 pub const SEED: u64 = 42;
+
+/// Keys from the committed pools in tests/keys/ (key generation is random by design). A label
+/// starts at the pool index its hash (with the seed) names and takes the next free key, so
+/// one build never hands out a key twice; serials are hashed from seed and label.
+pub struct FixedKeys {
+    seed: u64,
+    taken: Mutex<HashMap<KeyAlgorithm, HashSet<usize>>>,
+}
+
+impl FixedKeys {
+    pub fn new(seed: u64) -> FixedKeys {
+        FixedKeys { seed, taken: Mutex::new(HashMap::new()) }
+    }
+
+    fn hash(&self, what: &str, label: &str) -> [u8; 32] {
+        Sha256::new()
+            .chain_update(self.seed.to_be_bytes())
+            .chain_update(what)
+            .chain_update([0])
+            .chain_update(label)
+            .finalize()
+            .into()
+    }
+}
+
+fn pool(alg: KeyAlgorithm) -> &'static [PrivateKey] {
+    static POOLS: OnceLock<HashMap<KeyAlgorithm, Vec<PrivateKey>>> = OnceLock::new();
+    &POOLS.get_or_init(|| {
+        etcdpack::keys::ALGORITHMS
+            .into_iter()
+            .map(|alg| {
+                let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join(format!("tests/keys/{}.pem", alg.name().to_ascii_lowercase()));
+                let text = std::fs::read_to_string(&path).unwrap();
+                let keys: Vec<PrivateKey> = pem::parse_many(&text)
+                    .unwrap()
+                    .iter()
+                    .map(|b| PrivateKey::from_pem(&pem::encode(b)).unwrap())
+                    .collect();
+                assert!(keys.iter().all(|k| k.algorithm() == alg), "{path:?}");
+                (alg, keys)
+            })
+            .collect()
+    })[&alg]
+}
+
+impl KeySource for FixedKeys {
+    fn key(&self, alg: KeyAlgorithm, label: &str) -> PrivateKey {
+        let keys = pool(alg);
+        let h = self.hash(alg.name(), label);
+        let start = u64::from_be_bytes(h[..8].try_into().unwrap()) as usize % keys.len();
+        let mut taken = self.taken.lock().unwrap();
+        let taken = taken.entry(alg).or_default();
+        let i = (0..keys.len())
+            .map(|k| (start + k) % keys.len())
+            .find(|i| !taken.contains(i))
+            .unwrap_or_else(|| panic!("tests/keys/ has too few {alg} keys for one build"));
+        taken.insert(i);
+        keys[i].clone()
+    }
+
+    fn serial(&self, label: &str) -> u64 {
+        let mut n = 0u64;
+        etcdpack::keys::serial_from(|| {
+            n += 1;
+            let h = self.hash("serial", &format!("{label}/{n}"));
+            u64::from_be_bytes(h[..8].try_into().unwrap())
+        })
+    }
+}
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -56,7 +128,7 @@ pub fn built(scenario: &str) -> Arc<Built> {
         let topology = load_topology(scenario);
         let state = State::default();
         let env =
-            BuildEnv { state: &state, now: NOW, source_date_epoch: Some(EPOCH), keys: &SeededKeys(SEED) };
+            BuildEnv { state: &state, now: NOW, source_date_epoch: Some(EPOCH), keys: &FixedKeys::new(SEED) };
         let build = etcdpack::build(&topology, &env, &mut |_| {}).unwrap();
         let bundles = build
             .plan

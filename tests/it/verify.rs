@@ -2,7 +2,7 @@
 //! re-summed and re-signed with the real signing key, so each case isolates one check.
 
 use crate::support::{NOW, built};
-use etcdpack::keys::{KeyAlgorithm, KeySource, SeededKeys, pem_encode};
+use etcdpack::keys::{KeyAlgorithm, KeySource, OsKeys, pem_encode};
 use etcdpack::render::{BundleFile, FileSet};
 use etcdpack::sign::Signer256;
 use etcdpack::unpack::Unpacked;
@@ -106,7 +106,7 @@ fn a_bundle_missing_a_file_fails_even_when_summed_and_signed() {
 #[test]
 fn a_signature_from_another_key_fails() {
     let b = built("guide-v1.34");
-    let other = SeededKeys(777).key(KeyAlgorithm::EcdsaP256, "signing-key");
+    let other = OsKeys.key(KeyAlgorithm::EcdsaP256, "signing-key");
     let other = Signer256::from_pem(&pem_encode("PRIVATE KEY", &other.to_pkcs8_der())).unwrap();
     let bytes = &b.build.dist["infra0.tar.gz"];
     let r = verify::verify(bytes, Some(&other.sign(bytes)), &public("guide-v1.34"), NOW);
