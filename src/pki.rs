@@ -283,39 +283,54 @@ pub fn preflight(
         }
     }
     let decisions = decide(plan, state);
+    // Each reused leaf is parsed and checked against the CA and its key, on every core.
+    let checked: Vec<Result<(Shipped, bool), IssueError>> = decisions
+        .par_iter()
+        .map(|d| {
+            let reused = d.action == Action::Reuse;
+            let (not_after, validity_changed) = if reused {
+                let stored = &state.leaves[&d.member][&d.leaf];
+                let crt = state::leaf_path(&d.member, d.leaf, "crt");
+                let info = x509::parse_pem(&stored.cert_pem)
+                    .map_err(|e| IssueError::Corrupt(format!("{crt}: {e}")))?;
+                let ca = stored_ca.as_ref().ok_or_else(|| IssueError::Corrupt("the CA is missing".into()))?;
+                if !x509::signed_by(&info.der, &ca.der) {
+                    return Err(IssueError::Corrupt(format!("{crt} is not signed by the state's CA")));
+                }
+                if !PrivateKey::from_pem(&stored.key_pem).is_ok_and(|k| k.public_key_der() == info.spki_der) {
+                    return Err(IssueError::Corrupt(format!(
+                        "{} does not belong to its certificate",
+                        state::leaf_path(&d.member, d.leaf, "key")
+                    )));
+                }
+                // A leaf dated from the CA's NotBefore (kubeadm up to 1.30) does not show its
+                // validity.
+                let changed = plan.behaviour.validity == ValidityRule::Backdated
+                    && issued_validity(&info) != plan.cert_validity_secs as i64;
+                (info.not_after, changed)
+            } else {
+                (now + plan.cert_validity_secs as i64, false)
+            };
+            let shipped = Shipped {
+                member: Some(d.member.clone()),
+                certificate: d.leaf.kubeadm_name(),
+                not_after,
+                reused,
+            };
+            Ok((shipped, validity_changed))
+        })
+        .collect();
     let mut changed_validity = Vec::new();
-    for d in &decisions {
-        let not_after = if d.action == Action::Reuse {
-            let stored = &state.leaves[&d.member][&d.leaf];
-            let crt = state::leaf_path(&d.member, d.leaf, "crt");
-            let info =
-                x509::parse_pem(&stored.cert_pem).map_err(|e| IssueError::Corrupt(format!("{crt}: {e}")))?;
-            let ca = stored_ca.as_ref().ok_or_else(|| IssueError::Corrupt("the CA is missing".into()))?;
-            if !x509::signed_by(&info.der, &ca.der) {
-                return Err(IssueError::Corrupt(format!("{crt} is not signed by the state's CA")));
-            }
-            if !PrivateKey::from_pem(&stored.key_pem).is_ok_and(|k| k.public_key_der() == info.spki_der) {
-                return Err(IssueError::Corrupt(format!(
-                    "{} does not belong to its certificate",
-                    state::leaf_path(&d.member, d.leaf, "key")
-                )));
-            }
-            // A leaf dated from the CA's NotBefore (kubeadm up to 1.30) does not show its validity.
-            if plan.behaviour.validity == ValidityRule::Backdated
-                && issued_validity(&info) != plan.cert_validity_secs as i64
-            {
-                changed_validity.push(format!("{} of {}", d.leaf.kubeadm_name(), d.member));
-            }
-            info.not_after
-        } else {
-            now + plan.cert_validity_secs as i64
-        };
-        shipped.push(Shipped {
-            member: Some(d.member.clone()),
-            certificate: d.leaf.kubeadm_name(),
-            not_after,
-            reused: d.action == Action::Reuse,
-        });
+    for c in checked {
+        let (s, changed) = c?;
+        if changed {
+            changed_validity.push(format!(
+                "{} of {}",
+                s.certificate,
+                s.member.as_deref().unwrap_or_default()
+            ));
+        }
+        shipped.push(s);
     }
     if !changed_validity.is_empty() {
         notes.push(format!(

@@ -8,6 +8,7 @@ use crate::plan::{Content, MemberPlan, Plan, templates};
 use crate::topology::ImageArchive;
 use crate::x509::rfc3339;
 use handlebars::Handlebars;
+use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -105,7 +106,8 @@ pub fn render(plan: &Plan, pki: &Pki, image: Option<&ImageArchive>) -> Result<Ve
         bytes: i.bytes.clone(),
         sha256: hex::encode(Sha256::digest(i.bytes.as_slice())),
     });
-    plan.members.iter().map(|m| render_member(&hb, plan, m, pki, image.as_ref())).collect()
+    // Members are independent: render them on every core.
+    plan.members.par_iter().map(|m| render_member(&hb, plan, m, pki, image.as_ref())).collect()
 }
 
 #[derive(Serialize)]

@@ -1,0 +1,57 @@
+//! How long the work that dominates a build takes: key generation per algorithm, a fresh
+//! build of three members, and a rebuild of seven members that reuses everything.
+//! `cargo bench` runs it; `scripts/bench-openssl` compares whole builds with the openssl
+//! command line.
+
+use etcdpack::keys::{ALGORITHMS, KeyAlgorithm, KeySource, OsKeys, PrivateKey};
+use etcdpack::state::State;
+use etcdpack::{BuildEnv, fsio, topology};
+
+fn main() {
+    divan::main();
+}
+
+fn topology_of(alg: KeyAlgorithm, members: usize) -> topology::Topology {
+    let mut text =
+        format!("cluster: bench\nkubernetesVersion: v1.34.2\npki: {{ keyAlgorithm: {alg} }}\nmembers:\n");
+    for i in 0..members {
+        text.push_str(&format!("  - {{ name: m{i}, address: 10.0.1.{} }}\n", i + 1));
+    }
+    let (t, d) = topology::parse("bench.yaml", &text, &fsio::DirFiles(".".into()));
+    t.unwrap_or_else(|| panic!("{d}"))
+}
+
+const NOW: i64 = 1_800_000_000;
+
+/// One key of each algorithm (on one core).
+#[divan::bench(args = ALGORITHMS, sample_count = 10)]
+fn generate_key(alg: KeyAlgorithm) -> PrivateKey {
+    OsKeys.key(alg, "bench")
+}
+
+/// A fresh build of three members (every key made, in parallel) up to signed tarballs.
+#[divan::bench(args = [KeyAlgorithm::Rsa2048, KeyAlgorithm::EcdsaP256], sample_count = 10)]
+fn fresh_build_three_members(bencher: divan::Bencher, alg: KeyAlgorithm) {
+    let t = topology_of(alg, 3);
+    let state = State::default();
+    bencher.bench(|| {
+        let env = BuildEnv { state: &state, now: NOW, source_date_epoch: Some(1), keys: &OsKeys };
+        etcdpack::build(&t, &env, &mut |_| {}).unwrap()
+    });
+}
+
+/// A rebuild of seven members from a state that holds everything: no key is made.
+#[divan::bench(args = [1, 3, 7], sample_count = 20)]
+fn rebuild_reusing_everything(bencher: divan::Bencher, members: usize) {
+    let t = topology_of(KeyAlgorithm::EcdsaP256, members);
+    let dir = tempfile::tempdir().unwrap();
+    let empty = State::default();
+    let env = BuildEnv { state: &empty, now: NOW, source_date_epoch: Some(1), keys: &OsKeys };
+    let first = etcdpack::build(&t, &env, &mut |_| {}).unwrap();
+    fsio::apply_state_update(dir.path(), &first.state_update).unwrap();
+    let state = fsio::load_state(dir.path()).unwrap();
+    bencher.bench(|| {
+        let env = BuildEnv { state: &state, now: NOW, source_date_epoch: Some(1), keys: &OsKeys };
+        etcdpack::build(&t, &env, &mut |_| {}).unwrap()
+    });
+}
