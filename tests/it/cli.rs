@@ -462,6 +462,7 @@ fn inspect_shows_several_bundles_and_refuses_an_unsigned_one() {
 
 #[test]
 fn a_state_folder_the_user_cannot_write_is_named_with_the_fix() {
+    crate::needs_root!();
     let w = workspace();
     let d = w.path();
     // The state belongs to root (0700); another user builds.

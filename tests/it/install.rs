@@ -199,6 +199,7 @@ fn readable(path: &Path) {
 
 #[test]
 fn host_install_backs_up_records_restarts_and_is_idempotent() {
+    crate::needs_root!();
     let host = Host::new("a", "10.0.0.6");
     host.kubelet();
     host.put("/etc/kubernetes/manifests/etcd.yaml", "old manifest\n", 0o644);
@@ -252,6 +253,7 @@ fn host_install_backs_up_records_restarts_and_is_idempotent() {
 
 #[test]
 fn rollback_restores_the_previous_install_byte_for_byte() {
+    crate::needs_root!();
     let host = Host::new("b", "10.0.0.6");
     host.kubelet();
     let tmp = tempfile::tempdir().unwrap();
@@ -275,6 +277,7 @@ fn rollback_restores_the_previous_install_byte_for_byte() {
 
 #[test]
 fn a_failure_while_installing_restores_the_backup() {
+    crate::needs_root!();
     let host = Host::new("c", "10.0.0.6");
     host.kubelet();
     host.put("/etc/kubernetes/pki/etcd/server.key", "old key\n", 0o600);
@@ -292,6 +295,7 @@ fn a_failure_while_installing_restores_the_backup() {
 
 #[test]
 fn host_dry_run_changes_nothing() {
+    crate::needs_root!();
     let host = Host::new("d", "10.0.0.6");
     host.kubelet();
     let before = host.changes();
@@ -307,6 +311,7 @@ fn host_dry_run_changes_nothing() {
 
 #[test]
 fn host_preflight_refusals_leave_the_host_untouched() {
+    crate::needs_root!();
     let tmp = tempfile::tempdir().unwrap();
     let bundle = unpack_to("guide-v1.34", "infra0", &tmp.path().join("b"));
     let other = unpack_to("ecdsa-p384-v1.36", "infra1", &tmp.path().join("o"));
@@ -374,6 +379,7 @@ fn host_preflight_refusals_leave_the_host_untouched() {
 
 #[test]
 fn a_port_held_by_something_else_is_refused() {
+    crate::needs_root!();
     let host = Host::new("p", "10.0.0.6");
     host.kubelet();
     let data = tempfile::tempdir().unwrap();
@@ -419,6 +425,7 @@ fn a_port_held_by_something_else_is_refused() {
 
 #[test]
 fn the_image_archive_is_imported_once() {
+    crate::needs_root!();
     let host = Host::new("i", "10.0.0.6");
     host.kubelet();
     host.fake(
@@ -444,6 +451,7 @@ fn the_image_archive_is_imported_once() {
 
 #[test]
 fn without_ctr_the_image_goes_through_nerdctl_or_is_refused() {
+    crate::needs_root!();
     let on_machine = |t: &str| {
         Command::new("sh").args(["-c", &format!("command -v {t}")]).output().unwrap().status.success()
     };
@@ -470,6 +478,7 @@ fn without_ctr_the_image_goes_through_nerdctl_or_is_refused() {
 
 #[test]
 fn an_interrupted_install_restores_the_backup() {
+    crate::needs_root!();
     let host = Host::new("t", "10.0.0.6");
     host.kubelet();
     host.put("/etc/kubernetes/pki/etcd/server.key", "old key\n", 0o600);
@@ -490,6 +499,7 @@ fn an_interrupted_install_restores_the_backup() {
 
 #[test]
 fn every_preflight_refusal_is_reported_at_once() {
+    crate::needs_root!();
     let tmp = tempfile::tempdir().unwrap();
     let bundle = unpack_to("guide-v1.34", "infra0", tmp.path());
     // Wrong address and no kubelet: both said in one run.
@@ -506,6 +516,7 @@ fn every_preflight_refusal_is_reported_at_once() {
 
 #[test]
 fn a_failed_kubelet_restart_is_said_and_finished_by_the_next_run() {
+    crate::needs_root!();
     let host = Host::new("k", "10.0.0.6");
     host.kubelet();
     host.fake("systemctl", "echo \"systemctl $*\" >> \"$FAKE_LOG\"; [ \"$1\" != restart ]");
@@ -535,7 +546,8 @@ fn a_failed_kubelet_restart_is_said_and_finished_by_the_next_run() {
 
 #[test]
 fn rollback_on_a_host_never_installed_says_so() {
-    let host = Host::new("n", "10.0.0.6");
+    crate::needs_root!();
+    let host = Host::new("z", "10.0.0.6");
     let tmp = tempfile::tempdir().unwrap();
     let bundle = unpack_to("guide-v1.34", "infra0", tmp.path());
     let before = host.changes();
@@ -551,6 +563,7 @@ fn rollback_on_a_host_never_installed_says_so() {
 
 #[test]
 fn dry_run_needs_no_root_and_shows_each_folder_once_with_the_mode_it_gets() {
+    crate::needs_root!();
     let host = Host::new("y", "10.0.0.6");
     host.kubelet();
     let tmp = tempfile::tempdir().unwrap();

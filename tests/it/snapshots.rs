@@ -24,32 +24,94 @@ fn redacted_bundle_json(raw: &str) -> String {
     serde_json::to_string_pretty(&v).unwrap()
 }
 
-#[test]
-fn rendered_files_of_every_host() {
-    for scenario in scenarios() {
-        let b = built(&scenario);
-        for (member, u) in &b.bundles {
-            let mut out = String::new();
-            for (path, _) in u.files.iter().filter(|(p, _)| !p.ends_with(".crt") && !p.ends_with(".key")) {
-                let body = match path.as_str() {
-                    "bundle.json" => redacted_bundle_json(&text(u, path)),
-                    "SHA256SUMS" => {
-                        text(u, path).lines().map(|l| format!("<sha256>  {}\n", &l[66..])).collect()
-                    }
-                    p if p.starts_with("images/") => format!("<{} bytes>", u.files[p].bytes.len()),
-                    _ => text(u, path),
-                };
-                out.push_str(&format!("==> {path} ({:04o}) <==\n{body}\n", u.files[path].mode));
-            }
-            settings().bind(|| insta::assert_snapshot!(format!("{scenario}__{member}"), out));
+fn rendered(scenario: &str) {
+    let b = built(scenario);
+    for (member, u) in &b.bundles {
+        let mut out = String::new();
+        for (path, _) in u.files.iter().filter(|(p, _)| !p.ends_with(".crt") && !p.ends_with(".key")) {
+            let body = match path.as_str() {
+                "bundle.json" => redacted_bundle_json(&text(u, path)),
+                "SHA256SUMS" => text(u, path).lines().map(|l| format!("<sha256>  {}\n", &l[66..])).collect(),
+                p if p.starts_with("images/") => format!("<{} bytes>", u.files[p].bytes.len()),
+                _ => text(u, path),
+            };
+            out.push_str(&format!("==> {path} ({:04o}) <==\n{body}\n", u.files[path].mode));
         }
+        settings().bind(|| insta::assert_snapshot!(format!("{scenario}__{member}"), out));
     }
 }
 
+fn plan(scenario: &str) {
+    let b = built(scenario);
+    settings().bind(|| insta::assert_json_snapshot!(format!("{scenario}__plan"), b.build.plan));
+}
+
+/// One module per scenario, with one test case for its rendered files and one for its plan,
+/// so that a failing scenario does not hide the others.
+macro_rules! scenarios {
+    ($($module:ident => $dir:literal),* $(,)?) => {
+        $(
+            mod $module {
+                #[test]
+                fn rendered_files() {
+                    super::rendered($dir)
+                }
+                #[test]
+                fn plan() {
+                    super::plan($dir)
+                }
+            }
+        )*
+        const LISTED: &[&str] = &[$($dir),*];
+    };
+}
+
+scenarios! {
+    backport_order_v1_35 => "backport-order-v1.35",
+    ecdsa_p256_v1_29 => "ecdsa-p256-v1.29",
+    ecdsa_p256_v1_37 => "ecdsa-p256-v1.37",
+    ecdsa_p384_v1_36 => "ecdsa-p384-v1.36",
+    existing_ca_v1_32 => "existing-ca-v1.32",
+    five_members_custom_ports => "five-members-custom-ports",
+    guide_v1_34 => "guide-v1.34",
+    image_archive_v1_34 => "image-archive-v1.34",
+    ipv6_v1_30 => "ipv6-v1.30",
+    no_ca_key_v1_31 => "no-ca-key-v1.31",
+    rsa_4096_single => "rsa-4096-single",
+    v1beta3_api_v1_36 => "v1beta3-api-v1.36",
+}
+
 #[test]
-fn plan_of_every_scenario() {
+fn every_scenario_has_its_own_test_cases() {
+    assert_eq!(LISTED, scenarios(), "list every folder of tests/fixtures in the scenarios! block");
+}
+
+/// Every committed snapshot belongs to a test: a renamed scenario or member must not leave
+/// a stale snapshot behind, and no `.snap.new` may be committed.
+#[test]
+fn no_snapshot_is_unreferenced() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    let mut expected: Vec<String> =
+        vec!["help__help".into(), "help__build_help".into(), "help__verify_help".into()];
     for scenario in scenarios() {
-        let b = built(&scenario);
-        settings().bind(|| insta::assert_json_snapshot!(format!("{scenario}__plan"), b.build.plan));
+        expected.push(format!("{scenario}__plan"));
+        for m in crate::support::load_topology(&scenario).members {
+            expected.push(format!("{scenario}__{}", m.name));
+        }
     }
+    for e in std::fs::read_dir(crate::support::fixtures().join("invalid")).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        if let Some(stem) = name.strip_suffix(".yaml") {
+            expected.push(format!("invalid__{stem}"));
+        }
+    }
+    let mut unreferenced = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        match name.strip_suffix(".snap") {
+            Some(stem) if expected.iter().any(|x| x == stem) => {}
+            _ => unreferenced.push(name),
+        }
+    }
+    assert!(unreferenced.is_empty(), "snapshots no test writes: {unreferenced:?}");
 }

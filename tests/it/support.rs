@@ -19,6 +19,16 @@ pub const EPOCH: u64 = 1_700_000_000;
 /// The key seed.
 pub const SEED: u64 = 42;
 
+/// Returns from a test that needs root (namespaces, `setpriv`) when not run as root, saying so.
+#[macro_export]
+macro_rules! needs_root {
+    () => {
+        if !$crate::e2e::live_env(module_path!()) {
+            return;
+        }
+    };
+}
+
 /// Keys from the committed pools in tests/keys/ (key generation is random by design). A label
 /// starts at the pool index its hash (with the seed) names and takes the next free key, so
 /// one build never hands out a key twice; serials are hashed from seed and label.
