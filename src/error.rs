@@ -25,6 +25,16 @@ pub enum Error {
         /// What is wrong.
         what: String,
     },
+    /// The state folder was written by a newer etcdpack.
+    #[error(
+        "{what} in {path}\n  help: build with the etcdpack release that wrote it (or a newer one); this one must not rewrite it"
+    )]
+    StateNewer {
+        /// The folder.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
     /// Another build holds the state folder.
     #[error("another etcdpack build is using {0}\n  help: wait for it to finish, then run again")]
     Locked(PathBuf),
@@ -72,7 +82,11 @@ impl Error {
             | Error::Usage(_)
             | Error::Refused(_)
             | Error::ForeignOutput { .. } => 1,
-            Error::StateCorrupt { .. } | Error::Locked(_) | Error::Io { .. } | Error::Internal(_) => 2,
+            Error::StateCorrupt { .. }
+            | Error::StateNewer { .. }
+            | Error::Locked(_)
+            | Error::Io { .. }
+            | Error::Internal(_) => 2,
         }
     }
 

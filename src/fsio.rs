@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::plan::LEAVES;
-use crate::state::{self, NewFile, Record, State, StateUpdate, StoredLeaf};
+use crate::state::{self, NewFile, State, StateUpdate, StoredLeaf};
 use crate::topology::FileSource;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -44,9 +44,13 @@ pub fn load_state(dir: &Path) -> Result<State> {
         ..State::default()
     };
     if let Some(text) = read_opt(&dir.join(state::RECORD))? {
-        s.record = serde_json::from_str::<Record>(&text).map_err(|e| Error::StateCorrupt {
-            path: dir.to_path_buf(),
-            what: format!("{} is not readable: {e}", state::RECORD),
+        s.record = state::parse_record(&text).map_err(|e| match e {
+            state::RecordError::Newer(_) => {
+                Error::StateNewer { path: dir.to_path_buf(), what: e.to_string() }
+            }
+            state::RecordError::Unreadable(_) => {
+                Error::StateCorrupt { path: dir.to_path_buf(), what: e.to_string() }
+            }
         })?;
     }
     let members = dir.join("members");

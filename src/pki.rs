@@ -9,7 +9,7 @@
 use crate::extensions;
 use crate::keys::{KeyAlgorithm, KeySource, PrivateKey, pem_encode};
 use crate::plan::{CertProfile, Leaf, Plan};
-use crate::state::{self, NewFile, State, StateUpdate};
+use crate::state::{self, IssuedFor, NewFile, State, StateUpdate};
 use crate::versions::{KeyIdMethod, ValidityRule};
 use crate::x509::{self, CertInfo};
 use rayon::prelude::*;
@@ -105,7 +105,7 @@ pub fn decide(plan: &Plan, state: &State) -> Vec<LeafDecision> {
             let recorded = state.record.issued.get(&m.name).and_then(|l| l.get(&req.leaf));
             let action = match (stored, recorded) {
                 (None, _) => Action::New,
-                (Some(_), Some(r)) if *r == req.profile => Action::Reuse,
+                (Some(_), Some(r)) if *r == IssuedFor::from(&req.profile) => Action::Reuse,
                 (Some(_), Some(r)) => Action::Reissue(change_reason(r, &req.profile)),
                 (Some(_), None) => Action::Reissue("no record of its inputs".into()),
             };
@@ -115,7 +115,7 @@ pub fn decide(plan: &Plan, state: &State) -> Vec<LeafDecision> {
     out
 }
 
-fn change_reason(old: &CertProfile, new: &CertProfile) -> String {
+fn change_reason(old: &IssuedFor, new: &CertProfile) -> String {
     let mut why = Vec::new();
     if old.key_algorithm != new.key_algorithm {
         why.push(format!("key algorithm {} -> {}", old.key_algorithm, new.key_algorithm));
@@ -361,7 +361,7 @@ pub fn issue(
 ) -> Result<(Pki, StateUpdate), IssueError> {
     let mut update = StateUpdate::default();
     let mut record = state.record.clone();
-    record.format = 1;
+    record.format = state::FORMAT;
     if record.epoch.is_none() {
         record.epoch = Some(now);
     }
@@ -482,7 +482,7 @@ pub fn issue(
                 .issued
                 .entry(d.member.clone())
                 .or_default()
-                .insert(d.leaf, profiles[&(d.member.as_str(), d.leaf)].clone());
+                .insert(d.leaf, IssuedFor::from(profiles[&(d.member.as_str(), d.leaf)]));
         }
         leaves.entry(d.member).or_default().insert(d.leaf, issued);
     }

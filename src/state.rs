@@ -4,9 +4,15 @@
 //! [`StateUpdate`], and the shell writes that back. The layout of the folder is defined here
 //! (paths relative to the state folder), so the reader and the writer cannot disagree.
 
+use crate::keys::KeyAlgorithm;
 use crate::plan::{CertProfile, Leaf};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// The state format this release writes. Older formats are migrated in memory when read and
+/// written back in this format only by a build that succeeds; a newer one is refused.
+pub const FORMAT: u32 = 1;
 
 /// `state.json`: the record of inputs each cert was issued for.
 pub const RECORD: &str = "state.json";
@@ -53,20 +59,86 @@ pub struct State {
     pub record: Record,
 }
 
-/// `state.json` contents.
+/// `state.json` contents: the on-disk schema, its own types (not the plan's), so that the
+/// plan can change without making state folders unreadable.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Record {
-    /// Format version.
+    /// Format version ([`FORMAT`] when written by this release).
     #[serde(default)]
     pub format: u32,
     /// Seconds since the epoch when the state was created: the tar mtime when
     /// SOURCE_DATE_EPOCH is not set.
     #[serde(default)]
     pub epoch: Option<i64>,
-    /// The profile each stored leaf was issued for.
+    /// What each stored leaf was issued for.
     #[serde(default)]
-    pub issued: BTreeMap<String, BTreeMap<Leaf, CertProfile>>,
+    pub issued: BTreeMap<String, BTreeMap<Leaf, IssuedFor>>,
+}
+
+/// The inputs one leaf was issued for, as state.json stores them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedFor {
+    /// Subject CN.
+    pub common_name: String,
+    /// DNS SANs.
+    pub dns_names: Vec<String>,
+    /// IP SANs.
+    pub ip_addresses: Vec<IpAddr>,
+    /// Whether serverAuth is present.
+    pub server_auth: bool,
+    /// Key algorithm.
+    pub key_algorithm: KeyAlgorithm,
+}
+
+impl From<&CertProfile> for IssuedFor {
+    fn from(p: &CertProfile) -> IssuedFor {
+        IssuedFor {
+            common_name: p.common_name.clone(),
+            dns_names: p.dns_names.clone(),
+            ip_addresses: p.ip_addresses.clone(),
+            server_auth: p.server_auth,
+            key_algorithm: p.key_algorithm,
+        }
+    }
+}
+
+/// Why state.json cannot be used.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// Written by a newer etcdpack.
+    #[error(
+        "state.json is format {0}, written by a newer etcdpack; this release reads formats 1 to {FORMAT}"
+    )]
+    Newer(u32),
+    /// Not JSON, or not a record of its format.
+    #[error("state.json is not readable: {0}")]
+    Unreadable(String),
+}
+
+/// Reads state.json of any format this release knows, migrated to the current one in memory.
+/// A record without a `format` is format 1 (the first release always wrote one).
+pub fn parse_record(text: &str) -> Result<Record, RecordError> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| RecordError::Unreadable(e.to_string()))?;
+    let format = match value.get("format") {
+        None => 1,
+        Some(f) => f
+            .as_u64()
+            .and_then(|f| u32::try_from(f).ok())
+            .ok_or_else(|| RecordError::Unreadable(format!("`format` is {f}, not a number")))?,
+    };
+    match format {
+        // Format 1 is the current one; a later format adds its migration from here.
+        0 | 1 => {
+            let mut r: Record =
+                serde_json::from_value(value).map_err(|e| RecordError::Unreadable(e.to_string()))?;
+            r.format = FORMAT;
+            Ok(r)
+        }
+        newer => Err(RecordError::Newer(newer)),
+    }
 }
 
 /// A file to create in the state folder.
@@ -105,5 +177,21 @@ impl StateUpdate {
     /// Whether nothing changes.
     pub fn is_empty(&self) -> bool {
         self.retire.is_empty() && self.create.is_empty() && self.record.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_are_checked_and_migrated() {
+        let r = parse_record(r#"{"epoch": 5, "issued": {}}"#).unwrap();
+        assert_eq!((r.format, r.epoch), (FORMAT, Some(5)));
+        assert_eq!(parse_record(r#"{"format": 99}"#), Err(RecordError::Newer(99)));
+        assert!(matches!(parse_record(r#"{"format": "x"}"#), Err(RecordError::Unreadable(_))));
+        assert!(matches!(parse_record("not json"), Err(RecordError::Unreadable(_))));
+        // Unknown fields of a known format (a later release's additions) do not break it.
+        assert!(parse_record(r#"{"format": 1, "issued": {}, "later": true}"#).is_ok());
     }
 }

@@ -290,3 +290,19 @@ fn state_folders_of_format_1_are_reused_whole() {
         );
     }
 }
+
+#[test]
+fn a_state_of_a_newer_format_is_refused_and_left_alone() {
+    let fixture = fixtures().join("legacy-state/ecdsa-p256/state-format1");
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&fixture, dir.path());
+    let record = std::fs::read_to_string(dir.path().join("state.json")).unwrap();
+    let newer = record.replacen("\"format\": 1", "\"format\": 7", 1);
+    assert_ne!(newer, record);
+    std::fs::write(dir.path().join("state.json"), &newer).unwrap();
+    let text = std::fs::read_to_string(fixtures().join("legacy-state/ecdsa-p256/topology.yaml")).unwrap();
+    let e = build_into(dir.path(), &text, 1).err().expect("refused");
+    assert_eq!(e.exit_code(), 2);
+    assert!(e.to_string().contains("format 7, written by a newer etcdpack"), "{e}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("state.json")).unwrap(), newer);
+}
