@@ -101,8 +101,9 @@ impl Host {
             Some(uid) => format!("setpriv --reuid={uid} --regid={uid} --clear-groups "),
             None => String::new(),
         };
+        // Each simulated host has its own /run/lock (install.sh's lock), on a tmpfs.
         let script = format!(
-            "set -e; {mounts} export PATH={d}/fakebin:$PATH FAKE_LOG={d}/fake.log; {drop}bash \"$@\""
+            "set -e; {mounts} mkdir -p /run/lock; mount -t tmpfs tmpfs /run/lock; export PATH={d}/fakebin:$PATH FAKE_LOG={d}/fake.log; {drop}bash \"$@\""
         );
         Command::new("ip")
             .args([

@@ -633,3 +633,30 @@ fn a_root_with_a_symlink_that_leaves_it_is_refused() {
     assert!(o.status.success(), "{}", out(&o));
     assert!(root.join("data/manifests/etcd.yaml").is_file());
 }
+
+#[test]
+fn a_second_install_sh_waits_for_none_and_stops_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = unpack_to("guide-v1.34", "infra0", &tmp.path().join("b"));
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    // Another run holds the lock on the root.
+    let mut holder = Command::new("bash")
+        .args(["-c", "exec 9<\"$1\"; flock 9; exec sleep 30", "holder"])
+        .arg(&root)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let before = snapshot(&root);
+    let started = std::time::Instant::now();
+    let o = install(&bundle, &["--root", root.to_str().unwrap()]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("another install.sh is running"), "{}", out(&o));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_same(&snapshot(&root), &before, "locked out");
+    // Once it is gone, the install goes ahead.
+    let o = install(&bundle, &["--root", root.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", out(&o));
+}
