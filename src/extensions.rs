@@ -3,22 +3,9 @@
 //! AuthorityKeyId (leaves only), SubjectAltName. rcgen would write the same content in
 //! another order and add a SubjectKeyId to leaves, so etcdpack hands it finished extensions.
 
+use crate::der::tlv as der;
 use rcgen::CustomExtension;
 use std::net::IpAddr;
-
-fn der(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(content);
-    out
-}
 
 fn ext(oid: &[u64], critical: bool, value: Vec<u8>) -> CustomExtension {
     let mut e = CustomExtension::from_oid_content(oid, value);
