@@ -6,10 +6,6 @@ use crate::x509::{self, rfc3339};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-/// The folders shown as separate trees, in the guide's order.
-const ROOTS: [&str; 3] =
-    ["/etc/kubernetes/pki", "/etc/kubernetes/manifests", "/etc/systemd/system/kubelet.service.d"];
-
 #[derive(Default)]
 struct Node {
     children: BTreeMap<String, Node>,
@@ -64,7 +60,7 @@ pub fn inspect(u: &Unpacked) -> String {
     }
     let _ = writeln!(out, "{}", u.top);
     draw(&top, "", &mut out);
-    for root in ROOTS {
+    for root in crate::layout::install_trees(crate::layout::Runtime::StaticPod) {
         let prefix = format!("rootfs{root}/");
         let mut tree = Node::default();
         for (path, e) in &u.files {

@@ -22,6 +22,7 @@ pub mod extensions;
 pub mod fsio;
 pub mod inspect;
 pub mod keys;
+pub mod layout;
 pub mod pack;
 pub mod pki;
 pub mod plan;
@@ -84,8 +85,7 @@ pub fn build(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static st
     let (pki, state_update) =
         pki::issue(&plan, env.state, &pre, ca_source(t), env.now, env.keys).map_err(issue_error)?;
     phase("issue");
-    let sets = render::render(&plan, &pki, t.etcd.image_archive.as_ref())
-        .map_err(|e| Error::Internal(e.to_string()))?;
+    let sets = render::render(&plan, &pki).map_err(|e| Error::Internal(e.to_string()))?;
     phase("render");
     let mtime = env
         .source_date_epoch

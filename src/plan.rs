@@ -6,6 +6,7 @@
 //! its mode. `render` and `pack` never look at the topology.
 
 use crate::keys::KeyAlgorithm;
+use crate::layout;
 use crate::topology::{Arg, Topology};
 use crate::versions::{self, ArgOrder, Behaviour, ConfigApi, ProbeStyle};
 use serde::Serialize;
@@ -228,6 +229,9 @@ pub struct Plan {
     pub initial_cluster: String,
     /// Image archive file name, if one is shipped.
     pub image_archive: Option<String>,
+    /// The image archive's bytes (shared by every bundle; not part of plan.json).
+    #[serde(skip)]
+    pub image_archive_bytes: Option<std::sync::Arc<Vec<u8>>>,
     /// kubelet cgroup driver.
     pub cgroup_driver: String,
     /// CRI endpoint.
@@ -317,7 +321,11 @@ pub fn plan(t: &Topology) -> Plan {
                 command,
                 probe,
                 certs,
-                files: bundle_files(carries_ca_key, image_archive.as_deref()),
+                files: layout::member_files(
+                    layout::Runtime::StaticPod,
+                    carries_ca_key,
+                    image_archive.as_deref(),
+                ),
             }
         })
         .collect();
@@ -336,6 +344,7 @@ pub fn plan(t: &Topology) -> Plan {
         existing_ca: t.pki.existing_ca.is_some(),
         initial_cluster,
         image_archive,
+        image_archive_bytes: t.etcd.image_archive.as_ref().map(|a| a.bytes.clone()),
         cgroup_driver: t.kubelet.cgroup_driver.clone(),
         container_runtime_endpoint: t.kubelet.container_runtime_endpoint.clone(),
         kubelet_path: t.kubelet.path.clone(),
@@ -505,67 +514,6 @@ pub fn cert_requests(name: &str, address: &IpAddr, sans: &[String], alg: KeyAlgo
         CertRequest { leaf: Leaf::EtcdHealthcheckClient, profile: client("kube-etcd-healthcheck-client") },
         CertRequest { leaf: Leaf::ApiserverEtcdClient, profile: client("kube-apiserver-etcd-client") },
     ]
-}
-
-/// Template ids (paths under `templates/` without `.hbs`).
-pub mod templates {
-    /// kubeadm config.
-    pub const KUBEADMCFG: &str = "kubeadmcfg.yaml";
-    /// Static pod manifest.
-    pub const ETCD_MANIFEST: &str = "etcd.yaml";
-    /// KubeletConfiguration.
-    pub const KUBELET_CONF: &str = "kubelet.conf";
-    /// systemd drop-in.
-    pub const DROPIN: &str = "20-etcd-service-manager.conf";
-    /// Installer.
-    pub const INSTALL_SH: &str = "install.sh";
-    /// Every id the planner can emit.
-    pub const ALL: [&str; 5] = [KUBEADMCFG, ETCD_MANIFEST, KUBELET_CONF, DROPIN, INSTALL_SH];
-}
-
-fn bundle_files(ca_key: bool, image: Option<&str>) -> Vec<PlannedFile> {
-    let f = |path: String, install: Option<String>, mode, content| PlannedFile {
-        path,
-        install_path: install,
-        mode,
-        content,
-    };
-    let root = |p: &str| (format!("rootfs{p}"), Some(p.to_string()));
-    let mut files = vec![
-        f("install.sh".into(), None, 0o755, Content::Template(templates::INSTALL_SH)),
-        f("SHA256SUMS".into(), None, 0o644, Content::Sums),
-        f("bundle.json".into(), Some(format!("{RECORD_DIR}/bundle.json")), 0o644, Content::BundleJson),
-        f(
-            "kubeadmcfg.yaml".into(),
-            Some(format!("{RECORD_DIR}/kubeadmcfg.yaml")),
-            0o644,
-            Content::Template(templates::KUBEADMCFG),
-        ),
-    ];
-    let mut add_root = |p: String, mode, content| {
-        let (path, install) = root(&p);
-        files.push(f(path, install, mode, content));
-    };
-    add_root(format!("{PKI_DIR}/etcd/ca.crt"), 0o644, Content::CaCert);
-    if ca_key {
-        add_root(format!("{PKI_DIR}/etcd/ca.key"), 0o600, Content::CaKey);
-    }
-    for leaf in LEAVES {
-        add_root(format!("{PKI_DIR}/{}.crt", leaf.stem()), 0o644, Content::Cert(leaf));
-        add_root(format!("{PKI_DIR}/{}.key", leaf.stem()), 0o600, Content::Key(leaf));
-    }
-    add_root(format!("{MANIFEST_DIR}/etcd.yaml"), 0o600, Content::Template(templates::ETCD_MANIFEST));
-    add_root(format!("{DROPIN_DIR}/kubelet.conf"), 0o644, Content::Template(templates::KUBELET_CONF));
-    add_root(
-        format!("{DROPIN_DIR}/20-etcd-service-manager.conf"),
-        0o644,
-        Content::Template(templates::DROPIN),
-    );
-    if let Some(name) = image {
-        files.push(f(format!("images/{name}"), None, 0o644, Content::ImageArchive));
-    }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    files
 }
 
 impl Plan {

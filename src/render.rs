@@ -3,9 +3,9 @@
 //! values that land in YAML or shell go through the `yaml` and `shell` helpers, which quote
 //! the way go-yaml and POSIX shells need.
 
+use crate::layout::templates;
 use crate::pki::Pki;
-use crate::plan::{Content, MemberPlan, Plan, templates};
-use crate::topology::ImageArchive;
+use crate::plan::{Content, MemberPlan, Plan};
 use crate::x509::rfc3339;
 use handlebars::Handlebars;
 use rayon::prelude::*;
@@ -98,13 +98,13 @@ pub fn go_duration(secs: u64) -> String {
 }
 
 /// Renders every bundle of the plan.
-pub fn render(plan: &Plan, pki: &Pki, image: Option<&ImageArchive>) -> Result<Vec<FileSet>, RenderError> {
+pub fn render(plan: &Plan, pki: &Pki) -> Result<Vec<FileSet>, RenderError> {
     let hb = registry()?;
     // The image archive is the same in every bundle: hash it once.
-    let image = image.map(|i| BundleFile {
+    let image = plan.image_archive_bytes.as_ref().map(|bytes| BundleFile {
         mode: 0o644,
-        bytes: i.bytes.clone(),
-        sha256: hex::encode(Sha256::digest(i.bytes.as_slice())),
+        bytes: bytes.clone(),
+        sha256: hex::encode(Sha256::digest(bytes.as_slice())),
     });
     // Members are independent: render them on every core.
     plan.members.par_iter().map(|m| render_member(&hb, plan, m, pki, image.as_ref())).collect()

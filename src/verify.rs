@@ -202,29 +202,20 @@ fn check_sums(r: &mut Report, u: &Unpacked) {
 
 /// The files every member bundle holds (the guide's lists plus etcdpack's own).
 fn check_layout(r: &mut Report, u: &Unpacked) {
-    let mut required: Vec<String> = ["SHA256SUMS", "bundle.json", "install.sh", "kubeadmcfg.yaml"]
-        .into_iter()
-        .map(String::from)
-        .collect();
-    required.extend(
-        ["manifests/etcd.yaml", "pki/etcd/ca.crt"].iter().map(|p| format!("rootfs/etc/kubernetes/{p}")),
-    );
-    for f in ["kubelet.conf", "20-etcd-service-manager.conf"] {
-        required.push(format!("rootfs/etc/systemd/system/kubelet.service.d/{f}"));
-    }
-    for leaf in LEAVES {
-        for ext in ["crt", "key"] {
-            required.push(format!("rootfs/etc/kubernetes/pki/{}.{ext}", leaf.stem()));
-        }
-    }
-    let missing: Vec<&String> = required.iter().filter(|p| !u.files.contains_key(*p)).collect();
-    let unexpected: Vec<&String> = u
+    // The layout table with and without ca.key: whether this bundle should carry it is the
+    // key placement check's business.
+    use crate::layout::{Runtime, member_files};
+    let image = u
         .files
         .keys()
-        .filter(|p| !required.contains(p))
-        .filter(|p| *p != "rootfs/etc/kubernetes/pki/etcd/ca.key")
-        .filter(|p| !(p.starts_with("images/") && p.ends_with(".tar") && !p[7..].contains('/')))
-        .collect();
+        .find_map(|p| p.strip_prefix("images/"))
+        .filter(|n| !n.contains('/') && n.ends_with(".tar"));
+    let paths = |ca_key| -> Vec<String> {
+        member_files(Runtime::StaticPod, ca_key, image).into_iter().map(|f| f.path).collect()
+    };
+    let (required, allowed) = (paths(false), paths(true));
+    let missing: Vec<&String> = required.iter().filter(|p| !u.files.contains_key(*p)).collect();
+    let unexpected: Vec<&String> = u.files.keys().filter(|p| !allowed.contains(p)).collect();
     let what = "bundle holds a member's files and nothing else";
     match (missing.is_empty(), unexpected.is_empty()) {
         (true, true) => r.pass(what),

@@ -1,0 +1,148 @@
+//! The one home of the bundle layout: for each bundle kind and etcd runtime, which files a
+//! bundle holds, where install.sh puts each one, with which mode, and where its bytes come
+//! from. `plan` instantiates it per member; render, pack, verify, inspect and install.sh (its
+//! file list is rendered from the plan) all follow it.
+
+use crate::plan::{Content, DROPIN_DIR, LEAVES, MANIFEST_DIR, PKI_DIR, PlannedFile, RECORD_DIR};
+
+/// How etcd runs on the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runtime {
+    /// A static pod of a kubelet that only manages etcd (the kubeadm guide).
+    StaticPod,
+}
+
+/// Template ids (paths under `templates/` without `.hbs`).
+pub mod templates {
+    /// kubeadm config.
+    pub const KUBEADMCFG: &str = "kubeadmcfg.yaml";
+    /// Static pod manifest.
+    pub const ETCD_MANIFEST: &str = "etcd.yaml";
+    /// KubeletConfiguration.
+    pub const KUBELET_CONF: &str = "kubelet.conf";
+    /// systemd drop-in.
+    pub const DROPIN: &str = "20-etcd-service-manager.conf";
+    /// Installer.
+    pub const INSTALL_SH: &str = "install.sh";
+    /// Every id the planner can emit.
+    pub const ALL: [&str; 5] = [KUBEADMCFG, ETCD_MANIFEST, KUBELET_CONF, DROPIN, INSTALL_SH];
+}
+
+/// When a row of the table is in a bundle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum When {
+    Always,
+    /// Only in the bundle that carries the CA key.
+    CaKey,
+}
+
+/// One row: bundle path (`rootfs/...` installs at the rest), mode, content, presence.
+struct Row {
+    path: String,
+    mode: u32,
+    content: Content,
+    when: When,
+}
+
+fn row(path: impl Into<String>, mode: u32, content: Content) -> Row {
+    Row { path: path.into(), mode, content, when: When::Always }
+}
+
+/// The folders install.sh writes into, shown as separate trees by `inspect`, in the guide's
+/// order.
+pub fn install_trees(runtime: Runtime) -> &'static [&'static str] {
+    match runtime {
+        Runtime::StaticPod => &[PKI_DIR, MANIFEST_DIR, DROPIN_DIR],
+    }
+}
+
+/// The table of a member bundle.
+fn member_rows(runtime: Runtime) -> Vec<Row> {
+    let mut rows = vec![
+        row("install.sh", 0o755, Content::Template(templates::INSTALL_SH)),
+        row("SHA256SUMS", 0o644, Content::Sums),
+        row("bundle.json", 0o644, Content::BundleJson),
+        row("kubeadmcfg.yaml", 0o644, Content::Template(templates::KUBEADMCFG)),
+        row(format!("rootfs{PKI_DIR}/etcd/ca.crt"), 0o644, Content::CaCert),
+        Row { when: When::CaKey, ..row(format!("rootfs{PKI_DIR}/etcd/ca.key"), 0o600, Content::CaKey) },
+    ];
+    for leaf in LEAVES {
+        rows.push(row(format!("rootfs{PKI_DIR}/{}.crt", leaf.stem()), 0o644, Content::Cert(leaf)));
+        rows.push(row(format!("rootfs{PKI_DIR}/{}.key", leaf.stem()), 0o600, Content::Key(leaf)));
+    }
+    match runtime {
+        Runtime::StaticPod => {
+            rows.push(row(
+                format!("rootfs{MANIFEST_DIR}/etcd.yaml"),
+                0o600,
+                Content::Template(templates::ETCD_MANIFEST),
+            ));
+            rows.push(row(
+                format!("rootfs{DROPIN_DIR}/kubelet.conf"),
+                0o644,
+                Content::Template(templates::KUBELET_CONF),
+            ));
+            rows.push(row(
+                format!("rootfs{DROPIN_DIR}/20-etcd-service-manager.conf"),
+                0o644,
+                Content::Template(templates::DROPIN),
+            ));
+        }
+    }
+    rows
+}
+
+/// Where a bundle path installs: `rootfs/X` at `/X`; bundle.json and kubeadmcfg.yaml as the
+/// host's record of what was installed; install.sh and SHA256SUMS nowhere.
+fn install_path(path: &str) -> Option<String> {
+    match path {
+        "bundle.json" | "kubeadmcfg.yaml" => Some(format!("{RECORD_DIR}/{path}")),
+        _ => path.strip_prefix("rootfs").map(str::to_string),
+    }
+}
+
+/// Every file of one member's bundle, sorted by path.
+pub fn member_files(runtime: Runtime, carries_ca_key: bool, image_archive: Option<&str>) -> Vec<PlannedFile> {
+    let mut files: Vec<PlannedFile> = member_rows(runtime)
+        .into_iter()
+        .filter(|r| r.when == When::Always || carries_ca_key)
+        .map(|r| PlannedFile {
+            install_path: install_path(&r.path),
+            path: r.path,
+            mode: r.mode,
+            content: r.content,
+        })
+        .collect();
+    if let Some(name) = image_archive {
+        files.push(PlannedFile {
+            path: format!("images/{name}"),
+            install_path: None,
+            mode: 0o644,
+            content: Content::ImageArchive,
+        });
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_member_alone_carries_the_ca_key() {
+        let with = member_files(Runtime::StaticPod, true, None);
+        let without = member_files(Runtime::StaticPod, false, Some("etcd.tar"));
+        assert_eq!(with.len(), 17);
+        assert!(with.iter().any(|f| f.content == Content::CaKey));
+        assert!(!without.iter().any(|f| f.content == Content::CaKey));
+        assert!(without.iter().any(|f| f.path == "images/etcd.tar" && f.install_path.is_none()));
+        let manifest =
+            with.iter().find(|f| f.content == Content::Template(templates::ETCD_MANIFEST)).unwrap();
+        assert_eq!(
+            (manifest.install_path.as_deref(), manifest.mode),
+            (Some("/etc/kubernetes/manifests/etcd.yaml"), 0o600)
+        );
+        assert!(with.windows(2).all(|w| w[0].path < w[1].path));
+    }
+}
