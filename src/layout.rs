@@ -62,6 +62,7 @@ fn member_rows(runtime: Runtime) -> Vec<Row> {
         row("install.sh", 0o755, Content::Template(templates::INSTALL_SH)),
         row("SHA256SUMS", 0o644, Content::Sums),
         row("bundle.json", 0o644, Content::BundleJson),
+        row("bundle.env", 0o644, Content::BundleEnv),
         row("kubeadmcfg.yaml", 0o644, Content::Template(templates::KUBEADMCFG)),
         row(format!("rootfs{PKI_DIR}/etcd/ca.crt"), 0o644, Content::CaCert),
         Row { when: When::CaKey, ..row(format!("rootfs{PKI_DIR}/etcd/ca.key"), 0o600, Content::CaKey) },
@@ -92,11 +93,12 @@ fn member_rows(runtime: Runtime) -> Vec<Row> {
     rows
 }
 
-/// Where a bundle path installs: `rootfs/X` at `/X`; bundle.json and kubeadmcfg.yaml as the
-/// host's record of what was installed; install.sh and SHA256SUMS nowhere.
+/// Where a bundle path installs: `rootfs/X` at `/X`; bundle.json, bundle.env and
+/// kubeadmcfg.yaml as the host's record of what was installed; install.sh and SHA256SUMS
+/// nowhere.
 fn install_path(path: &str) -> Option<String> {
     match path {
-        "bundle.json" | "kubeadmcfg.yaml" => Some(format!("{RECORD_DIR}/{path}")),
+        "bundle.json" | "bundle.env" | "kubeadmcfg.yaml" => Some(format!("{RECORD_DIR}/{path}")),
         _ => path.strip_prefix("rootfs").map(str::to_string),
     }
 }
@@ -133,7 +135,7 @@ mod tests {
     fn the_first_member_alone_carries_the_ca_key() {
         let with = member_files(Runtime::StaticPod, true, None);
         let without = member_files(Runtime::StaticPod, false, Some("etcd.tar"));
-        assert_eq!(with.len(), 17);
+        assert_eq!(with.len(), 18);
         assert!(with.iter().any(|f| f.content == Content::CaKey));
         assert!(!without.iter().any(|f| f.content == Content::CaKey));
         assert!(without.iter().any(|f| f.path == "images/etcd.tar" && f.install_path.is_none()));

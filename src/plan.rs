@@ -132,6 +132,8 @@ pub enum Content {
     ImageArchive,
     /// `bundle.json`.
     BundleJson,
+    /// `bundle.env`: what install.sh needs of bundle.json, as `KEY=value` lines.
+    BundleEnv,
     /// `SHA256SUMS`.
     Sums,
 }

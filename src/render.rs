@@ -197,6 +197,7 @@ fn render_member(
                 }
                 continue;
             }
+            Content::BundleEnv => bundle_env(plan, m, pki).into_bytes(),
             Content::BundleJson | Content::Sums => continue,
         };
         files.insert(f.path.clone(), BundleFile::new(f.mode, bytes));
@@ -206,6 +207,20 @@ fn render_member(
     let sums: String = files.iter().map(|(path, f)| format!("{}  {path}\n", f.sha256)).collect();
     files.insert("SHA256SUMS".into(), BundleFile::new(0o644, sums.into_bytes()));
     Ok(FileSet { member: m.name.clone(), files })
+}
+
+/// What install.sh reads of a bundle, line by line, without parsing JSON. Every value is a
+/// DNS name, an IP address, a URL or hex, so none needs quoting.
+fn bundle_env(plan: &Plan, m: &MemberPlan, pki: &Pki) -> String {
+    format!(
+        "FORMAT=1\nCLUSTER={}\nMEMBER={}\nADDRESS={}\nCLIENT_URL={}\nPEER_URL={}\nCA_SHA256={}\n",
+        plan.cluster,
+        m.name,
+        m.address,
+        m.client_url,
+        m.peer_url,
+        hex::encode(Sha256::digest(pki.ca.cert_pem.as_bytes()))
+    )
 }
 
 fn bundle_json(plan: &Plan, m: &MemberPlan, pki: &Pki, files: &BTreeMap<String, BundleFile>) -> String {

@@ -63,7 +63,7 @@ fn root_install_lays_out_exactly_the_bundle_and_is_idempotent() {
     std::fs::create_dir(&root).unwrap();
     let o = install(&bundle, &["--root", root.to_str().unwrap()]);
     assert!(o.status.success(), "{}", out(&o));
-    assert!(out(&o).contains("verified 16 files against SHA256SUMS"), "{}", out(&o));
+    assert!(out(&o).contains("verified 17 files against SHA256SUMS"), "{}", out(&o));
 
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(bundle.join("bundle.json")).unwrap()).unwrap();
@@ -179,11 +179,13 @@ fn bundle_file(bundle: &Path, path: &str) -> Vec<u8> {
 fn installed_before(h: &Host, bundle: &Path) {
     h.kubelet();
     h.put("/var/lib/etcd/member/snap/db", "data", 0o600);
-    h.put(
-        "/etc/etcdpack/bundle.json",
-        &String::from_utf8(bundle_file(bundle, "bundle.json")).unwrap(),
-        0o644,
-    );
+    for record in ["bundle.json", "bundle.env"] {
+        h.put(
+            &format!("/etc/etcdpack/{record}"),
+            &String::from_utf8(bundle_file(bundle, record)).unwrap(),
+            0o644,
+        );
+    }
 }
 
 fn readable(path: &Path) {
@@ -211,11 +213,11 @@ fn host_install_backs_up_records_restarts_and_is_idempotent() {
     assert!(o.status.success(), "{}", host_out(&o));
     let text = host_out(&o);
     for step in [
-        "verified 16 files",
+        "verified 17 files",
         "preflight passed",
         "installed /etc/kubernetes/pki/etcd/ca.key (mode 0600)",
         "restarted the kubelet",
-        "done: 15 file(s) changed",
+        "done: 16 file(s) changed",
     ] {
         assert!(text.contains(step), "missing `{step}` in:\n{text}");
     }
@@ -659,4 +661,19 @@ fn a_second_install_sh_waits_for_none_and_stops_at_once() {
     // Once it is gone, the install goes ahead.
     let o = install(&bundle, &["--root", root.to_str().unwrap()]);
     assert!(o.status.success(), "{}", out(&o));
+}
+
+#[test]
+fn a_record_of_an_older_release_without_bundle_env_is_still_read() {
+    crate::needs_root!();
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = unpack_to("guide-v1.34", "infra0", &tmp.path().join("b"));
+    let sibling = unpack_to("guide-v1.34", "infra1", &tmp.path().join("s"));
+    let host = Host::new("o", "10.0.0.6");
+    installed_before(&host, &sibling);
+    // Releases before bundle.env recorded only bundle.json.
+    std::fs::remove_file(host.upper("/etc/etcdpack/bundle.env")).unwrap();
+    let o = host.install(&bundle, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", host_out(&o));
+    assert!(host_out(&o).contains("holds member infra1 of prod-etcd, not infra0"), "{}", host_out(&o));
 }
