@@ -677,3 +677,77 @@ fn a_record_of_an_older_release_without_bundle_env_is_still_read() {
     assert_eq!(o.status.code(), Some(1), "{}", host_out(&o));
     assert!(host_out(&o).contains("holds member infra1 of prod-etcd, not infra0"), "{}", host_out(&o));
 }
+
+#[test]
+fn hostile_roots_and_bundles_are_refused_before_anything_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = unpack_to("guide-v1.34", "infra0", &tmp.path().join("b"));
+    // A folder where a file belongs, and a symlink where a file belongs.
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(root.join("etc/kubernetes/manifests/etcd.yaml")).unwrap();
+    std::fs::create_dir_all(root.join("etc/kubernetes/pki/etcd")).unwrap();
+    std::fs::write(tmp.path().join("victim"), "keep me").unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("victim"), root.join("etc/kubernetes/pki/etcd/peer.key"))
+        .unwrap();
+    let before = snapshot(&root);
+    let o = install(&bundle, &["--root", root.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        out(&o).contains("/etc/kubernetes/manifests/etcd.yaml is a folder where a file belongs"),
+        "{}",
+        out(&o)
+    );
+    assert!(out(&o).contains("/etc/kubernetes/pki/etcd/peer.key is a symlink"), "{}", out(&o));
+    assert_same(&snapshot(&root), &before, "hostile root");
+    assert_eq!(std::fs::read_to_string(tmp.path().join("victim")).unwrap(), "keep me");
+
+    // Temporary names are not predictable: a link planted at the old name is never followed.
+    let root = tmp.path().join("root2");
+    std::fs::create_dir_all(root.join("etc/kubernetes/manifests")).unwrap();
+    std::os::unix::fs::symlink(
+        tmp.path().join("victim"),
+        root.join("etc/kubernetes/manifests/etcd.yaml.etcdpack-new"),
+    )
+    .unwrap();
+    let o = install(&bundle, &["--root", root.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(std::fs::read_to_string(tmp.path().join("victim")).unwrap(), "keep me");
+
+    // A bundle holding something that is not a regular file (here a fifo).
+    let odd = unpack_to("guide-v1.34", "infra1", &tmp.path().join("odd"));
+    let o = Command::new("mkfifo").arg(odd.join("rootfs/etc/pipe")).output().unwrap();
+    assert!(o.status.success());
+    let root = tmp.path().join("root3");
+    std::fs::create_dir(&root).unwrap();
+    let o = install(&odd, &["--root", root.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("entries that are not regular files: rootfs/etc/pipe"), "{}", out(&o));
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+}
+
+#[test]
+fn a_rollback_restores_what_it_can_and_names_what_it_cannot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = unpack_to("guide-v1.34", "infra0", &tmp.path().join("a"));
+    let second = unpack_to("ecdsa-p384-v1.36", "infra0", &tmp.path().join("b"));
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let r = root.to_str().unwrap();
+    assert!(install(&first, &["--root", r]).status.success());
+    let installed = snapshot(&root);
+    assert!(install(&second, &["--root", r]).status.success());
+    // One file of the backup is gone: the rollback puts back every other one and names it.
+    let backups = root.join("var/lib/etcdpack/backups");
+    let backup = std::fs::read_dir(&backups).unwrap().next().unwrap().unwrap().path();
+    std::fs::remove_file(backup.join("files/etc/kubernetes/pki/etcd/server.key")).unwrap();
+    let o = install(&second, &["--root", r, "--rollback"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("could not restore: /etc/kubernetes/pki/etcd/server.key"), "{}", out(&o));
+    let after = snapshot(&root);
+    for (path, v) in &installed {
+        if path.starts_with("var/lib/etcdpack") || path.ends_with("etcd/server.key") {
+            continue;
+        }
+        assert_eq!(after.get(path), Some(v), "{path} was restored");
+    }
+}
