@@ -37,6 +37,12 @@ fn read_opt(path: &Path) -> Result<Option<String>> {
 
 /// Loads the state folder (an absent folder is an empty state).
 pub fn load_state(dir: &Path) -> Result<State> {
+    if dir.join(JOURNAL).exists() {
+        return Err(Error::StateCorrupt {
+            path: dir.to_path_buf(),
+            what: "an interrupted build left a state update half-applied; `etcdpack build` completes it first (plan only reads)".into(),
+        });
+    }
     let mut s = State {
         ca_cert: read_opt(&dir.join(state::CA_CERT))?,
         ca_key: read_opt(&dir.join(state::CA_KEY))?,
@@ -142,31 +148,183 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32, overwrite: bool) -> Result
     fs::rename(&tmp, path).map_err(|e| Error::io("cannot rename into", path, e))
 }
 
-/// Applies a state update: retired files are moved aside (never deleted), new files are
-/// created (never over an existing one), then the record is replaced.
+/// The staging folder of a state update: every new file is written here first.
+const STAGING: &str = ".staging";
+/// The journal of a state update: the renames that commit it, in order. Its presence means a
+/// build was interrupted after its commit point; the next build completes it.
+const JOURNAL: &str = ".journal";
+
+/// Applies a state update all or nothing: every new file (keys, certificates, state.json) is
+/// written and synced into `.staging/`, then a journal of the renames that commit the update
+/// (retired files aside first, then each staged file into place) is written atomically, then
+/// the renames run and the journal goes. A kill before the journal leaves the state as it was
+/// (the next build removes the staging folder); a kill after it is completed by the next
+/// build. No key is ever overwritten or deleted.
 pub fn apply_state_update(dir: &Path, update: &StateUpdate) -> Result<()> {
-    for (from, to) in &update.retire {
-        let (from, to) = (dir.join(from), dir.join(to));
-        if to.exists() {
-            return Err(Error::StateCorrupt {
-                path: dir.to_path_buf(),
-                what: format!("{} already exists", to.display()),
-            });
-        }
-        mkdirs(to.parent().expect("retired path has a parent"), 0o700)?;
-        fs::rename(&from, &to).map_err(|e| Error::io("cannot retire", &from, e))?;
+    if update.is_empty() {
+        return Ok(());
     }
-    for NewFile { path, bytes, mode } in &update.create {
-        let path = dir.join(path);
-        mkdirs(path.parent().expect("state path has a parent"), 0o700)?;
-        write_atomic(&path, bytes, *mode, false)?;
+    let staging = dir.join(STAGING);
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(|e| Error::io("cannot clear", &staging, e))?;
+    }
+    mkdirs(&staging, 0o700)?;
+    let mut ops: Vec<(String, String)> = update.retire.clone();
+    for (i, NewFile { path, bytes, mode }) in update.create.iter().enumerate() {
+        let staged = format!("{STAGING}/{i}");
+        write_new(&dir.join(&staged), bytes, *mode)?;
+        ops.push((staged, path.clone()));
     }
     if let Some(record) = &update.record {
         let mut text = serde_json::to_string_pretty(record).expect("JSON");
         text.push('\n');
-        write_atomic(&dir.join(state::RECORD), text.as_bytes(), 0o600, true)?;
+        let staged = format!("{STAGING}/record");
+        write_new(&dir.join(&staged), text.as_bytes(), 0o600)?;
+        ops.push((staged, state::RECORD.to_string()));
+    }
+    sync_dir(&staging)?;
+    let journal = serde_json::to_vec(&ops).expect("JSON");
+    write_atomic(&dir.join(JOURNAL), &journal, 0o600, false)?;
+    sync_dir(dir)?;
+    replay(dir)?;
+    Ok(())
+}
+
+/// Writes a new file (never over an existing one) and syncs it.
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| Error::io("cannot create", path, e))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| Error::io("cannot write", path, e))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io("cannot set mode of", path, e))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("cannot sync", dir, e))
+}
+
+/// Runs the journal's renames that have not happened yet, then removes the journal and the
+/// staging folder. Idempotent: a rename whose source is gone already happened.
+fn replay(dir: &Path) -> Result<()> {
+    let journal = dir.join(JOURNAL);
+    let text = fs::read(&journal).map_err(|e| Error::io("cannot read", &journal, e))?;
+    let ops: Vec<(String, String)> = serde_json::from_slice(&text).map_err(|e| Error::StateCorrupt {
+        path: dir.to_path_buf(),
+        what: format!("{JOURNAL} is not readable: {e}"),
+    })?;
+    for (from_rel, to_rel) in &ops {
+        let (from, to) = (dir.join(from_rel), dir.join(to_rel));
+        // Done already: the source is gone, or (a retirement, named by the serial, so never
+        // reused) its destination exists while a later step already put a new file at its
+        // source.
+        if !from.exists() || (to_rel.starts_with("retired/") && to.exists()) {
+            continue;
+        }
+        // Only state.json is ever replaced; a key or certificate never is.
+        if to.exists() && !to.ends_with(state::RECORD) {
+            return Err(Error::StateCorrupt {
+                path: dir.to_path_buf(),
+                what: format!("{} already exists and would be replaced", to.display()),
+            });
+        }
+        mkdirs(to.parent().expect("state path has a parent"), 0o700)?;
+        fs::rename(&from, &to).map_err(|e| Error::io("cannot rename into", &to, e))?;
+    }
+    sync_dir(dir)?;
+    fs::remove_file(&journal).map_err(|e| Error::io("cannot remove", &journal, e))?;
+    let staging = dir.join(STAGING);
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(|e| Error::io("cannot remove", &staging, e))?;
     }
     Ok(())
+}
+
+/// Finishes or undoes what an interrupted build left in the state folder and beside `out`,
+/// and says what it did. Run under the state lock, before the state is read.
+pub fn recover(state_dir: &Path, out: &Path) -> Result<Vec<String>> {
+    let mut said = Vec::new();
+    if state_dir.join(JOURNAL).exists() {
+        replay(state_dir)?;
+        said.push(format!("completed the state update of an interrupted build in {}", state_dir.display()));
+    } else if state_dir.join(STAGING).exists() {
+        let staging = state_dir.join(STAGING);
+        fs::remove_dir_all(&staging).map_err(|e| Error::io("cannot remove", &staging, e))?;
+        said.push(format!(
+            "removed the uncommitted state files of an interrupted build in {}",
+            state_dir.display()
+        ));
+    }
+    let tmp_files =
+        |dir: &Path| -> Vec<PathBuf> { walk_files(dir).into_iter().filter(|p| is_tmp_name(p)).collect() };
+    for t in tmp_files(state_dir) {
+        fs::remove_file(&t).map_err(|e| Error::io("cannot remove", &t, e))?;
+        said.push(format!("removed {}, a partial write of an interrupted build", t.display()));
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let base = out.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "dist".into());
+    if let Ok(entries) = fs::read_dir(&parent) {
+        let mut names: Vec<String> =
+            entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        for name in names {
+            let path = parent.join(&name);
+            if name.starts_with(&format!(".{base}.new-")) {
+                fs::remove_dir_all(&path).map_err(|e| Error::io("cannot remove", &path, e))?;
+                said.push(format!(
+                    "removed {}, the unfinished output of an interrupted build",
+                    path.display()
+                ));
+            } else if name.starts_with(&format!(".{base}.old-")) {
+                if out.exists() {
+                    fs::remove_dir_all(&path).map_err(|e| Error::io("cannot remove", &path, e))?;
+                    said.push(format!(
+                        "removed {}, the previous output an interrupted build had replaced",
+                        path.display()
+                    ));
+                } else {
+                    fs::rename(&path, out).map_err(|e| Error::io("cannot restore", out, e))?;
+                    said.push(format!(
+                        "restored {} from {} (an interrupted build had moved it aside)",
+                        out.display(),
+                        path.display()
+                    ));
+                }
+            }
+        }
+    }
+    if out.is_dir() {
+        for t in tmp_files(out) {
+            fs::remove_file(&t).map_err(|e| Error::io("cannot remove", &t, e))?;
+            said.push(format!("removed {}, a partial write of an interrupted build", t.display()));
+        }
+    }
+    Ok(said)
+}
+
+fn is_tmp_name(p: &Path) -> bool {
+    p.extension().and_then(|e| e.to_str()).is_some_and(|e| e.starts_with("tmp-"))
+        || p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.contains(".tmp-"))
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else { return out };
+    for e in entries.filter_map(|e| e.ok()) {
+        let path = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => out.extend(walk_files(&path)),
+            Ok(t) if t.is_file() => out.push(path),
+            _ => {}
+        }
+    }
+    out
 }
 
 fn is_dist_file(name: &str) -> bool {

@@ -270,6 +270,9 @@ fn build_locked(
     start: Instant,
     timings: bool,
 ) -> Result<()> {
+    for said in fsio::recover(state_dir, out_dir)? {
+        errln!("note: {said}");
+    }
     let st = fsio::load_state(state_dir)?;
     let mut marks: Vec<(&'static str, Instant)> = vec![("load", Instant::now())];
     let progress =

@@ -5,6 +5,7 @@ mod support;
 mod bundles;
 mod certs;
 mod cli;
+mod crash;
 mod e2e;
 mod golden;
 mod host;
