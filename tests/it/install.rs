@@ -738,7 +738,10 @@ fn a_rollback_restores_what_it_can_and_names_what_it_cannot() {
     assert!(install(&second, &["--root", r]).status.success());
     // One file of the backup is gone: the rollback puts back every other one and names it.
     let backups = root.join("var/lib/etcdpack/backups");
-    let backup = std::fs::read_dir(&backups).unwrap().next().unwrap().unwrap().path();
+    // The second install's backup: the newest (the first install made one of added files).
+    let mut all: Vec<_> = std::fs::read_dir(&backups).unwrap().map(|e| e.unwrap().path()).collect();
+    all.sort();
+    let backup = all.pop().unwrap();
     std::fs::remove_file(backup.join("files/etc/kubernetes/pki/etcd/server.key")).unwrap();
     let o = install(&second, &["--root", r, "--rollback"]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
