@@ -99,7 +99,13 @@ pub fn go_duration(secs: u64) -> String {
 
 /// Renders every bundle of the plan.
 pub fn render(plan: &Plan, pki: &Pki) -> Result<Vec<FileSet>, RenderError> {
-    let hb = registry()?;
+    // The templates ship with etcdpack: compile them once per process.
+    static REGISTRY: std::sync::OnceLock<Result<Handlebars<'static>, RenderError>> =
+        std::sync::OnceLock::new();
+    let hb = match REGISTRY.get_or_init(registry) {
+        Ok(hb) => hb,
+        Err(e) => return Err(RenderError { template: e.template.clone(), why: e.why.clone() }),
+    };
     // The image archive is the same in every bundle: hash it once.
     let image = plan.image_archive_bytes.as_ref().map(|bytes| BundleFile {
         mode: 0o644,
@@ -107,7 +113,7 @@ pub fn render(plan: &Plan, pki: &Pki) -> Result<Vec<FileSet>, RenderError> {
         sha256: hex::encode(Sha256::digest(bytes.as_slice())),
     });
     // Members are independent: render them on every core.
-    plan.members.par_iter().map(|m| render_member(&hb, plan, m, pki, image.as_ref())).collect()
+    plan.members.par_iter().map(|m| render_member(hb, plan, m, pki, image.as_ref())).collect()
 }
 
 #[derive(Serialize)]
