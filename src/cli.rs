@@ -53,6 +53,22 @@ pub enum Command {
         #[arg(long)]
         timings: bool,
     },
+    /// List when each certificate expires (from a topology's state folder, a state folder or
+    /// bundles); exit 1 when any expires within the window
+    Expiry {
+        /// A topology file (its state folder is read), a state folder, or bundles (.tar.gz)
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// The window: exit 1 when a certificate (the CA included) expires within it
+        #[arg(long, default_value = "30d")]
+        within: String,
+        /// Print a JSON array instead of the table
+        #[arg(long)]
+        json: bool,
+        /// The pinned signing key, for bundles [default: signing-key.pub beside each bundle]
+        #[arg(long)]
+        pubkey: Option<PathBuf>,
+    },
     /// Check bundles: signature, digests, certificate chain, SANs, expiry, key placement,
     /// and that several bundles belong to one cluster
     Verify {

@@ -18,6 +18,7 @@ pub mod der;
 pub mod diag;
 pub mod error;
 pub mod etcdflags;
+pub mod expiry;
 pub mod extensions;
 pub mod fsio;
 pub mod inspect;

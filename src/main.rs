@@ -82,6 +82,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Build { topology, out, state, timings } => build(&topology, &out, state, timings),
         Command::Verify { bundles, pubkey } => verify_cmd(&bundles, pubkey.as_deref()),
         Command::Inspect { bundles, pubkey } => inspect_cmd(&bundles, pubkey.as_deref()),
+        Command::Expiry { inputs, within, json, pubkey } => {
+            expiry_cmd(&inputs, &within, json, pubkey.as_deref())
+        }
     }
 }
 
@@ -433,6 +436,64 @@ fn inspect_cmd(bundles: &[PathBuf], pubkey: Option<&Path>) -> Result<()> {
         }
         outln!("({})", key_origin(pubkey, &s.fingerprint));
         out(format_args!("{}", etcdpack::inspect::inspect(&u)));
+    }
+    Ok(())
+}
+
+fn expiry_cmd(inputs: &[PathBuf], within: &str, json: bool, pubkey: Option<&Path>) -> Result<()> {
+    let window =
+        topology::parse_duration(within).filter(|s| *s <= topology::MAX_VALIDITY).ok_or_else(|| {
+            Error::Usage(format!(
+                "--within {within} is not a duration\n  help: write it like 30d, 720h or 60d"
+            ))
+        })?;
+    let mut rows = Vec::new();
+    for input in inputs {
+        let found = if input.is_dir() {
+            etcdpack::expiry::from_state(&fsio::load_state(input)?)
+        } else if input.to_string_lossy().ends_with(".tar.gz") {
+            let s = read_signed(input, pubkey)?;
+            let signed = match &s.sig {
+                Some(sig) => etcdpack::sign::verify(&s.key_pem, &s.bytes, sig).map_err(|e| e.to_string()),
+                None => Err("no .sig file beside it".to_string()),
+            };
+            if let Err(why) = signed {
+                return Err(Error::VerifyFailed(format!(
+                    "{}: signature check failed ({why}); not read\n  help: run `etcdpack verify {}`",
+                    input.display(),
+                    input.display()
+                )));
+            }
+            let u = unpack::unpack(&s.bytes)
+                .map_err(|e| Error::VerifyFailed(format!("{}: {e}", input.display())))?;
+            etcdpack::expiry::from_bundle(&u)
+        } else {
+            load(input)?;
+            let state_dir = fsio::default_state_dir(input);
+            if !state_dir.is_dir() {
+                return Err(Error::Usage(format!(
+                    "{} has no state folder {} yet\n  help: run `etcdpack build {}` first, or name the state folder",
+                    input.display(),
+                    state_dir.display(),
+                    input.display()
+                )));
+            }
+            etcdpack::expiry::from_state(&fsio::load_state(&state_dir)?)
+        };
+        rows.extend(found.map_err(|e| Error::VerifyFailed(format!("{}: {e}", input.display())))?);
+    }
+    let rows = etcdpack::expiry::sorted(rows);
+    let now = now();
+    if json {
+        outln!("{}", etcdpack::expiry::json(&rows, now));
+    } else {
+        out(format_args!("{}", etcdpack::expiry::table(&rows, now)));
+    }
+    let soon = rows.iter().filter(|r| r.not_after - now < window as i64).count();
+    if soon > 0 {
+        return Err(Error::VerifyFailed(format!(
+            "{soon} certificate(s) expire within {within}: they need renewal before then"
+        )));
     }
     Ok(())
 }

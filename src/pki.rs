@@ -167,7 +167,7 @@ pub struct Preflight {
 impl Preflight {
     /// Certificates that expire within `secs` of `now`.
     pub fn expiring(&self, now: i64, secs: i64) -> impl Iterator<Item = &Shipped> {
-        self.shipped.iter().filter(move |c| c.not_after - now <= secs)
+        self.shipped.iter().filter(move |c| c.not_after - now < secs)
     }
 
     /// The warnings to print: expiry inside the 30-day window, and the notes.

@@ -293,6 +293,7 @@ fn a_closed_pipe_ends_output_quietly() {
         "plan etcd.yaml",
         "plan etcd.yaml --json",
         "inspect dist/infra0.tar.gz dist/infra1.tar.gz",
+        "expiry etcd.yaml",
         "init",
         "--help",
     ] {
@@ -516,4 +517,55 @@ fn the_printed_fingerprint_is_what_openssl_computes_from_signing_key_pub() {
         .output()
         .unwrap();
     assert_eq!(stdout(&o)[..64], printed);
+}
+
+#[test]
+fn expiry_lists_every_certificate_by_date_and_fails_inside_the_window() {
+    let w = workspace();
+    let d = w.path();
+    let short = std::fs::read_to_string(d.join("etcd.yaml")).unwrap().replace(
+        "pki: { keyAlgorithm: ECDSA-P256 }",
+        "pki: { keyAlgorithm: ECDSA-P256, certValidity: 480h }",
+    );
+    std::fs::write(d.join("etcd.yaml"), short).unwrap();
+    let o = etcdpack(d, &["build", "etcd.yaml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("expires on") && stderr(&o).contains("renewal"), "{}", stderr(&o));
+    // Default window 30d: the 20-day leaves are inside it.
+    let o = etcdpack(d, &["expiry", "etcd.yaml"]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    let table = stdout(&o);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("MEMBER") && lines[0].contains("RESIDUAL TIME"));
+    assert_eq!(lines.len(), 1 + 12 + 1, "a header, 12 leaves and the CA");
+    assert!(lines[1].contains("19d") || lines[1].contains("20d"), "{}", lines[1]);
+    assert!(lines.last().unwrap().contains("etcd-ca") && lines.last().unwrap().contains("self"));
+    assert!(stderr(&o).contains("12 certificate(s) expire within 30d"));
+    // A smaller window passes; the state folder and the bundles give the same rows.
+    assert_eq!(code(&etcdpack(d, &["expiry", "etcd.yaml", "--within", "7d"])), 0);
+    let from_state = etcdpack(d, &["expiry", "etcd.state", "--within", "7d", "--json"]);
+    let from_bundles = etcdpack(
+        d,
+        &[
+            "expiry",
+            "dist/infra0.tar.gz",
+            "dist/infra1.tar.gz",
+            "dist/infra2.tar.gz",
+            "--within",
+            "7d",
+            "--json",
+        ],
+    );
+    assert_eq!(code(&from_state), 0);
+    let a: serde_json::Value = serde_json::from_str(&stdout(&from_state)).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&stdout(&from_bundles)).unwrap();
+    assert_eq!(a.as_array().unwrap().len(), 13);
+    assert_eq!(
+        a.as_array().unwrap().iter().map(|r| r["notAfter"].clone()).collect::<Vec<_>>(),
+        b.as_array().unwrap().iter().map(|r| r["notAfter"].clone()).collect::<Vec<_>>()
+    );
+    for key in ["member", "certificate", "notAfter", "residualSeconds", "ca"] {
+        assert!(a[0].get(key).is_some(), "{key}");
+    }
+    assert_eq!(code(&etcdpack(d, &["expiry", "etcd.yaml", "--within", "soon"])), 1);
 }
