@@ -411,23 +411,28 @@ fn verify_cmd(bundles: &[PathBuf], pubkey: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
+/// A bundle whose signature verified, unpacked: nothing is decompressed before that.
+fn read_verified_bundle(bundle: &Path, pubkey: Option<&Path>) -> Result<(Signed, unpack::Unpacked)> {
+    let s = read_signed(bundle, pubkey)?;
+    let signed = match &s.sig {
+        Some(sig) => etcdpack::sign::verify(&s.key_pem, &s.bytes, sig).map_err(|e| e.to_string()),
+        None => Err("no .sig file beside it".to_string()),
+    };
+    if let Err(why) = signed {
+        return Err(Error::VerifyFailed(format!(
+            "{}: signature check failed ({why}); not unpacked\n  help: run `etcdpack verify {}` for details",
+            bundle.display(),
+            bundle.display()
+        )));
+    }
+    let u =
+        unpack::unpack(&s.bytes).map_err(|e| Error::VerifyFailed(format!("{}: {e}", bundle.display())))?;
+    Ok((s, u))
+}
+
 fn inspect_cmd(bundles: &[PathBuf], pubkey: Option<&Path>) -> Result<()> {
     for (i, bundle) in bundles.iter().enumerate() {
-        let s = read_signed(bundle, pubkey)?;
-        // Nothing is unpacked before its signature verifies.
-        let signed = match &s.sig {
-            Some(sig) => etcdpack::sign::verify(&s.key_pem, &s.bytes, sig).map_err(|e| e.to_string()),
-            None => Err("no .sig file beside it".to_string()),
-        };
-        if let Err(why) = signed {
-            return Err(Error::VerifyFailed(format!(
-                "{}: signature check failed ({why}); not unpacked\n  help: run `etcdpack verify {}` for details",
-                bundle.display(),
-                bundle.display()
-            )));
-        }
-        let u = unpack::unpack(&s.bytes)
-            .map_err(|e| Error::VerifyFailed(format!("{}: {e}", bundle.display())))?;
+        let (s, u) = read_verified_bundle(bundle, pubkey)?;
         if bundles.len() > 1 {
             if i > 0 {
                 outln!();
@@ -452,20 +457,7 @@ fn expiry_cmd(inputs: &[PathBuf], within: &str, json: bool, pubkey: Option<&Path
         let found = if input.is_dir() {
             etcdpack::expiry::from_state(&fsio::load_state(input)?)
         } else if input.to_string_lossy().ends_with(".tar.gz") {
-            let s = read_signed(input, pubkey)?;
-            let signed = match &s.sig {
-                Some(sig) => etcdpack::sign::verify(&s.key_pem, &s.bytes, sig).map_err(|e| e.to_string()),
-                None => Err("no .sig file beside it".to_string()),
-            };
-            if let Err(why) = signed {
-                return Err(Error::VerifyFailed(format!(
-                    "{}: signature check failed ({why}); not read\n  help: run `etcdpack verify {}`",
-                    input.display(),
-                    input.display()
-                )));
-            }
-            let u = unpack::unpack(&s.bytes)
-                .map_err(|e| Error::VerifyFailed(format!("{}: {e}", input.display())))?;
+            let (_, u) = read_verified_bundle(input, pubkey)?;
             etcdpack::expiry::from_bundle(&u)
         } else {
             load(input)?;
