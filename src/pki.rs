@@ -162,6 +162,9 @@ pub struct Preflight {
     pub shipped: Vec<Shipped>,
     /// Things the user should know that do not stop the build (a changed validity).
     pub notes: Vec<String>,
+    /// Every reused leaf, read and checked (its CA, its key), for `issue` to take as it is.
+    #[serde(skip)]
+    pub reused: BTreeMap<(String, Leaf), CertInfo>,
 }
 
 impl Preflight {
@@ -284,11 +287,14 @@ pub fn preflight(
     }
     let decisions = decide(plan, state);
     // Each reused leaf is parsed and checked against the CA and its key, on every core.
-    let checked: Vec<Result<(Shipped, bool), IssueError>> = decisions
+    // Per leaf: what ships, whether its validity differs from the plan's, and (reused) the
+    // certificate as read.
+    type Checked = (Shipped, bool, Option<CertInfo>);
+    let checked: Vec<Result<Checked, IssueError>> = decisions
         .par_iter()
         .map(|d| {
             let reused = d.action == Action::Reuse;
-            let (not_after, validity_changed) = if reused {
+            let (not_after, validity_changed, info) = if reused {
                 let stored = &state.leaves[&d.member][&d.leaf];
                 let crt = state::leaf_path(&d.member, d.leaf, "crt");
                 let info = x509::parse_pem(&stored.cert_pem)
@@ -307,9 +313,9 @@ pub fn preflight(
                 // validity.
                 let changed = plan.behaviour.validity == ValidityRule::Backdated
                     && issued_validity(&info) != plan.cert_validity_secs as i64;
-                (info.not_after, changed)
+                (info.not_after, changed, Some(info))
             } else {
-                (now + plan.cert_validity_secs as i64, false)
+                (now + plan.cert_validity_secs as i64, false, None)
             };
             let shipped = Shipped {
                 member: Some(d.member.clone()),
@@ -317,12 +323,16 @@ pub fn preflight(
                 not_after,
                 reused,
             };
-            Ok((shipped, validity_changed))
+            Ok((shipped, validity_changed, info))
         })
         .collect();
     let mut changed_validity = Vec::new();
-    for c in checked {
-        let (s, changed) = c?;
+    let mut reused = BTreeMap::new();
+    for (c, d) in checked.into_iter().zip(&decisions) {
+        let (s, changed, info) = c?;
+        if let Some(info) = info {
+            reused.insert((d.member.clone(), d.leaf), info);
+        }
         if changed {
             changed_validity.push(format!(
                 "{} of {}",
@@ -340,7 +350,7 @@ pub fn preflight(
             changed_validity.join(", ")
         ));
     }
-    Ok(Preflight { decisions, shipped, notes })
+    Ok(Preflight { decisions, shipped, notes, reused })
 }
 
 /// The CA to use: from `existingCA`, the state, or new.
@@ -423,9 +433,12 @@ pub fn issue(
             let profile = profiles[&(d.member.as_str(), d.leaf)];
             if d.action == Action::Reuse {
                 let stored = &state.leaves[&d.member][&d.leaf];
-                // `preflight` checked its CA and its key.
-                let info = x509::parse_pem(&stored.cert_pem).map_err(|e| {
-                    IssueError::Corrupt(format!("{}: {e}", state::leaf_path(&d.member, d.leaf, "crt")))
+                // `preflight` read it and checked its CA and its key.
+                let info = pre.reused.get(&(d.member.clone(), d.leaf)).cloned().ok_or_else(|| {
+                    IssueError::Corrupt(format!(
+                        "{} was not checked",
+                        state::leaf_path(&d.member, d.leaf, "crt")
+                    ))
                 })?;
                 let issued = Issued {
                     cert_pem: stored.cert_pem.clone(),

@@ -89,7 +89,7 @@ pub enum Eku {
 }
 
 /// What one leaf certificate must say: the inputs it is issued for.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CertProfile {
     /// Subject CN.
