@@ -130,21 +130,14 @@ fn mkdirs(dir: &Path, mode: u32) -> Result<()> {
         .map_err(|e| Error::io("cannot create", dir, e))
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, with `mode`.
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32, overwrite: bool) -> Result<()> {
-    if !overwrite && path.exists() {
+/// Writes `bytes` to a new `path` (never over an existing file) through a synced temporary
+/// file and a rename, with `mode`.
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    if path.exists() {
         return Err(Error::Internal(format!("refusing to overwrite {}", path.display())));
     }
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut f = OpenOptions::new()
-        .create_new(true)
-        .write(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| Error::io("cannot create", &tmp, e))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| Error::io("cannot write", &tmp, e))?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::io("cannot set mode of", &tmp, e))?;
+    write_new(&tmp, bytes, mode)?;
     fs::rename(&tmp, path).map_err(|e| Error::io("cannot rename into", path, e))
 }
 
@@ -184,7 +177,7 @@ pub fn apply_state_update(dir: &Path, update: &StateUpdate) -> Result<()> {
     }
     sync_dir(&staging)?;
     let journal = serde_json::to_vec(&ops).expect("JSON");
-    write_atomic(&dir.join(JOURNAL), &journal, 0o600, false)?;
+    write_atomic(&dir.join(JOURNAL), &journal, 0o600)?;
     sync_dir(dir)?;
     replay(dir)?;
     Ok(())
@@ -427,7 +420,7 @@ fn write_dist_checked(out: &Path, files: &std::collections::BTreeMap<String, Vec
         for (name, bytes) in files {
             // Bundles hold private keys: readable by the building user only.
             let mode = if name.ends_with(".tar.gz") { 0o600 } else { 0o644 };
-            write_atomic(&tmp.join(name), bytes, mode, false)?;
+            write_atomic(&tmp.join(name), bytes, mode)?;
         }
         if out.exists() {
             fs::rename(out, &old).map_err(|e| Error::io("cannot move aside", out, e))?;
