@@ -35,7 +35,8 @@ fn fresh_build_three_members(bencher: divan::Bencher, alg: KeyAlgorithm) {
     let t = topology_of(alg, 3);
     let state = State::default();
     bencher.bench(|| {
-        let env = BuildEnv { state: &state, now: NOW, source_date_epoch: Some(1), keys: &OsKeys };
+        let env =
+            BuildEnv { state: &state, now: NOW, source_date_epoch: Some(1), keys: &OsKeys, renewal: None };
         etcdpack::build(&t, &env, &mut |_| {}).unwrap()
     });
 }
@@ -46,12 +47,13 @@ fn rebuild_reusing_everything(bencher: divan::Bencher, members: usize) {
     let t = topology_of(KeyAlgorithm::EcdsaP256, members);
     let dir = tempfile::tempdir().unwrap();
     let empty = State::default();
-    let env = BuildEnv { state: &empty, now: NOW, source_date_epoch: Some(1), keys: &OsKeys };
+    let env = BuildEnv { state: &empty, now: NOW, source_date_epoch: Some(1), keys: &OsKeys, renewal: None };
     let first = etcdpack::build(&t, &env, &mut |_| {}).unwrap();
     fsio::apply_state_update(dir.path(), &first.state_update).unwrap();
     let state = fsio::load_state(dir.path()).unwrap();
     bencher.bench(|| {
-        let env = BuildEnv { state: &state, now: NOW, source_date_epoch: Some(1), keys: &OsKeys };
+        let env =
+            BuildEnv { state: &state, now: NOW, source_date_epoch: Some(1), keys: &OsKeys, renewal: None };
         etcdpack::build(&t, &env, &mut |_| {}).unwrap()
     });
 }

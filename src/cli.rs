@@ -53,6 +53,25 @@ pub enum Command {
         #[arg(long)]
         timings: bool,
     },
+    /// Renew leaf certificates: new keys and certificates from the same CA (old ones are
+    /// retired, never deleted), then write dist/ as build does; names the hosts that need the
+    /// new bundle
+    Renew {
+        /// The topology file
+        topology: PathBuf,
+        /// Renew only this member's certificates (repeat for several) [default: every member]
+        #[arg(long = "member", value_name = "NAME")]
+        members: Vec<String>,
+        /// Renew only certificates that expire within this window (like 60d or 720h)
+        #[arg(long, value_name = "DURATION")]
+        within: Option<String>,
+        /// Output folder, replaced as a whole
+        #[arg(long, default_value = "dist")]
+        out: PathBuf,
+        /// State folder [default: <topology stem>.state beside the topology]
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
     /// List when each certificate expires (from a topology's state folder, a state folder or
     /// bundles); exit 1 when any expires within the window
     Expiry {

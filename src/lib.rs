@@ -28,6 +28,7 @@ pub mod pack;
 pub mod pki;
 pub mod plan;
 pub mod render;
+pub mod rollout;
 pub mod sign;
 pub mod state;
 pub mod topology;
@@ -63,6 +64,8 @@ pub struct Build {
     pub fingerprint: String,
     /// Warnings about what ships (expiry inside 30 days, a changed validity).
     pub warnings: Vec<String>,
+    /// What installing the new bundles does to each host.
+    pub changes: Vec<rollout::HostChange>,
 }
 
 /// Inputs of a build that do not come from the topology.
@@ -75,6 +78,8 @@ pub struct BuildEnv<'a> {
     pub source_date_epoch: Option<u64>,
     /// Where keys come from.
     pub keys: &'a dyn KeySource,
+    /// `etcdpack renew`: which reused leaves to replace.
+    pub renewal: Option<&'a pki::Renewal>,
 }
 
 /// Runs the whole pipeline. `phase` is called with each stage's name when it ends, so the
@@ -82,8 +87,8 @@ pub struct BuildEnv<'a> {
 pub fn build(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static str)) -> Result<Build> {
     let plan = plan::plan(t);
     phase("plan");
-    let pre = preflight(t, &plan, env.state, env.now)?;
-    let (pki, state_update) =
+    let pre = preflight(t, &plan, env.state, env.now, env.renewal)?;
+    let (pki, mut state_update) =
         pki::issue(&plan, env.state, &pre, ca_source(t), env.now, env.keys).map_err(issue_error)?;
     phase("issue");
     let sets = render::render(&plan, &pki).map_err(|e| Error::Internal(e.to_string()))?;
@@ -94,6 +99,7 @@ pub fn build(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static st
         .unwrap_or(0);
     let tarballs: Vec<(String, Vec<u8>)> =
         sets.par_iter().map(|s| (s.member.clone(), pack::pack(s, mtime))).collect();
+    let runtime = runtime_digests_of(&plan, &sets);
     phase("pack");
     let signer = sign::Signer256::from_pem(&pki.signing_key_pem)
         .map_err(|e| Error::StateCorrupt { path: "the state folder".into(), what: e.to_string() })?;
@@ -114,7 +120,16 @@ pub fn build(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static st
     dist.insert("plan.json".into(), plan_json(&plan, &pki, Some(&digests)).into_bytes());
     phase("sign");
     let warnings = pre.warnings(env.now);
+    let changes =
+        rollout::changes(&plan, env.state.record.built.as_ref(), &runtime, Some(&digests), &pre.decisions);
+    // The state remembers what shipped, so the next build can say what it changes.
+    let mut record = state_update.record.clone().unwrap_or_else(|| env.state.record.clone());
+    record.built = Some(rollout::built(&plan, &runtime, &digests));
+    if record != env.state.record {
+        state_update.record = Some(record);
+    }
     Ok(Build {
+        changes,
         fingerprint: signer.fingerprint(),
         plan,
         decisions: pre.decisions,
@@ -123,6 +138,32 @@ pub fn build(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static st
         dist,
         warnings,
     })
+}
+
+/// Each member's manifest digest, from the rendered bundles.
+fn runtime_digests_of(plan: &Plan, sets: &[render::FileSet]) -> BTreeMap<String, String> {
+    plan.members
+        .iter()
+        .zip(sets)
+        .filter_map(|(m, set)| {
+            let f = m
+                .files
+                .iter()
+                .find(|f| f.content == plan::Content::Template(layout::templates::ETCD_MANIFEST))?;
+            Some((m.name.clone(), set.files.get(&f.path)?.sha256.clone()))
+        })
+        .collect()
+}
+
+/// Each member's manifest digest, rendered without keys (for `plan`).
+pub fn runtime_digests(plan: &Plan) -> Result<BTreeMap<String, String>> {
+    plan.members
+        .iter()
+        .map(|m| {
+            let d = render::runtime_digest(plan, m).map_err(|e| Error::Internal(e.to_string()))?;
+            Ok((m.name.clone(), d))
+        })
+        .collect()
 }
 
 fn ca_source(t: &Topology) -> pki::CaSource<'_> {
@@ -139,13 +180,43 @@ fn issue_error(e: IssueError) -> Error {
 }
 
 /// Every check `build` makes before it creates anything, for `plan` to report the same
-/// refusals: the state against the topology's CA, damaged state, and expiry.
-pub fn preflight(t: &Topology, plan: &Plan, state: &State, now: i64) -> Result<pki::Preflight> {
-    let pre = pki::preflight(plan, state, &ca_source(t), now).map_err(issue_error)?;
-    match pre.refusal(now) {
-        Some(refusal) => Err(issue_error(refusal)),
-        None => Ok(pre),
+/// refusals: the state against the topology's CA, damaged state, expiry, a `--member` of
+/// `renew` that is not in the topology, and an etcd downgrade.
+pub fn preflight(
+    t: &Topology,
+    plan: &Plan,
+    state: &State,
+    now: i64,
+    renewal: Option<&pki::Renewal>,
+) -> Result<pki::Preflight> {
+    if let Some(r) = renewal {
+        let unknown: Vec<&str> = r
+            .members
+            .iter()
+            .filter(|n| !plan.members.iter().any(|m| &m.name == *n))
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            let known: Vec<&str> = plan.members.iter().map(|m| m.name.as_str()).collect();
+            return Err(Error::Usage(format!(
+                "--member {}: not a member of the topology\n  help: members are {}",
+                unknown.join(", "),
+                known.join(", ")
+            )));
+        }
     }
+    let mut pre = pki::preflight(plan, state, &ca_source(t), now, renewal).map_err(issue_error)?;
+    if let Some(refusal) = pre.refusal(now) {
+        return Err(issue_error(refusal));
+    }
+    if let Some(old) = &state.record.built {
+        match rollout::etcd_move(&old.image_tag, &plan.image_tag) {
+            Err(why) => return Err(Error::Refused(why)),
+            Ok(Some(warning)) => pre.notes.push(warning),
+            Ok(None) => {}
+        }
+    }
+    Ok(pre)
 }
 
 /// `plan.json`: the plan, each cert's serial and validity, and each bundle's digest.

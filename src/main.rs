@@ -79,7 +79,12 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Plan { topology, state, json } => plan_cmd(&topology, state, json),
-        Command::Build { topology, out, state, timings } => build(&topology, &out, state, timings),
+        Command::Build { topology, out, state, timings } => build(&topology, &out, state, timings, None),
+        Command::Renew { topology, members, within, out, state } => {
+            let within = within.as_deref().map(|w| parse_window("--within", w)).transpose()?;
+            let renewal = etcdpack::pki::Renewal { members, within };
+            build(&topology, &out, state, false, Some(&renewal))
+        }
         Command::Verify { bundles, pubkey } => verify_cmd(&bundles, pubkey.as_deref()),
         Command::Inspect { bundles, pubkey } => inspect_cmd(&bundles, pubkey.as_deref()),
         Command::Expiry { inputs, within, json, pubkey } => {
@@ -169,6 +174,40 @@ fn action_text(a: &Action) -> String {
         Action::Reuse => "reuse".into(),
         Action::Imported => "imported from existingCA".into(),
         Action::Reissue(why) => format!("re-issue ({why})"),
+        Action::Renew(why) => format!("renew ({why})"),
+    }
+}
+
+/// A `--within` window in seconds.
+fn parse_window(flag: &str, text: &str) -> Result<i64> {
+    topology::parse_duration(text).filter(|s| *s <= topology::MAX_VALIDITY).map(|s| s as i64).ok_or_else(
+        || Error::Usage(format!("{flag} {text} is not a duration\n  help: write it like 30d, 720h or 60d")),
+    )
+}
+
+/// What installing the new bundles does to each host, in the order to install them.
+fn print_changes(changes: &[etcdpack::rollout::HostChange], out_dir: Option<&Path>) {
+    let order = etcdpack::rollout::install_order(changes);
+    if order.is_empty() {
+        outln!("no host needs a new bundle: every bundle is byte-identical to the last build");
+        return;
+    }
+    let restarts = order.iter().filter(|c| c.restart).count();
+    outln!("hosts that need the new bundle, in this order:");
+    for (i, c) in order.iter().enumerate() {
+        let bundle = match out_dir {
+            Some(d) => format!(" <- {}", d.join(format!("{}.tar.gz", c.member)).display()),
+            None => String::new(),
+        };
+        outln!("  {}. {}{bundle}: {}", i + 1, c.member, c.reasons.join("; "));
+    }
+    if restarts > 0 {
+        outln!(
+            "  {restarts} host(s) restart etcd: install them one at a time with install.sh --wait (its quorum guard refuses when too few other members are healthy), the current leader last"
+        );
+    }
+    for c in changes.iter().filter(|c| !c.install) {
+        outln!("  {} unchanged", c.member);
     }
 }
 
@@ -179,7 +218,9 @@ fn plan_cmd(path: &Path, state: Option<PathBuf>, json: bool) -> Result<()> {
     let p = plan::plan(&t);
     let now = now();
     // The same checks build runs before it creates anything: the same refusals.
-    let pre = etcdpack::preflight(&t, &p, &st, now)?;
+    let pre = etcdpack::preflight(&t, &p, &st, now, None)?;
+    let runtime = etcdpack::runtime_digests(&p)?;
+    let changes = etcdpack::rollout::changes(&p, st.record.built.as_ref(), &runtime, None, &pre.decisions);
     for w in pre.warnings(now) {
         errln!("warning: {w}");
     }
@@ -189,6 +230,8 @@ fn plan_cmd(path: &Path, state: Option<PathBuf>, json: bool) -> Result<()> {
             "certificates": pre.decisions,
             "expiry": pre.shipped,
             "notes": pre.notes,
+            "hosts": changes,
+            "installOrder": etcdpack::rollout::install_order(&changes).iter().map(|c| &c.member).collect::<Vec<_>>(),
         });
         outln!("{}", serde_json::to_string_pretty(&doc).expect("JSON"));
         return Ok(());
@@ -217,6 +260,7 @@ fn plan_cmd(path: &Path, state: Option<PathBuf>, json: bool) -> Result<()> {
             outln!("  {:04o} {}", f.mode, f.path);
         }
     }
+    print_changes(&changes, None);
     Ok(())
 }
 
@@ -244,7 +288,13 @@ impl KeySource for Progress<'_> {
     }
 }
 
-fn build(path: &Path, out: &Path, state: Option<PathBuf>, timings: bool) -> Result<()> {
+fn build(
+    path: &Path,
+    out: &Path,
+    state: Option<PathBuf>,
+    timings: bool,
+    renewal: Option<&etcdpack::pki::Renewal>,
+) -> Result<()> {
     let start = Instant::now();
     let t = load(path)?;
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
@@ -252,11 +302,18 @@ fn build(path: &Path, out: &Path, state: Option<PathBuf>, timings: bool) -> Resu
         Err(_) => None,
     };
     let state_dir = state.unwrap_or_else(|| fsio::default_state_dir(path));
+    if renewal.is_some() && !state_dir.join(etcdpack::state::CA_CERT).is_file() {
+        return Err(Error::Usage(format!(
+            "nothing to renew: {} holds no certificates yet\n  help: run `etcdpack build {}` first, or name the state folder with --state",
+            state_dir.display(),
+            path.display()
+        )));
+    }
     fsio::check_apart(&state_dir, out)?;
     fsio::check_out(out)?;
     let created = !state_dir.exists();
     let lock = fsio::lock_state(&state_dir)?;
-    let result = build_locked(&t, out, &state_dir, source_date_epoch, start, timings);
+    let result = build_locked(&t, out, &state_dir, source_date_epoch, start, timings, renewal);
     drop(lock);
     if result.is_err() && created {
         // A build that failed on a new state folder leaves no empty folder behind.
@@ -272,6 +329,7 @@ fn build_locked(
     source_date_epoch: Option<u64>,
     start: Instant,
     timings: bool,
+    renewal: Option<&etcdpack::pki::Renewal>,
 ) -> Result<()> {
     for said in fsio::recover(state_dir, out_dir)? {
         errln!("note: {said}");
@@ -280,7 +338,7 @@ fn build_locked(
     let mut marks: Vec<(&'static str, Instant)> = vec![("load", Instant::now())];
     let progress =
         Progress { inner: &keys::OsKeys, done: AtomicUsize::new(0), shown: std::io::stderr().is_terminal() };
-    let env = etcdpack::BuildEnv { state: &st, now: now(), source_date_epoch, keys: &progress };
+    let env = etcdpack::BuildEnv { state: &st, now: now(), source_date_epoch, keys: &progress, renewal };
     let result = etcdpack::build(t, &env, &mut |name| marks.push((name, Instant::now())));
     if progress.shown && progress.done.load(Ordering::Relaxed) > 0 {
         err(format_args!("\r\x1b[K"));
@@ -307,10 +365,12 @@ fn build_locked(
     }
     let key_state = if b.pki.signing_key_new { "new" } else { "reuse" };
     outln!("signing key {} ({key_state}); pin it on the hosts that verify bundles", b.fingerprint);
-    for m in &p.members {
-        outln!("wrote {}", out_dir.join(format!("{}.tar.gz", m.name)).display());
+    outln!("wrote {} bundles to {}; state {}", p.members.len(), out_dir.display(), state_dir.display());
+    if renewal.is_some() {
+        let renewed = b.decisions.iter().filter(|d| matches!(d.action, Action::Renew(_))).count();
+        outln!("renewed {renewed} certificate(s)");
     }
-    outln!("state {}", state_dir.display());
+    print_changes(&b.changes, Some(out_dir));
     if timings {
         let mut prev = start;
         for (name, at) in &marks {
@@ -446,12 +506,7 @@ fn inspect_cmd(bundles: &[PathBuf], pubkey: Option<&Path>) -> Result<()> {
 }
 
 fn expiry_cmd(inputs: &[PathBuf], within: &str, json: bool, pubkey: Option<&Path>) -> Result<()> {
-    let window =
-        topology::parse_duration(within).filter(|s| *s <= topology::MAX_VALIDITY).ok_or_else(|| {
-            Error::Usage(format!(
-                "--within {within} is not a duration\n  help: write it like 30d, 720h or 60d"
-            ))
-        })?;
+    let window = parse_window("--within", within)?;
     let mut rows = Vec::new();
     for input in inputs {
         let found = if input.is_dir() {
@@ -481,7 +536,7 @@ fn expiry_cmd(inputs: &[PathBuf], within: &str, json: bool, pubkey: Option<&Path
     } else {
         out(format_args!("{}", etcdpack::expiry::table(&rows, now)));
     }
-    let soon = rows.iter().filter(|r| r.not_after - now < window as i64).count();
+    let soon = rows.iter().filter(|r| r.not_after - now < window).count();
     if soon > 0 {
         return Err(Error::VerifyFailed(format!(
             "{soon} certificate(s) expire within {within}: they need renewal before then"

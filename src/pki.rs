@@ -55,6 +55,26 @@ pub enum Action {
     Reissue(String),
     /// Taken from `pki.existingCA`.
     Imported,
+    /// Replaced by `renew` with a new key and certificate from the same CA (the reason names
+    /// the certificate it replaces).
+    Renew(String),
+}
+
+/// Which leaves `etcdpack renew` replaces: the chosen members' (every member when none is
+/// named), and with `within` only those that expire inside that window.
+#[derive(Clone, Debug, Default)]
+pub struct Renewal {
+    /// Members whose leaves are renewed; empty means every member.
+    pub members: Vec<String>,
+    /// Renew only leaves whose NotAfter is less than this many seconds after `now`.
+    pub within: Option<i64>,
+}
+
+impl Renewal {
+    fn selects(&self, member: &str, not_after: i64, now: i64) -> bool {
+        (self.members.is_empty() || self.members.iter().any(|m| m == member))
+            && self.within.is_none_or(|w| not_after - now < w)
+    }
 }
 
 /// One issued certificate with its key.
@@ -206,7 +226,7 @@ impl Preflight {
         let fix = if ca {
             "the etcd CA cannot be renewed in place (kubeadm never renews CAs): build with a new --state folder for a new CA and roll the bundles out to every member"
         } else {
-            "these certificates need renewal before they can ship: `etcdpack renew` re-issues them from the same CA; until it is available in this release, move the listed members' folders out of the state's members/ (keep them as a backup) and build again to issue new ones"
+            "these certificates need renewal before they can ship: run `etcdpack renew TOPOLOGY` (new keys and certificates from the same CA; `--member NAME` for some members only), then install the new bundles"
         };
         Some(IssueError::Expiring(format!(
             "refusing to ship certificates that are expired or expire within 24 hours:\n  {}\n  help: {fix}",
@@ -233,11 +253,13 @@ fn issued_validity(info: &CertInfo) -> i64 {
 /// Checks the state against the plan without creating anything: the CA (and that it is the
 /// `existingCA`), every reused leaf (its CA, its key), and the expiry of everything that
 /// would ship. `build` runs it before generating a key; `plan` runs it to report the same.
+/// With `renewal` (`etcdpack renew`), the reused leaves it selects become renewals.
 pub fn preflight(
     plan: &Plan,
     state: &State,
     ca_source: &CaSource<'_>,
     now: i64,
+    renewal: Option<&Renewal>,
 ) -> Result<Preflight, IssueError> {
     let stored_ca = match (ca_source.existing, &state.ca_cert, &state.ca_key) {
         (Some((cert, _)), stored, _) => {
@@ -285,11 +307,11 @@ pub fn preflight(
             ));
         }
     }
-    let decisions = decide(plan, state);
+    let mut decisions = decide(plan, state);
     // Each reused leaf is parsed and checked against the CA and its key, on every core.
-    // Per leaf: what ships, whether its validity differs from the plan's, and (reused) the
-    // certificate as read.
-    type Checked = (Shipped, bool, Option<CertInfo>);
+    // Per leaf: what ships, whether its validity differs from the plan's, (reused) the
+    // certificate as read, and (renewed) the renewal that replaces it.
+    type Checked = (Shipped, bool, Option<CertInfo>, Option<Action>);
     let checked: Vec<Result<Checked, IssueError>> = decisions
         .par_iter()
         .map(|d| {
@@ -309,6 +331,20 @@ pub fn preflight(
                         state::leaf_path(&d.member, d.leaf, "key")
                     )));
                 }
+                if renewal.is_some_and(|r| r.selects(&d.member, info.not_after, now)) {
+                    let why = format!(
+                        "replaces serial {}, valid until {}",
+                        info.serial_hex,
+                        x509::rfc3339(info.not_after)
+                    );
+                    let shipped = Shipped {
+                        member: Some(d.member.clone()),
+                        certificate: d.leaf.kubeadm_name(),
+                        not_after: now + plan.cert_validity_secs as i64,
+                        reused: false,
+                    };
+                    return Ok((shipped, false, None, Some(Action::Renew(why))));
+                }
                 // A leaf dated from the CA's NotBefore (kubeadm up to 1.30) does not show its
                 // validity.
                 let changed = plan.behaviour.validity == ValidityRule::Backdated
@@ -323,13 +359,16 @@ pub fn preflight(
                 not_after,
                 reused,
             };
-            Ok((shipped, validity_changed, info))
+            Ok((shipped, validity_changed, info, None))
         })
         .collect();
     let mut changed_validity = Vec::new();
     let mut reused = BTreeMap::new();
-    for (c, d) in checked.into_iter().zip(&decisions) {
-        let (s, changed, info) = c?;
+    for (c, d) in checked.into_iter().zip(decisions.iter_mut()) {
+        let (s, changed, info, renewed) = c?;
+        if let Some(action) = renewed {
+            d.action = action;
+        }
         if let Some(info) = info {
             reused.insert((d.member.clone(), d.leaf), info);
         }

@@ -97,15 +97,29 @@ pub fn go_duration(secs: u64) -> String {
     format!("{}h{}m{}s", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
-/// Renders every bundle of the plan.
-pub fn render(plan: &Plan, pki: &Pki) -> Result<Vec<FileSet>, RenderError> {
-    // The templates ship with etcdpack: compile them once per process.
+/// The templates, compiled once per process.
+fn compiled() -> Result<&'static Handlebars<'static>, RenderError> {
     static REGISTRY: std::sync::OnceLock<Result<Handlebars<'static>, RenderError>> =
         std::sync::OnceLock::new();
-    let hb = match REGISTRY.get_or_init(registry) {
-        Ok(hb) => hb,
-        Err(e) => return Err(RenderError { template: e.template.clone(), why: e.why.clone() }),
-    };
+    match REGISTRY.get_or_init(registry) {
+        Ok(hb) => Ok(hb),
+        Err(e) => Err(RenderError { template: e.template.clone(), why: e.why.clone() }),
+    }
+}
+
+/// The SHA-256 (hex) of what runs etcd on a member (its static pod manifest): when it
+/// changes, installing the bundle restarts etcd. Needs no keys, so `plan` can tell.
+pub fn runtime_digest(plan: &Plan, m: &MemberPlan) -> Result<String, RenderError> {
+    let hb = compiled()?;
+    let text = hb
+        .render(templates::ETCD_MANIFEST, &context(plan, m))
+        .map_err(|e| RenderError { template: templates::ETCD_MANIFEST.into(), why: e.to_string() })?;
+    Ok(hex::encode(Sha256::digest(clean(&text).as_bytes())))
+}
+
+/// Renders every bundle of the plan.
+pub fn render(plan: &Plan, pki: &Pki) -> Result<Vec<FileSet>, RenderError> {
+    let hb = compiled()?;
     // The image archive is the same in every bundle: hash it once.
     let image = plan.image_archive_bytes.as_ref().map(|bytes| BundleFile {
         mode: 0o644,

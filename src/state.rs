@@ -74,6 +74,35 @@ pub struct Record {
     /// What each stored leaf was issued for.
     #[serde(default)]
     pub issued: BTreeMap<String, BTreeMap<Leaf, IssuedFor>>,
+    /// What the last successful build shipped, to tell which hosts a new build changes and
+    /// which restart. Absent before the first build (and in states of earlier releases, which
+    /// did not record it: their first build here reports every host as changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built: Option<Built>,
+}
+
+/// The last build as the state remembers it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Built {
+    /// `kubernetesVersion`.
+    pub kubernetes_version: String,
+    /// The etcd image tag of the manifests.
+    pub image_tag: String,
+    /// Each member's bundle.
+    pub members: BTreeMap<String, BuiltMember>,
+}
+
+/// One member's bundle as last built.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuiltMember {
+    /// Its peer URL.
+    pub peer_url: String,
+    /// SHA-256 of its tarball.
+    pub bundle_sha256: String,
+    /// SHA-256 of what runs etcd (the static pod manifest): a change restarts etcd.
+    pub runtime_sha256: String,
 }
 
 /// The inputs one leaf was issued for, as state.json stores them.

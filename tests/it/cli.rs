@@ -52,7 +52,7 @@ fn help_texts() {
     let mut s = insta::Settings::clone_current();
     s.set_snapshot_path("../snapshots");
     s.set_prepend_module_to_snapshot(false);
-    for args in [&["--help"][..], &["build", "--help"], &["verify", "--help"]] {
+    for args in [&["--help"][..], &["build", "--help"], &["renew", "--help"], &["verify", "--help"]] {
         let o = etcdpack(dir.path(), args);
         assert_eq!(code(&o), 0);
         s.bind(|| insta::assert_snapshot!(format!("help__{}", args.join("_").replace("--", "")), stdout(&o)));
@@ -568,4 +568,43 @@ fn expiry_lists_every_certificate_by_date_and_fails_inside_the_window() {
         assert!(a[0].get(key).is_some(), "{key}");
     }
     assert_eq!(code(&etcdpack(d, &["expiry", "etcd.yaml", "--within", "soon"])), 1);
+}
+
+#[test]
+fn renew_names_the_hosts_that_need_the_new_bundle() {
+    let dir = workspace();
+    let d = dir.path();
+    let none = etcdpack(d, &["renew", "etcd.yaml"]);
+    assert_eq!(code(&none), 1, "{}", stderr(&none));
+    assert!(
+        stderr(&none).contains("nothing to renew") && stderr(&none).contains("etcdpack build etcd.yaml"),
+        "{}",
+        stderr(&none)
+    );
+    assert!(!d.join("etcd.state").exists() && !d.join("dist").exists());
+    assert_eq!(code(&etcdpack(d, &["build", "etcd.yaml"])), 0);
+    let before = read_dir_bytes(&d.join("dist"));
+    let unchanged = etcdpack(d, &["build", "etcd.yaml"]);
+    assert!(stdout(&unchanged).contains("no host needs a new bundle"), "{}", stdout(&unchanged));
+
+    let bad = etcdpack(d, &["renew", "etcd.yaml", "--within", "soon"]);
+    assert_eq!(code(&bad), 1);
+    assert!(stderr(&bad).contains("--within soon is not a duration"), "{}", stderr(&bad));
+
+    let o = etcdpack(d, &["renew", "etcd.yaml", "--member", "infra1"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("renewed 4 certificate(s)"), "{out}");
+    assert!(out.contains("  1. infra1 <- dist/infra1.tar.gz: new certificates: etcd-server"), "{out}");
+    assert!(out.contains("  infra0 unchanged") && out.contains("  infra2 unchanged"), "{out}");
+    let after = read_dir_bytes(&d.join("dist"));
+    let changed: Vec<&str> =
+        before.iter().zip(&after).filter(|(b, a)| b != a).map(|(b, _)| b.0.as_str()).collect();
+    assert_eq!(changed, ["SHA256SUMS", "SHA256SUMS.sig", "infra1.tar.gz", "infra1.tar.gz.sig", "plan.json"]);
+    assert_eq!(std::fs::read_dir(d.join("etcd.state/retired/infra1")).unwrap().count(), 8);
+    // The renewed bundle verifies with the pinned key, and plan then has nothing to do.
+    let v = etcdpack(d, &["verify", "--pubkey", "dist/signing-key.pub", "dist/infra1.tar.gz"]);
+    assert_eq!(code(&v), 0, "{}", stderr(&v));
+    let p = etcdpack(d, &["plan", "etcd.yaml"]);
+    assert!(stdout(&p).contains("no host needs a new bundle"), "{}", stdout(&p));
 }

@@ -10,6 +10,7 @@ mod e2e;
 mod golden;
 mod host;
 mod install;
+mod lifecycle;
 mod snapshots;
 mod state;
 mod tidy;

@@ -26,7 +26,7 @@ fn build_at(dir: &Path, text: &str, seed: u64, now: i64) -> Result<etcdpack::Bui
     let state = fsio::load_state(dir)?;
     let b = etcdpack::build(
         &t,
-        &BuildEnv { state: &state, now, source_date_epoch: None, keys: &FixedKeys::new(seed) },
+        &BuildEnv { state: &state, now, source_date_epoch: None, keys: &FixedKeys::new(seed), renewal: None },
         &mut |_| {},
     )?;
     fsio::apply_state_update(dir, &b.state_update)?;
@@ -37,7 +37,7 @@ fn build_at(dir: &Path, text: &str, seed: u64, now: i64) -> Result<etcdpack::Bui
 fn plan_at(dir: &Path, text: &str, now: i64) -> Result<etcdpack::pki::Preflight, Error> {
     let t = parse(text, &fixtures());
     let state = fsio::load_state(dir)?;
-    etcdpack::preflight(&t, &etcdpack::plan::plan(&t), &state, now)
+    etcdpack::preflight(&t, &etcdpack::plan::plan(&t), &state, now, None)
 }
 
 #[test]
@@ -282,7 +282,16 @@ fn state_folders_of_format_1_are_reused_whole() {
         assert_eq!(b.decisions.len(), 12, "{alg}");
         assert_eq!(b.pki.ca.action, Action::Reuse, "{alg}");
         assert!(!b.pki.signing_key_new, "{alg}");
-        assert!(b.state_update.is_empty(), "{alg}: {:?}", b.state_update);
+        // Nothing is issued or moved; the record only gains what this build shipped.
+        let u = &b.state_update;
+        assert!(u.create.is_empty() && u.retire.is_empty(), "{alg}: {u:?}");
+        let old = etcdpack::state::parse_record(
+            &std::fs::read_to_string(fixture.join("state-format1/state.json")).unwrap(),
+        )
+        .unwrap();
+        let new = u.record.as_ref().expect("the first build records what it shipped");
+        assert_eq!((&new.issued, new.epoch), (&old.issued, old.epoch), "{alg}");
+        assert_eq!(new.built.as_ref().map(|b| b.members.len()), Some(3), "{alg}");
         assert_eq!(
             b.pki.ca.cert_pem,
             std::fs::read_to_string(fixture.join("state-format1/ca.crt")).unwrap(),

@@ -137,8 +137,13 @@ pub fn built(scenario: &str) -> Arc<Built> {
     cell.get_or_init(|| {
         let topology = load_topology(scenario);
         let state = State::default();
-        let env =
-            BuildEnv { state: &state, now: NOW, source_date_epoch: Some(EPOCH), keys: &FixedKeys::new(SEED) };
+        let env = BuildEnv {
+            state: &state,
+            now: NOW,
+            source_date_epoch: Some(EPOCH),
+            keys: &FixedKeys::new(SEED),
+            renewal: None,
+        };
         let build = etcdpack::build(&topology, &env, &mut |_| {}).unwrap();
         let bundles = build
             .plan

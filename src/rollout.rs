@@ -1,0 +1,164 @@
+//! What a build means for the running cluster: which hosts get a new bundle, which of them
+//! restart etcd, in which order to install them, and whether the etcd version may move that
+//! way. `plan`, `build` and `renew` all say it from the same function.
+
+use crate::pki::{Action, LeafDecision};
+use crate::plan::Plan;
+use crate::state::{Built, BuiltMember};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// What installing the new bundle does to one host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostChange {
+    /// Member.
+    pub member: String,
+    /// Whether the host needs the new bundle (its bundle changed, or it was never built).
+    pub install: bool,
+    /// Whether installing it restarts etcd (its manifest changed).
+    pub restart: bool,
+    /// Why, in words.
+    pub reasons: Vec<String>,
+}
+
+/// Compares what the plan ships with what the state says was built last. `runtime` holds each
+/// member's manifest digest; `bundles` each tarball's digest when known (after a build).
+pub fn changes(
+    plan: &Plan,
+    old: Option<&Built>,
+    runtime: &BTreeMap<String, String>,
+    bundles: Option<&BTreeMap<String, String>>,
+    decisions: &[LeafDecision],
+) -> Vec<HostChange> {
+    plan.members
+        .iter()
+        .map(|m| {
+            let Some(was) = old.and_then(|b| b.members.get(&m.name)) else {
+                let fresh = decisions.iter().filter(|d| d.member == m.name).all(|d| d.action == Action::New);
+                let why = match (old, fresh) {
+                    (Some(_), _) => "a member the last build did not have",
+                    (None, true) => "first install",
+                    (None, false) => "no record of an earlier build (the state predates it): install it to be sure",
+                };
+                return HostChange {
+                    member: m.name.clone(),
+                    install: true,
+                    restart: false,
+                    reasons: vec![why.into()],
+                };
+            };
+            let mut reasons = Vec::new();
+            let restart = runtime.get(&m.name).is_some_and(|d| *d != was.runtime_sha256);
+            if restart {
+                let old = old.expect("a member record implies a build record");
+                let mut what = Vec::new();
+                if old.kubernetes_version != plan.kubernetes_version {
+                    what.push(format!(
+                        "kubernetesVersion {} -> {}",
+                        old.kubernetes_version, plan.kubernetes_version
+                    ));
+                }
+                if old.image_tag != plan.image_tag {
+                    what.push(format!("etcd {} -> {}", old.image_tag, plan.image_tag));
+                }
+                if what.is_empty() {
+                    what.push("flags or settings".into());
+                }
+                reasons.push(format!("manifest changed ({}): etcd restarts", what.join(", ")));
+            }
+            let certs: Vec<String> = decisions
+                .iter()
+                .filter(|d| d.member == m.name && d.action != Action::Reuse)
+                .map(|d| d.leaf.kubeadm_name().to_string())
+                .collect();
+            if !certs.is_empty() {
+                reasons.push(format!("new certificates: {}", certs.join(", ")));
+            }
+            let bundle_changed = match bundles.and_then(|b| b.get(&m.name)) {
+                Some(digest) => *digest != was.bundle_sha256,
+                None => restart || !certs.is_empty(),
+            };
+            if bundle_changed && reasons.is_empty() {
+                reasons.push("bundle contents changed".into());
+            }
+            HostChange { member: m.name.clone(), install: bundle_changed, restart, reasons }
+        })
+        .collect()
+}
+
+/// The record of this build, for the state.
+pub fn built(plan: &Plan, runtime: &BTreeMap<String, String>, bundles: &BTreeMap<String, String>) -> Built {
+    Built {
+        kubernetes_version: plan.kubernetes_version.clone(),
+        image_tag: plan.image_tag.clone(),
+        members: plan
+            .members
+            .iter()
+            .map(|m| {
+                let member = BuiltMember {
+                    peer_url: m.peer_url.clone(),
+                    bundle_sha256: bundles.get(&m.name).cloned().unwrap_or_default(),
+                    runtime_sha256: runtime.get(&m.name).cloned().unwrap_or_default(),
+                };
+                (m.name.clone(), member)
+            })
+            .collect(),
+    }
+}
+
+/// The order to install: hosts that do not restart first (any order, nothing stops), then
+/// the restarting ones one at a time in topology order.
+pub fn install_order(changes: &[HostChange]) -> Vec<&HostChange> {
+    let mut order: Vec<&HostChange> = changes.iter().filter(|c| c.install && !c.restart).collect();
+    order.extend(changes.iter().filter(|c| c.install && c.restart));
+    order
+}
+
+/// `major.minor` of an etcd image tag (`3.5.24-0`, `v3.6.5`), if it reads as one.
+fn minor_of(tag: &str) -> Option<(u32, u32)> {
+    let mut parts = tag.trim_start_matches('v').split(['.', '-']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// How the etcd version moves from the last build: `Err` for a downgrade across minor
+/// versions (etcd refuses to start on data of a newer minor), `Ok(Some(warning))` when an
+/// upgrade skips a minor version, `Ok(None)` otherwise (or when a tag does not read as a
+/// version).
+pub fn etcd_move(old_tag: &str, new_tag: &str) -> Result<Option<String>, String> {
+    let (Some(old), Some(new)) = (minor_of(old_tag), minor_of(new_tag)) else {
+        return Ok(None);
+    };
+    if new < old {
+        return Err(format!(
+            "the etcd image moves from {old_tag} to {new_tag}, a downgrade from etcd {}.{} to {}.{}: etcd does not run on data written by a newer minor version\n  help: keep kubernetesVersion (or etcd.imageTag) at a release with etcd {}.{} or later",
+            old.0, old.1, new.0, new.1, old.0, old.1
+        ));
+    }
+    if new.0 == old.0 && new.1 > old.1 + 1 {
+        return Ok(Some(format!(
+            "the etcd image moves from {old_tag} to {new_tag}, skipping etcd {}.{}: etcd supports upgrades one minor version at a time; roll out a release with etcd {}.{} first",
+            old.0,
+            old.1 + 1,
+            old.0,
+            old.1 + 1
+        )));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcd_moves() {
+        assert_eq!(etcd_move("3.5.24-0", "3.6.5-0"), Ok(None));
+        assert_eq!(etcd_move("3.5.15-0", "3.5.24-0"), Ok(None));
+        assert_eq!(etcd_move("3.5.24-0", "3.5.15-0"), Ok(None));
+        assert!(etcd_move("3.6.5-0", "3.5.24-0").unwrap_err().contains("downgrade from etcd 3.6 to 3.5"));
+        assert!(etcd_move("3.5.24-0", "3.7.0-0").unwrap().unwrap().contains("skipping etcd 3.6"));
+        assert_eq!(etcd_move("custom", "3.5.0"), Ok(None));
+        assert_eq!(minor_of("v3.6.5"), Some((3, 6)));
+    }
+}
