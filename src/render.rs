@@ -185,6 +185,7 @@ fn context(plan: &Plan, m: &MemberPlan) -> serde_json::Value {
         "record_dir": crate::plan::RECORD_DIR,
         "backup_dir": crate::plan::BACKUP_DIR,
         "install_files": install_files,
+        "cluster_members": plan.members.iter().map(|o| json!({"name": o.name, "clientUrl": o.client_url, "self": o.name == m.name})).collect::<Vec<_>>(),
         "member": m,
     })
 }

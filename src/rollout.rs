@@ -39,7 +39,9 @@ pub fn changes(
                 let why = match (old, fresh) {
                     (Some(_), _) => "a member the last build did not have",
                     (None, true) => "first install",
-                    (None, false) => "no record of an earlier build (the state predates it): install it to be sure",
+                    (None, false) => {
+                        "no record of an earlier build (the state predates it): install it to be sure"
+                    }
                 };
                 return HostChange {
                     member: m.name.clone(),

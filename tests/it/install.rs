@@ -209,7 +209,8 @@ fn host_install_backs_up_records_restarts_and_is_idempotent() {
     let tmp = tempfile::tempdir().unwrap();
     let bundle = unpack_to("guide-v1.34", "infra0", tmp.path());
 
-    let o = host.install(&bundle, &[]);
+    // The old manifest would be replaced and no other member runs here: --force.
+    let o = host.install(&bundle, &["--force"]);
     assert!(o.status.success(), "{}", host_out(&o));
     let text = host_out(&o);
     for step in [
@@ -263,9 +264,20 @@ fn rollback_restores_the_previous_install_byte_for_byte() {
     let second = unpack_to("ecdsa-p384-v1.36", "infra0", &tmp.path().join("b"));
     assert!(host.install(&first, &["--no-restart"]).status.success());
     let after_first = outside_backups(&host.changes());
+    // The second replaces the manifest, and no other member answers: the quorum guard
+    // refuses, with the host untouched; --force installs it.
     let o = host.install(&second, &["--no-restart"]);
+    assert_eq!(o.status.code(), Some(1), "{}", host_out(&o));
+    assert!(
+        host_out(&o).contains("quorum guard: only 0 of the 2 other members answered healthy (not healthy: infra1 infra2); a cluster of 3 needs 2 up"),
+        "{}",
+        host_out(&o)
+    );
+    assert_same(&outside_backups(&host.changes()), &after_first, "after the guard's refusal");
+    let o = host.install(&second, &["--no-restart", "--force"]);
     assert!(o.status.success(), "{}", host_out(&o));
     assert!(host_out(&o).contains("installed /etc/kubernetes/pki/etcd/server.key"));
+    assert!(host_out(&o).contains("quorum guard skipped because of --force"), "{}", host_out(&o));
     assert_ne!(outside_backups(&host.changes()), after_first);
     let o = host.install(&second, &["--rollback", "--no-restart"]);
     assert!(o.status.success(), "{}", host_out(&o));
@@ -735,7 +747,8 @@ fn a_rollback_restores_what_it_can_and_names_what_it_cannot() {
     let r = root.to_str().unwrap();
     assert!(install(&first, &["--root", r]).status.success());
     let installed = snapshot(&root);
-    assert!(install(&second, &["--root", r]).status.success());
+    // No cluster runs here: --force skips the quorum guard (and its network).
+    assert!(install(&second, &["--root", r, "--force"]).status.success());
     // One file of the backup is gone: the rollback puts back every other one and names it.
     let backups = root.join("var/lib/etcdpack/backups");
     // The second install's backup: the newest (the first install made one of added files).
