@@ -608,3 +608,53 @@ fn renew_names_the_hosts_that_need_the_new_bundle() {
     let p = etcdpack(d, &["plan", "etcd.yaml"]);
     assert!(stdout(&p).contains("no host needs a new bundle"), "{}", stdout(&p));
 }
+
+/// Certificates issued 719 hours ago (faketime) with a 720h validity: an hour left.
+#[test]
+fn certificates_issued_near_their_end_are_reported_refused_and_renewed() {
+    let have = Command::new("sh").args(["-c", "command -v faketime"]).output().unwrap().status.success();
+    if !have {
+        let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+        assert!(
+            !root,
+            "faketime is missing: run the README test command (bash scripts/test), which installs it"
+        );
+        eprintln!("skipped: faketime is missing (bash scripts/test installs it)");
+        return;
+    }
+    let dir = workspace();
+    let d = dir.path();
+    let text = std::fs::read_to_string(d.join("etcd.yaml")).unwrap();
+    std::fs::write(
+        d.join("etcd.yaml"),
+        text.replace("keyAlgorithm: ECDSA-P256", "keyAlgorithm: ECDSA-P256, certValidity: 720h"),
+    )
+    .unwrap();
+    let o = Command::new("faketime")
+        .args(["-f", "-719h", env!("CARGO_BIN_EXE_etcdpack"), "build", "etcd.yaml"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // Now: expiry reports all twelve leaves inside a day, build refuses and names renew.
+    let e = etcdpack(d, &["expiry", "etcd.yaml", "--within", "1d", "--json"]);
+    assert_eq!(code(&e), 1);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&e.stdout).unwrap();
+    let soon = rows.iter().filter(|r| r["residualSeconds"].as_i64().unwrap() < 86400).count();
+    assert_eq!(soon, 12, "{}", stdout(&e));
+    let b = etcdpack(d, &["build", "etcd.yaml"]);
+    assert_eq!(code(&b), 1);
+    assert!(
+        stderr(&b).contains("refusing to ship") && stderr(&b).contains("etcdpack renew"),
+        "{}",
+        stderr(&b)
+    );
+    // renew --within 1d fixes both.
+    let r = etcdpack(d, &["renew", "etcd.yaml", "--within", "1d"]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    assert!(stdout(&r).contains("renewed 12 certificate(s)"), "{}", stdout(&r));
+    assert_eq!(code(&etcdpack(d, &["expiry", "etcd.yaml", "--within", "1d"])), 0);
+    let b = etcdpack(d, &["build", "etcd.yaml"]);
+    assert_eq!(code(&b), 0, "{}", stderr(&b));
+    assert!(stdout(&b).contains("no host needs a new bundle"), "{}", stdout(&b));
+}

@@ -45,7 +45,7 @@ pub fn require_tools() {
     );
 }
 
-fn run(cmd: &mut Command) -> std::process::Output {
+pub fn run(cmd: &mut Command) -> std::process::Output {
     let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         o.status.success(),
@@ -61,14 +61,14 @@ fn ip(args: &[&str]) {
 }
 
 /// Namespaces and processes of one test cluster; dropping it stops and removes everything.
-struct Lab {
+pub struct Lab {
     prefix: String,
     namespaces: Vec<String>,
     procs: Vec<Child>,
 }
 
 impl Lab {
-    fn new(tag: &str) -> Lab {
+    pub fn new(tag: &str) -> Lab {
         Lab { prefix: format!("ep{}{tag}", std::process::id() % 100000), namespaces: vec![], procs: vec![] }
     }
 
@@ -81,7 +81,7 @@ impl Lab {
     }
 
     /// A switch namespace with a bridge, and one namespace per member wired to it.
-    fn network(&mut self, addresses: &[IpAddr]) -> Vec<String> {
+    pub fn network(&mut self, addresses: &[IpAddr]) -> Vec<String> {
         let sw = self.ns("sw");
         ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"]);
         ip(&["-n", &sw, "link", "set", "br0", "up"]);
@@ -105,7 +105,7 @@ impl Lab {
         out
     }
 
-    fn stop(&mut self) {
+    pub fn stop(&mut self) {
         for p in &mut self.procs {
             let _ = p.kill();
             let _ = p.wait();
@@ -113,8 +113,15 @@ impl Lab {
         self.procs.clear();
     }
 
-    fn spawn(&mut self, ns: &str, argv: &[String], log: &Path) {
-        let log = std::fs::File::create(log).unwrap();
+    /// Kills the process `spawn` numbered `i`.
+    pub fn kill(&mut self, i: usize) {
+        let _ = self.procs[i].kill();
+        let _ = self.procs[i].wait();
+    }
+
+    /// Starts `argv` in namespace `ns`, output appended to `log`; returns its number.
+    pub fn spawn(&mut self, ns: &str, argv: &[String], log: &Path) -> usize {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", ns])
             .args(argv)
@@ -123,6 +130,7 @@ impl Lab {
             .spawn()
             .unwrap();
         self.procs.push(child);
+        self.procs.len() - 1
     }
 }
 
@@ -138,21 +146,21 @@ impl Drop for Lab {
     }
 }
 
-struct Member {
-    name: String,
-    address: IpAddr,
-    root: PathBuf,
-    ns: String,
+pub struct Member {
+    pub name: String,
+    pub address: IpAddr,
+    pub root: PathBuf,
+    pub ns: String,
 }
 
 impl Member {
-    fn pki(&self, file: &str) -> String {
+    pub fn pki(&self, file: &str) -> String {
         self.root.join("etc/kubernetes/pki").join(file).display().to_string()
     }
 }
 
 /// The etcd command of a member's manifest, host paths moved into `root`.
-fn command_from_manifest(root: &Path, drop_36_flags: bool) -> (Vec<String>, Vec<String>) {
+pub fn command_from_manifest(root: &Path, drop_36_flags: bool) -> (Vec<String>, Vec<String>) {
     let text = std::fs::read_to_string(root.join("etc/kubernetes/manifests/etcd.yaml")).unwrap();
     use saphyr::LoadableYamlNode;
     let pod = saphyr::YamlOwned::load_from_str(&text).unwrap().remove(0);
@@ -199,7 +207,7 @@ fn command_from_manifest(root: &Path, drop_36_flags: bool) -> (Vec<String>, Vec<
     (argv, dropped)
 }
 
-fn etcdctl(m: &Member, endpoints: &str, cert: &str, args: &[&str]) -> std::process::Output {
+pub fn etcdctl(m: &Member, endpoints: &str, cert: &str, args: &[&str]) -> std::process::Output {
     Command::new("ip")
         .args(["netns", "exec", &m.ns, "etcdctl", "--dial-timeout=2s", "--command-timeout=5s"])
         .arg(format!("--endpoints={endpoints}"))
@@ -212,7 +220,7 @@ fn etcdctl(m: &Member, endpoints: &str, cert: &str, args: &[&str]) -> std::proce
         .unwrap()
 }
 
-fn url(addr: &IpAddr, port: u16) -> String {
+pub fn url(addr: &IpAddr, port: u16) -> String {
     match addr {
         IpAddr::V4(a) => format!("https://{a}:{port}"),
         IpAddr::V6(a) => format!("https://[{a}]:{port}"),

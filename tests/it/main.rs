@@ -6,6 +6,7 @@ mod bundles;
 mod certs;
 mod cli;
 mod crash;
+mod day2;
 mod e2e;
 mod golden;
 mod host;

@@ -1,0 +1,280 @@
+//! Day 2 on a live cluster in network namespaces: a rolling renewal under a writer (no failed
+//! write, every member serves its new certificates, nothing lost), then the quorum guard
+//! refusing a manifest change while a member is down and allowing it once it is back.
+
+use crate::e2e::{Lab, Member, command_from_manifest, etcdctl, run, url};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const TOPOLOGY: &str = "cluster: day2\nkubernetesVersion: v1.33.6\npki: { keyAlgorithm: ECDSA-P256 }\nmembers:\n  - { name: d0, address: 10.0.0.16 }\n  - { name: d1, address: 10.0.0.17 }\n  - { name: d2, address: 10.0.0.18 }\n";
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn etcdpack(dir: &Path, args: &[&str]) -> Output {
+    run(Command::new(env!("CARGO_BIN_EXE_etcdpack"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SOURCE_DATE_EPOCH"))
+}
+
+/// Unpacks `dist/<member>.tar.gz` into `into` and returns the bundle folder.
+fn unpack(w: &Path, member: &str, into: &str) -> PathBuf {
+    let dir = w.join(into);
+    std::fs::create_dir_all(&dir).unwrap();
+    run(Command::new("tar").arg("xzf").arg(w.join(format!("dist/{member}.tar.gz"))).arg("-C").arg(&dir));
+    dir.join(member)
+}
+
+/// install.sh of `bundle` into the member's root, run inside its namespace (so the cluster
+/// steps reach the members as the host would).
+fn install(m: &Member, bundle: &Path, args: &[&str]) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", &m.ns, "bash"])
+        .arg(bundle.join("install.sh"))
+        .arg("--root")
+        .arg(&m.root)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn wait_healthy(members: &[Member], endpoints: &str, w: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let o = etcdctl(&members[0], endpoints, "etcd/healthcheck-client", &["endpoint", "health"]);
+        if o.status.success() && text(&o).matches("is healthy").count() == members.len() {
+            return;
+        }
+        if Instant::now() > deadline {
+            let logs: String = members
+                .iter()
+                .map(|m| {
+                    format!(
+                        "--- {}\n{}",
+                        m.name,
+                        std::fs::read_to_string(w.join(format!("{}.log", m.name))).unwrap_or_default()
+                    )
+                })
+                .collect();
+            panic!("cluster not healthy within 60s:\n{}\n{logs}", text(&o));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The SHA-256 fingerprint of the certificate etcd serves at `addr:port`, seen from `m`'s
+/// namespace with `cert` as the client certificate.
+fn served(m: &Member, addr: &IpAddr, port: u16, cert: &str) -> String {
+    let connect = url(addr, port).trim_start_matches("https://").to_string();
+    let script = format!(
+        "openssl s_client -connect {connect} -CAfile {} -cert {} -key {} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256",
+        m.pki("etcd/ca.crt"),
+        m.pki(&format!("{cert}.crt")),
+        m.pki(&format!("{cert}.key"))
+    );
+    let o = run(Command::new("ip").args(["netns", "exec", &m.ns, "sh", "-c", &script]));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn fingerprint(pem_file: &Path) -> String {
+    let o =
+        run(Command::new("openssl").args(["x509", "-noout", "-fingerprint", "-sha256", "-in"]).arg(pem_file));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Every file under `root` but the running member's data dir, with its digest and mode.
+fn snapshot(root: &Path) -> Vec<(PathBuf, String, u32)> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::MetadataExt;
+    let data = root.join("var/lib/etcd");
+    walkdir::WalkDir::new(root)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.path() != data)
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let md = e.metadata().unwrap();
+            let bytes = if md.is_file() { std::fs::read(e.path()).unwrap() } else { vec![] };
+            (
+                e.path().strip_prefix(root).unwrap().to_path_buf(),
+                hex::encode(Sha256::digest(bytes)),
+                md.mode(),
+            )
+        })
+        .collect()
+}
+
+/// Keys under `/w/` as one member holds them (a serializable read: its own copy).
+fn keys_on(m: &Member, endpoint: &str) -> usize {
+    let o = etcdctl(
+        m,
+        endpoint,
+        "apiserver-etcd-client",
+        &["get", "/w/", "--prefix", "--keys-only", "--consistency=s"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.is_empty()).count()
+}
+
+#[test]
+fn a_rolling_renewal_under_a_writer_and_the_quorum_guard() {
+    crate::needs_root!();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::write(w.join("t.yaml"), TOPOLOGY).unwrap();
+    etcdpack(w, &["build", "t.yaml"]);
+    let addresses: Vec<IpAddr> = ["10.0.0.16", "10.0.0.17", "10.0.0.18"].map(|a| a.parse().unwrap()).to_vec();
+    let names = ["d0", "d1", "d2"];
+
+    let mut lab = Lab::new("d2");
+    let namespaces = lab.network(&addresses);
+    let mut members = vec![];
+    let mut procs = vec![];
+    for ((name, address), ns) in names.iter().zip(&addresses).zip(namespaces) {
+        let root = w.join(format!("root-{name}"));
+        std::fs::create_dir_all(&root).unwrap();
+        let m = Member { name: name.to_string(), address: *address, root, ns };
+        let o = install(&m, &unpack(w, name, "b0"), &[]);
+        assert!(o.status.success(), "{}", text(&o));
+        let (argv, _) = command_from_manifest(&m.root, false);
+        procs.push(lab.spawn(&m.ns, &argv, &w.join(format!("{name}.log"))));
+        members.push(m);
+    }
+    let endpoints: Vec<String> = addresses.iter().map(|a| url(a, 2379)).collect();
+    let all = endpoints.join(",");
+    wait_healthy(&members, &all, w);
+
+    // The writer: one put after another through every endpoint, with its own copy of the
+    // client certificate, until told to stop.
+    let client = w.join("client");
+    std::fs::create_dir_all(&client).unwrap();
+    for f in ["etcd/ca.crt", "apiserver-etcd-client.crt", "apiserver-etcd-client.key"] {
+        std::fs::copy(members[0].pki(f), client.join(Path::new(f).file_name().unwrap())).unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, ns, all, client) = (stop.clone(), members[0].ns.clone(), all.clone(), client.clone());
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0usize, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let o = Command::new("ip")
+                    .args(["netns", "exec", &ns, "etcdctl", "--dial-timeout=2s", "--command-timeout=5s"])
+                    .arg(format!("--endpoints={all}"))
+                    .arg(format!("--cacert={}", client.join("ca.crt").display()))
+                    .arg(format!("--cert={}", client.join("apiserver-etcd-client.crt").display()))
+                    .arg(format!("--key={}", client.join("apiserver-etcd-client.key").display()))
+                    .args(["put", &format!("/w/{ok:06}"), &format!("{ok}")])
+                    .env("ETCDCTL_API", "3")
+                    .output()
+                    .unwrap();
+                if o.status.success() {
+                    ok += 1;
+                } else {
+                    failed.push(text(&o));
+                }
+            }
+            (ok, failed)
+        })
+    };
+
+    // Renew every leaf; each host gets its new bundle in turn, and --wait proves it serves it.
+    let old_server: Vec<String> =
+        members.iter().map(|m| fingerprint(Path::new(&m.pki("etcd/server.crt")))).collect();
+    let started = Instant::now();
+    let renew = etcdpack(w, &["renew", "t.yaml"]);
+    let renew_time = started.elapsed();
+    let said = text(&renew);
+    assert!(said.contains("renewed 12 certificate(s)") && said.contains("3. d2 <- dist/d2.tar.gz"), "{said}");
+    let rolling = Instant::now();
+    for (i, m) in members.iter().enumerate() {
+        let o = install(m, &unpack(w, &m.name, "b1"), &["--wait", "60"]);
+        let said = text(&o);
+        assert!(o.status.success(), "{said}");
+        assert!(
+            said.contains("serves the installed certificates") && !said.contains("quorum guard"),
+            "{said}"
+        );
+        let server = fingerprint(Path::new(&m.pki("etcd/server.crt")));
+        assert_ne!(server, old_server[i], "{}: a new server certificate", m.name);
+        // Seen independently from another member's namespace.
+        let other = &members[(i + 1) % members.len()];
+        assert_eq!(
+            served(other, &m.address, 2379, "etcd/healthcheck-client"),
+            server,
+            "{}: client port",
+            m.name
+        );
+        assert_eq!(
+            served(other, &m.address, 2380, "etcd/peer"),
+            fingerprint(Path::new(&m.pki("etcd/peer.crt"))),
+            "{}: peer port",
+            m.name
+        );
+    }
+    let rolling_time = rolling.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let (written, failed) = writer.join().unwrap();
+    eprintln!(
+        "renew of 3 members: {:.0} ms; rolling install: {:.1} s; writer: {written} writes, {} failed",
+        renew_time.as_secs_f64() * 1000.0,
+        rolling_time.as_secs_f64(),
+        failed.len()
+    );
+    assert!(failed.is_empty(), "writes failed during the renewal: {failed:?}");
+    assert!(written > 10, "the writer wrote only {written} keys");
+    for (m, e) in members.iter().zip(&endpoints) {
+        assert_eq!(keys_on(m, e), written, "{} holds every key written", m.name);
+    }
+
+    // A manifest change (a new flag) restarts etcd: plan says so, one host at a time.
+    let guard_phase = Instant::now();
+    let changed =
+        TOPOLOGY.replace("members:", "etcd: { extraArgs: { snapshot-count: \"20000\" } }\nmembers:");
+    std::fs::write(w.join("t.yaml"), changed).unwrap();
+    let plan = text(&etcdpack(w, &["plan", "t.yaml"]));
+    assert!(
+        plan.contains("1. d0: manifest changed (flags or settings): etcd restarts")
+            && plan.contains("3 host(s) restart etcd"),
+        "{plan}"
+    );
+    etcdpack(w, &["build", "t.yaml"]);
+
+    // d2 is down: replacing d1's manifest would leave one of three. Refused, root untouched.
+    lab.kill(procs[2]);
+    let d1 = unpack(w, "d1", "b2");
+    let before = snapshot(&members[1].root);
+    let o = install(&members[1], &d1, &["--wait", "60"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("quorum guard: only 1 of the 2 other members answered healthy (not healthy: d2)"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(snapshot(&members[1].root), before, "the refused install changed the root");
+
+    // d2 back: the guard lets d1 through; the harness restarts d1 from its new manifest, as
+    // the kubelet would, and --wait of a second run sees the whole cluster healthy.
+    let (argv, _) = command_from_manifest(&members[2].root, false);
+    procs[2] = lab.spawn(&members[2].ns, &argv, &w.join("d2.log"));
+    wait_healthy(&members, &all, w);
+    let o = install(&members[1], &d1, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("quorum guard: 2 of 2 other members are healthy"), "{}", text(&o));
+    lab.kill(procs[1]);
+    let (argv, _) = command_from_manifest(&members[1].root, false);
+    assert!(argv.contains(&"--snapshot-count=20000".to_string()), "{argv:?}");
+    procs[1] = lab.spawn(&members[1].ns, &argv, &w.join("d1.log"));
+    let o = install(&members[1], &d1, &["--wait", "60"]);
+    assert!(o.status.success() && text(&o).contains("all 3 members of day2 are healthy"), "{}", text(&o));
+    for (m, e) in members.iter().zip(&endpoints) {
+        assert_eq!(keys_on(m, e), written, "{} still holds every key", m.name);
+    }
+    eprintln!("quorum guard phase: {:.1} s", guard_phase.elapsed().as_secs_f64());
+}
