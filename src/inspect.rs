@@ -60,11 +60,14 @@ pub fn inspect(u: &Unpacked) -> String {
     }
     let _ = writeln!(out, "{}", u.top);
     draw(&top, "", &mut out);
+    // Each file shows in the first tree that holds it (the kubelet drop-in folder comes
+    // before the systemd folder that contains it).
+    let mut shown = std::collections::BTreeSet::new();
     for root in crate::layout::install_trees(crate::layout::Runtime::StaticPod) {
         let prefix = format!("rootfs{root}/");
         let mut tree = Node::default();
         for (path, e) in &u.files {
-            if let Some(rest) = path.strip_prefix(&prefix) {
+            if let Some(rest) = path.strip_prefix(&prefix).filter(|_| shown.insert(path.clone())) {
                 let note = if rest.ends_with(".crt") { cert_note(&e.bytes) } else { None };
                 let parts: Vec<&str> = rest.split('/').collect();
                 insert(&mut tree, &parts, note);

@@ -24,8 +24,23 @@ pub mod templates {
     pub const DROPIN: &str = "20-etcd-service-manager.conf";
     /// Installer.
     pub const INSTALL_SH: &str = "install.sh";
+    /// The host-side expiry check (POSIX sh + openssl).
+    pub const EXPIRY_SCRIPT: &str = "etcdpack-expiry";
+    /// Its systemd service.
+    pub const EXPIRY_SERVICE: &str = "etcdpack-expiry.service";
+    /// Its daily timer.
+    pub const EXPIRY_TIMER: &str = "etcdpack-expiry.timer";
     /// Every id the planner can emit.
-    pub const ALL: [&str; 5] = [KUBEADMCFG, ETCD_MANIFEST, KUBELET_CONF, DROPIN, INSTALL_SH];
+    pub const ALL: [&str; 8] = [
+        KUBEADMCFG,
+        ETCD_MANIFEST,
+        KUBELET_CONF,
+        DROPIN,
+        INSTALL_SH,
+        EXPIRY_SCRIPT,
+        EXPIRY_SERVICE,
+        EXPIRY_TIMER,
+    ];
 }
 
 /// When a row of the table is in a bundle.
@@ -34,7 +49,14 @@ enum When {
     Always,
     /// Only in the bundle that carries the CA key.
     CaKey,
+    /// Only with `monitoring.expiryTimer` (the default).
+    ExpiryTimer,
 }
+
+/// Where the host-side expiry check installs.
+pub const EXPIRY_SCRIPT_PATH: &str = "/usr/local/sbin/etcdpack-expiry";
+/// systemd's folder for units the administrator installs.
+pub const SYSTEMD_DIR: &str = "/etc/systemd/system";
 
 /// One row: bundle path (`rootfs/...` installs at the rest), mode, content, presence.
 struct Row {
@@ -52,7 +74,7 @@ fn row(path: impl Into<String>, mode: u32, content: Content) -> Row {
 /// order.
 pub fn install_trees(runtime: Runtime) -> &'static [&'static str] {
     match runtime {
-        Runtime::StaticPod => &[PKI_DIR, MANIFEST_DIR, DROPIN_DIR],
+        Runtime::StaticPod => &[PKI_DIR, MANIFEST_DIR, DROPIN_DIR, SYSTEMD_DIR, "/usr/local/sbin"],
     }
 }
 
@@ -71,6 +93,15 @@ fn member_rows(runtime: Runtime) -> Vec<Row> {
         rows.push(row(format!("rootfs{PKI_DIR}/{}.crt", leaf.stem()), 0o644, Content::Cert(leaf)));
         rows.push(row(format!("rootfs{PKI_DIR}/{}.key", leaf.stem()), 0o600, Content::Key(leaf)));
     }
+    let timer =
+        |path: String, mode, id| Row { when: When::ExpiryTimer, ..row(path, mode, Content::Template(id)) };
+    rows.push(timer(format!("rootfs{EXPIRY_SCRIPT_PATH}"), 0o755, templates::EXPIRY_SCRIPT));
+    rows.push(timer(
+        format!("rootfs{SYSTEMD_DIR}/etcdpack-expiry.service"),
+        0o644,
+        templates::EXPIRY_SERVICE,
+    ));
+    rows.push(timer(format!("rootfs{SYSTEMD_DIR}/etcdpack-expiry.timer"), 0o644, templates::EXPIRY_TIMER));
     match runtime {
         Runtime::StaticPod => {
             rows.push(row(
@@ -104,10 +135,19 @@ fn install_path(path: &str) -> Option<String> {
 }
 
 /// Every file of one member's bundle, sorted by path.
-pub fn member_files(runtime: Runtime, carries_ca_key: bool, image_archive: Option<&str>) -> Vec<PlannedFile> {
+pub fn member_files(
+    runtime: Runtime,
+    carries_ca_key: bool,
+    expiry_timer: bool,
+    image_archive: Option<&str>,
+) -> Vec<PlannedFile> {
     let mut files: Vec<PlannedFile> = member_rows(runtime)
         .into_iter()
-        .filter(|r| r.when == When::Always || carries_ca_key)
+        .filter(|r| match r.when {
+            When::Always => true,
+            When::CaKey => carries_ca_key,
+            When::ExpiryTimer => expiry_timer,
+        })
         .map(|r| PlannedFile {
             install_path: install_path(&r.path),
             path: r.path,
@@ -133,9 +173,10 @@ mod tests {
 
     #[test]
     fn the_first_member_alone_carries_the_ca_key() {
-        let with = member_files(Runtime::StaticPod, true, None);
-        let without = member_files(Runtime::StaticPod, false, Some("etcd.tar"));
-        assert_eq!(with.len(), 18);
+        let with = member_files(Runtime::StaticPod, true, true, None);
+        let without = member_files(Runtime::StaticPod, false, false, Some("etcd.tar"));
+        assert_eq!(with.len(), 21);
+        assert_eq!(without.len(), 18);
         assert!(with.iter().any(|f| f.content == Content::CaKey));
         assert!(!without.iter().any(|f| f.content == Content::CaKey));
         assert!(without.iter().any(|f| f.path == "images/etcd.tar" && f.install_path.is_none()));

@@ -326,6 +326,7 @@ pub fn plan(t: &Topology) -> Plan {
                 files: layout::member_files(
                     layout::Runtime::StaticPod,
                     carries_ca_key,
+                    t.monitoring.expiry_timer,
                     image_archive.as_deref(),
                 ),
             }

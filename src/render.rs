@@ -16,12 +16,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The templates, embedded at build time; the id is the path under `templates/` without `.hbs`.
-pub const TEMPLATES: [(&str, &str); 5] = [
+pub const TEMPLATES: [(&str, &str); 8] = [
     (templates::KUBEADMCFG, include_str!("../templates/kubeadmcfg.yaml.hbs")),
     (templates::ETCD_MANIFEST, include_str!("../templates/etcd.yaml.hbs")),
     (templates::KUBELET_CONF, include_str!("../templates/kubelet.conf.hbs")),
     (templates::DROPIN, include_str!("../templates/20-etcd-service-manager.conf.hbs")),
     (templates::INSTALL_SH, include_str!("../templates/install.sh.hbs")),
+    (templates::EXPIRY_SCRIPT, include_str!("../templates/etcdpack-expiry.hbs")),
+    (templates::EXPIRY_SERVICE, include_str!("../templates/etcdpack-expiry.service.hbs")),
+    (templates::EXPIRY_TIMER, include_str!("../templates/etcdpack-expiry.timer.hbs")),
 ];
 
 /// One file of a bundle, ready to pack.
@@ -184,6 +187,7 @@ fn context(plan: &Plan, m: &MemberPlan) -> serde_json::Value {
         "image_archive": plan.image_archive,
         "record_dir": crate::plan::RECORD_DIR,
         "backup_dir": crate::plan::BACKUP_DIR,
+        "expiry_timer": m.files.iter().any(|f| f.content == Content::Template(templates::EXPIRY_TIMER)),
         "install_files": install_files,
         "cluster_members": plan.members.iter().map(|o| json!({"name": o.name, "clientUrl": o.client_url, "self": o.name == m.name})).collect::<Vec<_>>(),
         "member": m,

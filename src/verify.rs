@@ -210,8 +210,9 @@ fn check_layout(r: &mut Report, u: &Unpacked) {
         .keys()
         .find_map(|p| p.strip_prefix("images/"))
         .filter(|n| !n.contains('/') && n.ends_with(".tar"));
-    let paths = |ca_key| -> Vec<String> {
-        member_files(Runtime::StaticPod, ca_key, image).into_iter().map(|f| f.path).collect()
+    // Likewise the expiry timer (`monitoring.expiryTimer`) is optional.
+    let paths = |optional| -> Vec<String> {
+        member_files(Runtime::StaticPod, optional, optional, image).into_iter().map(|f| f.path).collect()
     };
     let (required, allowed) = (paths(false), paths(true));
     let missing: Vec<&String> = required.iter().filter(|p| !u.files.contains_key(*p)).collect();

@@ -55,6 +55,8 @@ pub struct Topology {
     pub etcd: EtcdSettings,
     /// kubelet settings.
     pub kubelet: KubeletSettings,
+    /// `monitoring:` section.
+    pub monitoring: Monitoring,
     /// Members, in file order; the first one holds the CA key.
     pub members: Vec<Member>,
 }
@@ -143,6 +145,14 @@ pub struct KubeletSettings {
     pub container_runtime_endpoint: String,
     /// Path of the kubelet binary.
     pub path: String,
+}
+
+/// `monitoring:` section.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Monitoring {
+    /// Whether bundles carry `etcdpack-expiry` with its daily systemd timer.
+    pub expiry_timer: bool,
 }
 
 /// One etcd member.

@@ -16,7 +16,16 @@ impl Walker {
         let f = self.mapping(
             "",
             root,
-            &["cluster", "kubernetesVersion", "kubeadmConfigApi", "pki", "etcd", "kubelet", "members"],
+            &[
+                "cluster",
+                "kubernetesVersion",
+                "kubeadmConfigApi",
+                "pki",
+                "etcd",
+                "kubelet",
+                "monitoring",
+                "members",
+            ],
         )?;
         let cluster = self.required("", root, &f, "cluster", "prod-etcd").and_then(|n| {
             let s = self.string("cluster", n)?;
@@ -49,6 +58,7 @@ impl Walker {
         let default_tag = version.as_ref().map(|(v, r, _)| r.etcd_tag(v.patch).tag);
         let etcd = self.etcd(f.get("etcd").map(|x| x.1), config_api, release, default_tag, files);
         let kubelet = self.kubelet(f.get("kubelet").map(|x| x.1));
+        let monitoring = self.monitoring(f.get("monitoring").map(|x| x.1));
         let members = self.members(root, &f);
         if let (Some((v, release, n)), Some(etcd)) = (&version, &etcd)
             && etcd.image_tag.is_none()
@@ -64,9 +74,19 @@ impl Walker {
                 self.warn("kubernetesVersion", n, format!("{v} is newer than etcdpack's etcd image table ({seen}); assuming etcd {}", tag.tag), format!("check `kubeadm config images list --kubernetes-version {v}` and pin that tag as etcd.imageTag"));
             }
         }
-        let (cluster, (kubernetes_version, release, _), config_api, pki, etcd, kubelet, members) =
-            (cluster?, version?, config_api?, pki?, etcd?, kubelet?, members?);
-        Some(Topology { cluster, kubernetes_version, release, config_api, pki, etcd, kubelet, members })
+        let (cluster, (kubernetes_version, release, _), config_api, pki, etcd, kubelet, monitoring, members) =
+            (cluster?, version?, config_api?, pki?, etcd?, kubelet?, monitoring?, members?);
+        Some(Topology {
+            cluster,
+            kubernetes_version,
+            release,
+            config_api,
+            pki,
+            etcd,
+            kubelet,
+            monitoring,
+            members,
+        })
     }
 
     /// `kubeadmConfigApi`: the guide's API for the release unless chosen, and only an API
@@ -592,6 +612,16 @@ impl Walker {
             out.path = v;
         }
         ok.then_some(out)
+    }
+
+    pub(super) fn monitoring(&mut self, node: Option<&MarkedYamlOwned>) -> Option<Monitoring> {
+        let mut out = Monitoring { expiry_timer: true };
+        let Some(node) = node else { return Some(out) };
+        let f = self.mapping("monitoring", node, &["expiryTimer"])?;
+        if let Some((_, n)) = f.get("expiryTimer") {
+            out.expiry_timer = self.boolean("monitoring.expiryTimer", n)?;
+        }
+        Some(out)
     }
 
     pub(super) fn members(&mut self, root: &MarkedYamlOwned, f: &Fields<'_>) -> Option<Vec<Member>> {

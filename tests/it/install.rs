@@ -63,7 +63,7 @@ fn root_install_lays_out_exactly_the_bundle_and_is_idempotent() {
     std::fs::create_dir(&root).unwrap();
     let o = install(&bundle, &["--root", root.to_str().unwrap()]);
     assert!(o.status.success(), "{}", out(&o));
-    assert!(out(&o).contains("verified 17 files against SHA256SUMS"), "{}", out(&o));
+    assert!(out(&o).contains("verified 20 files against SHA256SUMS"), "{}", out(&o));
 
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(bundle.join("bundle.json")).unwrap()).unwrap();
@@ -214,19 +214,23 @@ fn host_install_backs_up_records_restarts_and_is_idempotent() {
     assert!(o.status.success(), "{}", host_out(&o));
     let text = host_out(&o);
     for step in [
-        "verified 17 files",
+        "verified 20 files",
         "preflight passed",
         "installed /etc/kubernetes/pki/etcd/ca.key (mode 0600)",
         "restarted the kubelet",
-        "done: 16 file(s) changed",
+        "done: 19 file(s) changed",
     ] {
         assert!(text.contains(step), "missing `{step}` in:\n{text}");
     }
-    assert_eq!(host.log(), "systemctl daemon-reload\nsystemctl restart kubelet\n");
+    assert_eq!(
+        host.log(),
+        "systemctl daemon-reload\nsystemctl restart kubelet\nsystemctl enable --now etcdpack-expiry.timer\n"
+    );
     let t = host.changes();
     assert_eq!(t["/etc/etcdpack/bundle.json"], (0o644, 0, 0, bundle_file(&bundle, "bundle.json")));
     assert_eq!(t["/etc/etcdpack/kubeadmcfg.yaml"], (0o644, 0, 0, bundle_file(&bundle, "kubeadmcfg.yaml")));
     assert_eq!(t["/etc/kubernetes/manifests/etcd.yaml"].0, 0o600);
+    assert_eq!(t["/usr/local/sbin/etcdpack-expiry"].0, 0o755, "the expiry check lands on the simulated host");
     assert_eq!(t["/var/lib/etcd"].0, 0o700);
     let backups: Vec<&String> = t.keys().filter(|p| p.ends_with("/changes")).collect();
     assert_eq!(backups.len(), 1, "{backups:?}");
@@ -242,13 +246,18 @@ fn host_install_backs_up_records_restarts_and_is_idempotent() {
     assert!(o.status.success());
     assert!(host_out(&o).contains("nothing to change"), "{}", host_out(&o));
     assert_same(&host.changes(), &t, "second run");
-    assert_eq!(host.log().lines().count(), 2);
+    assert_eq!(host.log().lines().count(), 3);
 
     // Rollback: the host is as it was before the install, the old manifest byte for byte.
     let o = host.install(&bundle, &["--rollback"]);
     assert!(o.status.success(), "{}", host_out(&o));
     assert_same(&outside_backups(&host.changes()), &outside_backups(&before), "after rollback");
-    assert!(host.log().ends_with("systemctl restart kubelet\n") && host.log().lines().count() == 4);
+    // The timer the install added is disabled before the kubelet restarts.
+    assert!(
+        host.log().ends_with("systemctl disable --now etcdpack-expiry.timer\nsystemctl daemon-reload\nsystemctl restart kubelet\n"),
+        "{}",
+        host.log()
+    );
     let o = host.install(&bundle, &["--rollback"]);
     assert_eq!(o.status.code(), Some(1), "one backup, one rollback: {}", host_out(&o));
     assert!(host_out(&o).contains("nothing to roll back"), "{}", host_out(&o));
@@ -549,7 +558,11 @@ fn a_failed_kubelet_restart_is_said_and_finished_by_the_next_run() {
     let o = host.install(&bundle, &[]);
     assert!(o.status.success(), "{}", host_out(&o));
     assert!(host_out(&o).contains("nothing to change") && host_out(&o).contains("restart is pending"));
-    assert!(host.log().ends_with("systemctl daemon-reload\nsystemctl restart kubelet\n"), "{}", host.log());
+    assert!(
+        host.log().ends_with("systemctl daemon-reload\nsystemctl restart kubelet\nsystemctl enable --now etcdpack-expiry.timer\n"),
+        "{}",
+        host.log()
+    );
     assert!(!host.changes().contains_key("/etc/etcdpack/restart-pending"));
     // And a third run has nothing left to do: no restart.
     let restarts = host.log().lines().count();

@@ -10,6 +10,7 @@ mod day2;
 mod e2e;
 mod golden;
 mod host;
+mod hostexpiry;
 mod install;
 mod lifecycle;
 mod snapshots;

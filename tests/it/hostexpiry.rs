@@ -1,0 +1,138 @@
+//! The host-side expiry check `etcdpack-expiry` as the daily timer runs it, against a built
+//! bundle's certificates, with the clock set by faketime (so every figure is exact): the
+//! lines it prints, the journal priority, the exit code and the node_exporter textfile.
+
+use crate::support::{NOW, built};
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs the bundle's `etcdpack-expiry --root <unpacked rootfs>` at `at` (seconds since the
+/// epoch); `journal` sets JOURNAL_STREAM as systemd does for a service.
+fn run_at(rootfs: &Path, at: i64, journal: bool, args: &[&str]) -> Output {
+    let stamp = etcdpack::x509::rfc3339(at).replace('T', " ").replace('Z', "");
+    let mut cmd = Command::new("faketime");
+    // A frozen clock at `at`, read in UTC.
+    cmd.env("TZ", "UTC")
+        .arg("-f")
+        .arg(&stamp)
+        .arg("sh")
+        .arg(rootfs.join("usr/local/sbin/etcdpack-expiry"))
+        .arg("--root")
+        .arg(rootfs)
+        .args(args)
+        .env_remove("JOURNAL_STREAM");
+    if journal {
+        cmd.env("JOURNAL_STREAM", "8:12345");
+    }
+    cmd.output().unwrap()
+}
+
+fn have_faketime() -> bool {
+    let have = Command::new("sh").args(["-c", "command -v faketime"]).output().unwrap().status.success();
+    let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+    assert!(
+        have || !root,
+        "faketime is missing: run the README test command (bash scripts/test), which installs it"
+    );
+    have
+}
+
+#[test]
+fn etcdpack_expiry_reports_warns_and_writes_the_textfile_metric() {
+    if !have_faketime() {
+        eprintln!("skipped: faketime is missing (bash scripts/test installs it)");
+        return;
+    }
+    let b = built("guide-v1.34");
+    let u = &b.bundles["infra1"];
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    for (path, e) in &u.files {
+        if let Some(rest) = path.strip_prefix("rootfs/") {
+            let dest = rootfs.join(rest);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::write(&dest, &e.bytes).unwrap();
+        }
+    }
+    let script = rootfs.join("usr/local/sbin/etcdpack-expiry");
+    let sc = Command::new("shellcheck").arg("-s").arg("sh").arg(&script).output().unwrap();
+    assert!(sc.status.success(), "{}", String::from_utf8_lossy(&sc.stdout));
+    let leaf_end = b.build.pki.leaves["infra1"][&etcdpack::plan::Leaf::EtcdServer].info.not_after;
+    let ca_end = b.build.pki.ca.info.not_after;
+
+    // Far from expiry: one line per certificate, exit 0, no textfile folder, no file.
+    let o = run_at(&rootfs, NOW, false, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.lines().count(), 5, "{out}");
+    assert!(
+        out.contains(&format!("etcd-server of infra1 expires in {} days", (leaf_end - NOW) / 86400)),
+        "{out}"
+    );
+    assert!(o.stderr.is_empty());
+
+    // Ten days before the leaves expire, under systemd, with node_exporter's folder present.
+    let textfiles = rootfs.join("var/lib/node_exporter/textfile_collector");
+    std::fs::create_dir_all(&textfiles).unwrap();
+    let at = leaf_end - 10 * 86400;
+    let o = run_at(&rootfs, at, true, &[]);
+    assert_eq!(o.status.code(), Some(1), "inside the window");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 4, "{err}");
+    assert!(err.lines().all(|l| l.starts_with("<4>etcdpack-expiry: warning: ")), "journal priority 4: {err}");
+    assert!(err.contains("etcd-peer of infra1 expires in 10 days: renew it (etcdpack renew)"), "{err}");
+    let prom = std::fs::read_to_string(textfiles.join("etcdpack-expiry.prom")).unwrap();
+    let mut expected = String::from(
+        "# HELP etcdpack_certificate_expiry_seconds Seconds until the certificate expires (negative once expired).\n# TYPE etcdpack_certificate_expiry_seconds gauge\n",
+    );
+    expected.push_str(&format!(
+        "etcdpack_certificate_expiry_seconds{{member=\"infra1\",certificate=\"etcd-ca\"}} {}\n",
+        ca_end - at
+    ));
+    for name in ["etcd-server", "etcd-peer", "etcd-healthcheck-client", "apiserver-etcd-client"] {
+        expected.push_str(&format!(
+            "etcdpack_certificate_expiry_seconds{{member=\"infra1\",certificate=\"{name}\"}} 864000\n"
+        ));
+    }
+    assert_eq!(prom, expected);
+    assert_eq!(std::fs::read_dir(&textfiles).unwrap().count(), 1, "no temporary file left");
+
+    // Expired, outside systemd: plain warnings on stderr, a negative metric.
+    let o = run_at(&rootfs, leaf_end + 3 * 86400, false, &["--within", "1"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.starts_with("etcdpack-expiry: warning: etcd-server of infra1 expired 3 days ago"), "{err}");
+    assert!(std::fs::read_to_string(textfiles.join("etcdpack-expiry.prom")).unwrap().contains("} -259200\n"));
+
+    // A missing certificate is a warning too; bad options exit 2.
+    std::fs::remove_file(rootfs.join("etc/kubernetes/pki/etcd/peer.crt")).unwrap();
+    let o = run_at(&rootfs, NOW, false, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("etcd-peer: "),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run_at(&rootfs, NOW, false, &["--within", "soon"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn monitoring_expiry_timer_false_leaves_the_check_out() {
+    let text = "cluster: c\nkubernetesVersion: v1.34.2\npki: { keyAlgorithm: ECDSA-P256 }\nmonitoring: { expiryTimer: false }\nmembers: [ { name: a, address: 10.0.0.6 } ]\n";
+    let (t, d) =
+        etcdpack::topology::parse("t.yaml", text, &etcdpack::fsio::DirFiles(crate::support::fixtures()));
+    let t = t.unwrap_or_else(|| panic!("{d}"));
+    let plan = etcdpack::plan::plan(&t);
+    assert!(plan.members[0].files.iter().all(|f| !f.path.contains("etcdpack-expiry")));
+    let with = etcdpack::plan::plan(
+        &etcdpack::topology::parse(
+            "t.yaml",
+            &text.replace("false", "true"),
+            &etcdpack::fsio::DirFiles(crate::support::fixtures()),
+        )
+        .0
+        .unwrap(),
+    );
+    assert_eq!(with.members[0].files.len(), plan.members[0].files.len() + 3);
+}
