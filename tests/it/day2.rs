@@ -2,7 +2,7 @@
 //! write, every member serves its new certificates, nothing lost), then the quorum guard
 //! refusing a manifest change while a member is down and allowing it once it is back.
 
-use crate::e2e::{Lab, Member, command_from_manifest, etcdctl, run, url};
+use crate::e2e::{Lab, Member, command_from_manifest, etcdctl, run, url, wait_healthy};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -42,30 +42,6 @@ fn install(m: &Member, bundle: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn wait_healthy(members: &[Member], endpoints: &str, w: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let o = etcdctl(&members[0], endpoints, "etcd/healthcheck-client", &["endpoint", "health"]);
-        if o.status.success() && text(&o).matches("is healthy").count() == members.len() {
-            return;
-        }
-        if Instant::now() > deadline {
-            let logs: String = members
-                .iter()
-                .map(|m| {
-                    format!(
-                        "--- {}\n{}",
-                        m.name,
-                        std::fs::read_to_string(w.join(format!("{}.log", m.name))).unwrap_or_default()
-                    )
-                })
-                .collect();
-            panic!("cluster not healthy within 60s:\n{}\n{logs}", text(&o));
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 /// The SHA-256 fingerprint of the certificate etcd serves at `addr:port`, seen from `m`'s

@@ -227,6 +227,30 @@ pub fn url(addr: &IpAddr, port: u16) -> String {
     }
 }
 
+/// Waits (60 s at most) until etcdctl finds every member healthy; panics with their logs
+/// (`<name>.log` in `w`) if not.
+pub fn wait_healthy(members: &[Member], endpoints: &str, w: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let o = etcdctl(&members[0], endpoints, "etcd/healthcheck-client", &["endpoint", "health"]);
+        let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        if o.status.success() && text.matches("is healthy").count() == members.len() {
+            return;
+        }
+        if Instant::now() > deadline {
+            let logs: String = members
+                .iter()
+                .map(|m| {
+                    let log = std::fs::read_to_string(w.join(format!("{}.log", m.name))).unwrap_or_default();
+                    format!("--- {}\n{log}", m.name)
+                })
+                .collect();
+            panic!("cluster not healthy within 60s:\n{text}\n{logs}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// Builds `topology` with the real binary, installs every bundle with `install.sh --root`,
 /// starts the cluster and checks it from the outside.
 fn cluster(tag: &str, topology: &str) {
@@ -273,29 +297,7 @@ fn cluster(tag: &str, topology: &str) {
 
     let endpoints: Vec<String> = members.iter().map(|m| url(&m.address, plan.client_port)).collect();
     let all = endpoints.join(",");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let o = etcdctl(&members[0], &all, "etcd/healthcheck-client", &["endpoint", "health"]);
-        let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-        if o.status.success() && text.matches("is healthy").count() == members.len() {
-            eprintln!("{text}");
-            break;
-        }
-        if Instant::now() > deadline {
-            let logs: String = members
-                .iter()
-                .map(|m| {
-                    format!(
-                        "--- {}\n{}",
-                        m.name,
-                        std::fs::read_to_string(w.join(format!("{}.log", m.name))).unwrap_or_default()
-                    )
-                })
-                .collect();
-            panic!("cluster not healthy within 60s:\n{text}\n{logs}");
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_healthy(&members, &all, w);
 
     // The metrics listener of the manifest (loopback, plain HTTP) answers inside each namespace.
     for m in &members {
