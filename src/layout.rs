@@ -53,10 +53,14 @@ enum When {
     ExpiryTimer,
 }
 
+/// The folder of the host-side expiry check.
+pub const LOCAL_SBIN: &str = "/usr/local/sbin";
 /// Where the host-side expiry check installs.
 pub const EXPIRY_SCRIPT_PATH: &str = "/usr/local/sbin/etcdpack-expiry";
 /// systemd's folder for units the administrator installs.
 pub const SYSTEMD_DIR: &str = "/etc/systemd/system";
+/// Where the expiry check's timer installs.
+pub const EXPIRY_TIMER_PATH: &str = "/etc/systemd/system/etcdpack-expiry.timer";
 
 /// One row: bundle path (`rootfs/...` installs at the rest), mode, content, presence.
 struct Row {
@@ -74,7 +78,7 @@ fn row(path: impl Into<String>, mode: u32, content: Content) -> Row {
 /// order.
 pub fn install_trees(runtime: Runtime) -> &'static [&'static str] {
     match runtime {
-        Runtime::StaticPod => &[PKI_DIR, MANIFEST_DIR, DROPIN_DIR, SYSTEMD_DIR, "/usr/local/sbin"],
+        Runtime::StaticPod => &[PKI_DIR, MANIFEST_DIR, DROPIN_DIR, SYSTEMD_DIR, LOCAL_SBIN],
     }
 }
 
@@ -101,7 +105,7 @@ fn member_rows(runtime: Runtime) -> Vec<Row> {
         0o644,
         templates::EXPIRY_SERVICE,
     ));
-    rows.push(timer(format!("rootfs{SYSTEMD_DIR}/etcdpack-expiry.timer"), 0o644, templates::EXPIRY_TIMER));
+    rows.push(timer(format!("rootfs{EXPIRY_TIMER_PATH}"), 0o644, templates::EXPIRY_TIMER));
     match runtime {
         Runtime::StaticPod => {
             rows.push(row(
@@ -173,6 +177,8 @@ mod tests {
 
     #[test]
     fn the_first_member_alone_carries_the_ca_key() {
+        assert!(EXPIRY_SCRIPT_PATH.starts_with(&format!("{LOCAL_SBIN}/")));
+        assert!(EXPIRY_TIMER_PATH.starts_with(&format!("{SYSTEMD_DIR}/")));
         let with = member_files(Runtime::StaticPod, true, true, None);
         let without = member_files(Runtime::StaticPod, false, false, Some("etcd.tar"));
         assert_eq!(with.len(), 21);

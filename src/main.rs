@@ -81,7 +81,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Plan { topology, state, json } => plan_cmd(&topology, state, json),
         Command::Build { topology, out, state, timings } => build(&topology, &out, state, timings, None),
         Command::Renew { topology, members, within, out, state } => {
-            let within = within.as_deref().map(|w| parse_window("--within", w)).transpose()?;
+            let within = within.as_deref().map(parse_window).transpose()?;
             let renewal = etcdpack::pki::Renewal { members, within };
             build(&topology, &out, state, false, Some(&renewal))
         }
@@ -179,9 +179,9 @@ fn action_text(a: &Action) -> String {
 }
 
 /// A `--within` window in seconds.
-fn parse_window(flag: &str, text: &str) -> Result<i64> {
+fn parse_window(text: &str) -> Result<i64> {
     topology::parse_duration(text).filter(|s| *s <= topology::MAX_VALIDITY).map(|s| s as i64).ok_or_else(
-        || Error::Usage(format!("{flag} {text} is not a duration\n  help: write it like 30d, 720h or 60d")),
+        || Error::Usage(format!("--within {text} is not a duration\n  help: write it like 30d, 720h or 60d")),
     )
 }
 
@@ -506,7 +506,7 @@ fn inspect_cmd(bundles: &[PathBuf], pubkey: Option<&Path>) -> Result<()> {
 }
 
 fn expiry_cmd(inputs: &[PathBuf], within: &str, json: bool, pubkey: Option<&Path>) -> Result<()> {
-    let window = parse_window("--within", within)?;
+    let window = parse_window(within)?;
     let mut rows = Vec::new();
     for input in inputs {
         let found = if input.is_dir() {

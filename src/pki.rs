@@ -315,8 +315,8 @@ pub fn preflight(
     let checked: Vec<Result<Checked, IssueError>> = decisions
         .par_iter()
         .map(|d| {
-            let reused = d.action == Action::Reuse;
-            let (not_after, validity_changed, info) = if reused {
+            // A reused leaf is read and checked; it is kept unless the renewal selects it.
+            let (kept, renewed) = if d.action == Action::Reuse {
                 let stored = &state.leaves[&d.member][&d.leaf];
                 let crt = state::leaf_path(&d.member, d.leaf, "crt");
                 let info = x509::parse_pem(&stored.cert_pem)
@@ -337,29 +337,26 @@ pub fn preflight(
                         info.serial_hex,
                         x509::rfc3339(info.not_after)
                     );
-                    let shipped = Shipped {
-                        member: Some(d.member.clone()),
-                        certificate: d.leaf.kubeadm_name(),
-                        not_after: now + plan.cert_validity_secs as i64,
-                        reused: false,
-                    };
-                    return Ok((shipped, false, None, Some(Action::Renew(why))));
+                    (None, Some(Action::Renew(why)))
+                } else {
+                    (Some(info), None)
                 }
-                // A leaf dated from the CA's NotBefore (kubeadm up to 1.30) does not show its
-                // validity.
-                let changed = plan.behaviour.validity == ValidityRule::Backdated
-                    && issued_validity(&info) != plan.cert_validity_secs as i64;
-                (info.not_after, changed, Some(info))
             } else {
-                (now + plan.cert_validity_secs as i64, false, None)
+                (None, None)
             };
+            // A leaf dated from the CA's NotBefore (kubeadm up to 1.30) does not show its
+            // validity.
+            let validity_changed = kept.as_ref().is_some_and(|info| {
+                plan.behaviour.validity == ValidityRule::Backdated
+                    && issued_validity(info) != plan.cert_validity_secs as i64
+            });
             let shipped = Shipped {
                 member: Some(d.member.clone()),
                 certificate: d.leaf.kubeadm_name(),
-                not_after,
-                reused,
+                not_after: kept.as_ref().map_or(now + plan.cert_validity_secs as i64, |i| i.not_after),
+                reused: kept.is_some(),
             };
-            Ok((shipped, validity_changed, info, None))
+            Ok((shipped, validity_changed, kept, renewed))
         })
         .collect();
     let mut changed_validity = Vec::new();

@@ -612,14 +612,7 @@ fn renew_names_the_hosts_that_need_the_new_bundle() {
 /// Certificates issued 719 hours ago (faketime) with a 720h validity: an hour left.
 #[test]
 fn certificates_issued_near_their_end_are_reported_refused_and_renewed() {
-    let have = Command::new("sh").args(["-c", "command -v faketime"]).output().unwrap().status.success();
-    if !have {
-        let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
-        assert!(
-            !root,
-            "faketime is missing: run the README test command (bash scripts/test), which installs it"
-        );
-        eprintln!("skipped: faketime is missing (bash scripts/test installs it)");
+    if !crate::support::have_tool("faketime") {
         return;
     }
     let dir = workspace();

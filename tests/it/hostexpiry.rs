@@ -27,20 +27,9 @@ fn run_at(rootfs: &Path, at: i64, journal: bool, args: &[&str]) -> Output {
     cmd.output().unwrap()
 }
 
-fn have_faketime() -> bool {
-    let have = Command::new("sh").args(["-c", "command -v faketime"]).output().unwrap().status.success();
-    let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
-    assert!(
-        have || !root,
-        "faketime is missing: run the README test command (bash scripts/test), which installs it"
-    );
-    have
-}
-
 #[test]
 fn etcdpack_expiry_reports_warns_and_writes_the_textfile_metric() {
-    if !have_faketime() {
-        eprintln!("skipped: faketime is missing (bash scripts/test installs it)");
+    if !crate::support::have_tool("faketime") {
         return;
     }
     let b = built("guide-v1.34");

@@ -29,6 +29,23 @@ macro_rules! needs_root {
     };
 }
 
+/// Whether `tool` is on PATH. As root (CI) it must be, since the README's test command
+/// installs it; another user is told the test is skipped.
+pub fn have_tool(tool: &str) -> bool {
+    use std::process::Command;
+    let have =
+        Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().unwrap().status.success();
+    let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+    assert!(
+        have || !root,
+        "{tool} is missing: run the README test command (bash scripts/test), which installs it"
+    );
+    if !have {
+        eprintln!("skipped: {tool} is missing (bash scripts/test installs it)");
+    }
+    have
+}
+
 /// Keys from the committed pools in tests/keys/ (key generation is random by design). A label
 /// starts at the pool index its hash (with the seed) names and takes the next free key, so
 /// one build never hands out a key twice; serials are hashed from seed and label.
