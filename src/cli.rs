@@ -39,7 +39,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Build one signed bundle per member into the output folder
+    /// Build one signed bundle per member, and the control-plane bundle, into the output
+    /// folder
     Build {
         /// The topology file
         topology: PathBuf,
@@ -59,7 +60,8 @@ pub enum Command {
     Renew {
         /// The topology file
         topology: PathBuf,
-        /// Renew only this member's certificates (repeat for several) [default: every member]
+        /// Renew only this member's certificates (repeat for several; `control-plane` for the
+        /// control-plane bundle's) [default: every member and the control plane]
         #[arg(long = "member", value_name = "NAME")]
         members: Vec<String>,
         /// Renew only certificates that expire within this window (like 60d or 720h)

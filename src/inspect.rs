@@ -44,12 +44,19 @@ pub fn inspect(u: &Unpacked) -> String {
     let mut out = String::new();
     let meta: serde_json::Value =
         u.files.get("bundle.json").and_then(|e| serde_json::from_slice(&e.bytes).ok()).unwrap_or_default();
+    let kind = crate::layout::Kind::from_name(meta["kind"].as_str());
+    let whom = match (kind, meta["address"].as_str()) {
+        (Some(crate::layout::Kind::ControlPlane), _) => {
+            let endpoints = meta["endpoints"].as_array().map_or(0, Vec::len);
+            format!("the control plane's etcd client files, {endpoints} endpoints")
+        }
+        (_, address) => format!("address {}", address.unwrap_or("?")),
+    };
     let _ = writeln!(
         out,
-        "bundle {} (cluster {}, address {}, kubeadm {}, {} files)",
+        "bundle {} (cluster {}, {whom}, kubeadm {}, {} files)",
         u.top,
         meta["cluster"].as_str().unwrap_or("?"),
-        meta["address"].as_str().unwrap_or("?"),
         meta["kubernetesVersion"].as_str().unwrap_or("?"),
         u.files.len()
     );
@@ -63,7 +70,11 @@ pub fn inspect(u: &Unpacked) -> String {
     // Each file shows in the first tree that holds it (the kubelet drop-in folder comes
     // before the systemd folder that contains it).
     let mut shown = std::collections::BTreeSet::new();
-    for root in crate::layout::install_trees(crate::layout::Runtime::StaticPod) {
+    let trees = crate::layout::install_trees(
+        kind.unwrap_or(crate::layout::Kind::Member),
+        crate::layout::Runtime::StaticPod,
+    );
+    for root in trees {
         let prefix = format!("rootfs{root}/");
         let mut tree = Node::default();
         for (path, e) in &u.files {

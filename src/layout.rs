@@ -3,7 +3,7 @@
 //! from. `plan` instantiates it per member; render, pack, verify, inspect and install.sh (its
 //! file list is rendered from the plan) all follow it.
 
-use crate::plan::{Content, DROPIN_DIR, LEAVES, MANIFEST_DIR, PKI_DIR, PlannedFile, RECORD_DIR};
+use crate::plan::{Content, DROPIN_DIR, LEAVES, Leaf, MANIFEST_DIR, PKI_DIR, PlannedFile, RECORD_DIR};
 
 /// How etcd runs on the host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,8 +30,10 @@ pub mod templates {
     pub const EXPIRY_SERVICE: &str = "etcdpack-expiry.service";
     /// Its daily timer.
     pub const EXPIRY_TIMER: &str = "etcdpack-expiry.timer";
+    /// The control plane's `etcd.external` ClusterConfiguration.
+    pub const ETCD_EXTERNAL: &str = "etcd-external.yaml";
     /// Every id the planner can emit.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 9] = [
         KUBEADMCFG,
         ETCD_MANIFEST,
         KUBELET_CONF,
@@ -40,6 +42,7 @@ pub mod templates {
         EXPIRY_SCRIPT,
         EXPIRY_SERVICE,
         EXPIRY_TIMER,
+        ETCD_EXTERNAL,
     ];
 }
 
@@ -74,11 +77,64 @@ fn row(path: impl Into<String>, mode: u32, content: Content) -> Row {
     Row { path: path.into(), mode, content, when: When::Always }
 }
 
+/// Where the control-plane bundle's install.sh records what it installed: apart from a
+/// member's record, so that one host could hold both.
+pub const CONTROL_PLANE_RECORD_DIR: &str = "/etc/etcdpack/control-plane";
+/// Where the control-plane bundle's install.sh keeps its backups (apart from a member's, so
+/// that `--rollback` of one never undoes the other).
+pub const CONTROL_PLANE_BACKUP_DIR: &str = "/var/lib/etcdpack/control-plane-backups";
+
+/// What a bundle is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// One etcd member's host.
+    Member,
+    /// The control-plane nodes (kube-apiserver's side).
+    ControlPlane,
+}
+
+impl Kind {
+    /// Its name in bundle.json (`kind`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Member => "member",
+            Kind::ControlPlane => "control-plane",
+        }
+    }
+
+    /// The kind bundle.json names; bundles of releases before the control-plane bundle
+    /// name none and are member bundles.
+    pub fn from_name(name: Option<&str>) -> Option<Kind> {
+        match name {
+            None | Some("member") => Some(Kind::Member),
+            Some("control-plane") => Some(Kind::ControlPlane),
+            Some(_) => None,
+        }
+    }
+
+    /// The leaves a bundle of this kind carries.
+    pub fn leaves(self) -> &'static [Leaf] {
+        match self {
+            Kind::Member => &LEAVES,
+            Kind::ControlPlane => &[Leaf::ApiserverEtcdClient],
+        }
+    }
+
+    /// Where its install.sh records what it installed.
+    pub fn record_dir(self) -> &'static str {
+        match self {
+            Kind::Member => RECORD_DIR,
+            Kind::ControlPlane => CONTROL_PLANE_RECORD_DIR,
+        }
+    }
+}
+
 /// The folders install.sh writes into, shown as separate trees by `inspect`, in the guide's
 /// order.
-pub fn install_trees(runtime: Runtime) -> &'static [&'static str] {
-    match runtime {
-        Runtime::StaticPod => &[PKI_DIR, MANIFEST_DIR, DROPIN_DIR, SYSTEMD_DIR, LOCAL_SBIN],
+pub fn install_trees(kind: Kind, runtime: Runtime) -> &'static [&'static str] {
+    match (kind, runtime) {
+        (Kind::ControlPlane, _) => &[PKI_DIR],
+        (Kind::Member, Runtime::StaticPod) => &[PKI_DIR, MANIFEST_DIR, DROPIN_DIR, SYSTEMD_DIR, LOCAL_SBIN],
     }
 }
 
@@ -128,14 +184,48 @@ fn member_rows(runtime: Runtime) -> Vec<Row> {
     rows
 }
 
-/// Where a bundle path installs: `rootfs/X` at `/X`; bundle.json, bundle.env and
-/// kubeadmcfg.yaml as the host's record of what was installed; install.sh and SHA256SUMS
-/// nowhere.
-fn install_path(path: &str) -> Option<String> {
+/// The table of the control-plane bundle: the files the guide copies to the control-plane
+/// nodes, and the ClusterConfiguration that points kubeadm at the cluster.
+fn control_plane_rows() -> Vec<Row> {
+    let cert = Leaf::ApiserverEtcdClient;
+    vec![
+        row("install.sh", 0o755, Content::Template(templates::INSTALL_SH)),
+        row("SHA256SUMS", 0o644, Content::Sums),
+        row("bundle.json", 0o644, Content::BundleJson),
+        row("etcd-external.yaml", 0o644, Content::Template(templates::ETCD_EXTERNAL)),
+        row(format!("rootfs{PKI_DIR}/etcd/ca.crt"), 0o644, Content::CaCert),
+        row(format!("rootfs{PKI_DIR}/{}.crt", cert.stem()), 0o644, Content::Cert(cert)),
+        row(format!("rootfs{PKI_DIR}/{}.key", cert.stem()), 0o600, Content::Key(cert)),
+    ]
+}
+
+/// Where a bundle path installs: `rootfs/X` at `/X`; bundle.json, bundle.env and the kubeadm
+/// config as the host's record of what was installed; install.sh and SHA256SUMS nowhere.
+fn install_path(kind: Kind, path: &str) -> Option<String> {
     match path {
-        "bundle.json" | "bundle.env" | "kubeadmcfg.yaml" => Some(format!("{RECORD_DIR}/{path}")),
+        "bundle.json" | "bundle.env" | "kubeadmcfg.yaml" | "etcd-external.yaml" => {
+            Some(format!("{}/{path}", kind.record_dir()))
+        }
         _ => path.strip_prefix("rootfs").map(str::to_string),
     }
+}
+
+fn planned(kind: Kind, rows: impl Iterator<Item = Row>) -> Vec<PlannedFile> {
+    let mut files: Vec<PlannedFile> = rows
+        .map(|r| PlannedFile {
+            install_path: install_path(kind, &r.path),
+            path: r.path,
+            mode: r.mode,
+            content: r.content,
+        })
+        .collect();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    files
+}
+
+/// Every file of the control-plane bundle, sorted by path.
+pub fn control_plane_files() -> Vec<PlannedFile> {
+    planned(Kind::ControlPlane, control_plane_rows().into_iter())
 }
 
 /// Every file of one member's bundle, sorted by path.
@@ -145,30 +235,14 @@ pub fn member_files(
     expiry_timer: bool,
     image_archive: Option<&str>,
 ) -> Vec<PlannedFile> {
-    let mut files: Vec<PlannedFile> = member_rows(runtime)
-        .into_iter()
-        .filter(|r| match r.when {
-            When::Always => true,
-            When::CaKey => carries_ca_key,
-            When::ExpiryTimer => expiry_timer,
-        })
-        .map(|r| PlannedFile {
-            install_path: install_path(&r.path),
-            path: r.path,
-            mode: r.mode,
-            content: r.content,
-        })
-        .collect();
-    if let Some(name) = image_archive {
-        files.push(PlannedFile {
-            path: format!("images/{name}"),
-            install_path: None,
-            mode: 0o644,
-            content: Content::ImageArchive,
-        });
-    }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    files
+    let rows = member_rows(runtime).into_iter().filter(|r| match r.when {
+        When::Always => true,
+        When::CaKey => carries_ca_key,
+        When::ExpiryTimer => expiry_timer,
+    });
+    // The image archive installs nowhere: install.sh imports it.
+    let image = image_archive.map(|name| row(format!("images/{name}"), 0o644, Content::ImageArchive));
+    planned(Kind::Member, rows.chain(image))
 }
 
 #[cfg(test)]
@@ -193,5 +267,36 @@ mod tests {
             (Some("/etc/kubernetes/manifests/etcd.yaml"), 0o600)
         );
         assert!(with.windows(2).all(|w| w[0].path < w[1].path));
+    }
+
+    #[test]
+    fn the_control_plane_gets_the_ca_certificate_and_its_own_client_pair() {
+        let files = control_plane_files();
+        let installed: Vec<(&str, Option<&str>, u32)> =
+            files.iter().map(|f| (f.path.as_str(), f.install_path.as_deref(), f.mode)).collect();
+        assert_eq!(
+            installed,
+            [
+                ("SHA256SUMS", None, 0o644),
+                ("bundle.json", Some("/etc/etcdpack/control-plane/bundle.json"), 0o644),
+                ("etcd-external.yaml", Some("/etc/etcdpack/control-plane/etcd-external.yaml"), 0o644),
+                ("install.sh", None, 0o755),
+                (
+                    "rootfs/etc/kubernetes/pki/apiserver-etcd-client.crt",
+                    Some("/etc/kubernetes/pki/apiserver-etcd-client.crt"),
+                    0o644
+                ),
+                (
+                    "rootfs/etc/kubernetes/pki/apiserver-etcd-client.key",
+                    Some("/etc/kubernetes/pki/apiserver-etcd-client.key"),
+                    0o600
+                ),
+                ("rootfs/etc/kubernetes/pki/etcd/ca.crt", Some("/etc/kubernetes/pki/etcd/ca.crt"), 0o644),
+            ]
+        );
+        assert!(CONTROL_PLANE_BACKUP_DIR.starts_with("/var/lib/etcdpack/"));
+        assert_eq!(Kind::from_name(None), Some(Kind::Member));
+        assert_eq!(Kind::from_name(Some(Kind::ControlPlane.name())), Some(Kind::ControlPlane));
+        assert_eq!(Kind::from_name(Some("other")), None);
     }
 }

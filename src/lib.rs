@@ -140,11 +140,12 @@ pub fn build(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static st
     })
 }
 
-/// Each member's manifest digest, from the rendered bundles.
+/// Each member's manifest digest, from the rendered bundles (members first, in plan order).
 fn runtime_digests_of(plan: &Plan, sets: &[render::FileSet]) -> BTreeMap<String, String> {
     plan.members
         .iter()
         .zip(sets)
+        .filter(|(m, set)| m.name == set.member)
         .filter_map(|(m, set)| {
             let f = m
                 .files
@@ -190,18 +191,14 @@ pub fn preflight(
     renewal: Option<&pki::Renewal>,
 ) -> Result<pki::Preflight> {
     if let Some(r) = renewal {
-        let unknown: Vec<&str> = r
-            .members
-            .iter()
-            .filter(|n| !plan.members.iter().any(|m| &m.name == *n))
-            .map(String::as_str)
-            .collect();
+        let unknown: Vec<&str> = r.members.iter().filter(|n| !plan.holds(n)).map(String::as_str).collect();
         if !unknown.is_empty() {
-            let known: Vec<&str> = plan.members.iter().map(|m| m.name.as_str()).collect();
+            let known: Vec<&str> = plan.holders().map(|(name, _)| name).collect();
             return Err(Error::Usage(format!(
-                "--member {}: not a member of the topology\n  help: members are {}",
+                "--member {}: not a member of the topology\n  help: members are {} (and {} for the control-plane bundle's certificate)",
                 unknown.join(", "),
-                known.join(", ")
+                known[..known.len() - 1].join(", "),
+                plan.control_plane.name
             )));
         }
     }

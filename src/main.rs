@@ -260,6 +260,14 @@ fn plan_cmd(path: &Path, state: Option<PathBuf>, json: bool) -> Result<()> {
             outln!("  {:04o} {}", f.mode, f.path);
         }
     }
+    let cp = &p.control_plane;
+    outln!("{} (kube-apiserver's etcd client files) for {}", cp.name, cp.endpoints.join(","));
+    for d in pre.decisions.iter().filter(|d| d.member == cp.name) {
+        outln!("  {:<24} {}", d.leaf.kubeadm_name(), action_text(&d.action));
+    }
+    for f in &cp.files {
+        outln!("  {:04o} {}", f.mode, f.path);
+    }
     print_changes(&changes, None);
     Ok(())
 }
@@ -365,7 +373,13 @@ fn build_locked(
     }
     let key_state = if b.pki.signing_key_new { "new" } else { "reuse" };
     outln!("signing key {} ({key_state}); pin it on the hosts that verify bundles", b.fingerprint);
-    outln!("wrote {} bundles to {}; state {}", p.members.len(), out_dir.display(), state_dir.display());
+    outln!(
+        "wrote {} member bundles and the {} bundle to {}; state {}",
+        p.members.len(),
+        p.control_plane.name,
+        out_dir.display(),
+        state_dir.display()
+    );
     if renewal.is_some() {
         let renewed = b.decisions.iter().filter(|d| matches!(d.action, Action::Renew(_))).count();
         outln!("renewed {renewed} certificate(s)");

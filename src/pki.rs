@@ -60,11 +60,11 @@ pub enum Action {
     Renew(String),
 }
 
-/// Which leaves `etcdpack renew` replaces: the chosen members' (every member when none is
-/// named), and with `within` only those that expire inside that window.
+/// Which leaves `etcdpack renew` replaces: the chosen members' (every member and the control
+/// plane when none is named), and with `within` only those that expire inside that window.
 #[derive(Clone, Debug, Default)]
 pub struct Renewal {
-    /// Members whose leaves are renewed; empty means every member.
+    /// Members (or `control-plane`) whose leaves are renewed; empty means all.
     pub members: Vec<String>,
     /// Renew only leaves whose NotAfter is less than this many seconds after `now`.
     pub within: Option<i64>,
@@ -119,17 +119,17 @@ pub struct LeafDecision {
 /// Decides, without creating anything, what `issue` will do for each leaf.
 pub fn decide(plan: &Plan, state: &State) -> Vec<LeafDecision> {
     let mut out = Vec::new();
-    for m in &plan.members {
-        for req in &m.certs {
-            let stored = state.leaves.get(&m.name).and_then(|l| l.get(&req.leaf));
-            let recorded = state.record.issued.get(&m.name).and_then(|l| l.get(&req.leaf));
+    for (name, certs) in plan.holders() {
+        for req in certs {
+            let stored = state.leaves.get(name).and_then(|l| l.get(&req.leaf));
+            let recorded = state.record.issued.get(name).and_then(|l| l.get(&req.leaf));
             let action = match (stored, recorded) {
                 (None, _) => Action::New,
                 (Some(_), Some(r)) if *r == IssuedFor::from(&req.profile) => Action::Reuse,
                 (Some(_), Some(r)) => Action::Reissue(change_reason(r, &req.profile)),
                 (Some(_), None) => Action::Reissue("no record of its inputs".into()),
             };
-            out.push(LeafDecision { member: m.name.clone(), leaf: req.leaf, action });
+            out.push(LeafDecision { member: name.to_string(), leaf: req.leaf, action });
         }
     }
     out
@@ -453,9 +453,8 @@ pub fn issue(
     };
 
     let profiles: BTreeMap<(&str, Leaf), &CertProfile> = plan
-        .members
-        .iter()
-        .flat_map(|m| m.certs.iter().map(move |c| ((m.name.as_str(), c.leaf), &c.profile)))
+        .holders()
+        .flat_map(|(name, certs)| certs.iter().map(move |c| ((name, c.leaf), &c.profile)))
         .collect();
     let not_before = match plan.behaviour.validity {
         ValidityRule::Backdated => now - BACKDATE_SECS,

@@ -32,6 +32,9 @@ pub const KUBEADM_CLIENT_PORT: u16 = 2379;
 pub const KUBEADM_PEER_PORT: u16 = 2380;
 /// kubeadm's metrics port.
 pub const METRICS_PORT: u16 = 2381;
+/// The name of the control-plane bundle, in dist/, the state folder and `expiry` (reserved:
+/// no member may have it).
+pub const CONTROL_PLANE: &str = "control-plane";
 
 /// The four leaf certificates every member gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
@@ -199,6 +202,21 @@ pub struct MemberPlan {
     pub files: Vec<PlannedFile>,
 }
 
+/// What the control-plane nodes get: the etcd CA, their own apiserver-etcd-client
+/// certificate and an `etcd.external` ClusterConfiguration pointing at every member.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlPlanePlan {
+    /// [`CONTROL_PLANE`]: the bundle's top folder and its name in the state folder.
+    pub name: String,
+    /// Every member's client URL, in topology order (`etcd.external.endpoints`).
+    pub endpoints: Vec<String>,
+    /// Its one certificate: apiserver-etcd-client.
+    pub certs: Vec<CertRequest>,
+    /// Every file of its bundle, sorted by path.
+    pub files: Vec<PlannedFile>,
+}
+
 /// The whole build, decided.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -244,6 +262,8 @@ pub struct Plan {
     pub user_extra_args: Vec<Arg>,
     /// Members in topology order.
     pub members: Vec<MemberPlan>,
+    /// The control-plane bundle.
+    pub control_plane: ControlPlanePlan,
 }
 
 fn url_host(ip: &IpAddr) -> String {
@@ -271,7 +291,7 @@ pub fn plan(t: &Topology) -> Plan {
         .collect::<Vec<_>>()
         .join(",");
     let image_archive = t.etcd.image_archive.as_ref().map(|a| a.file_name.clone());
-    let members = t
+    let members: Vec<MemberPlan> = t
         .members
         .iter()
         .enumerate()
@@ -352,6 +372,15 @@ pub fn plan(t: &Topology) -> Plan {
         container_runtime_endpoint: t.kubelet.container_runtime_endpoint.clone(),
         kubelet_path: t.kubelet.path.clone(),
         user_extra_args: t.etcd.extra_args.clone(),
+        control_plane: ControlPlanePlan {
+            name: CONTROL_PLANE.to_string(),
+            endpoints: members.iter().map(|m| m.client_url.clone()).collect(),
+            certs: vec![CertRequest {
+                leaf: Leaf::ApiserverEtcdClient,
+                profile: client_profile("kube-apiserver-etcd-client", t.pki.key_algorithm),
+            }],
+            files: layout::control_plane_files(),
+        },
         members,
     }
 }
@@ -504,13 +533,7 @@ pub fn cert_requests(name: &str, address: &IpAddr, sans: &[String], alg: KeyAlgo
         server_auth: true,
         key_algorithm: alg,
     };
-    let client = |cn: &str| CertProfile {
-        common_name: cn.to_string(),
-        dns_names: Vec::new(),
-        ip_addresses: Vec::new(),
-        server_auth: false,
-        key_algorithm: alg,
-    };
+    let client = |cn: &str| client_profile(cn, alg);
     vec![
         CertRequest { leaf: Leaf::EtcdServer, profile: serving.clone() },
         CertRequest { leaf: Leaf::EtcdPeer, profile: serving },
@@ -519,7 +542,32 @@ pub fn cert_requests(name: &str, address: &IpAddr, sans: &[String], alg: KeyAlgo
     ]
 }
 
+/// kubeadm's client profile: CN only (no O since 1.29), no SANs, clientAuth.
+fn client_profile(cn: &str, alg: KeyAlgorithm) -> CertProfile {
+    CertProfile {
+        common_name: cn.to_string(),
+        dns_names: Vec::new(),
+        ip_addresses: Vec::new(),
+        server_auth: false,
+        key_algorithm: alg,
+    }
+}
+
 impl Plan {
+    /// Everyone who holds certificates, by name: the members in topology order, then the
+    /// control plane.
+    pub fn holders(&self) -> impl Iterator<Item = (&str, &[CertRequest])> {
+        self.members
+            .iter()
+            .map(|m| (m.name.as_str(), m.certs.as_slice()))
+            .chain(std::iter::once((self.control_plane.name.as_str(), self.control_plane.certs.as_slice())))
+    }
+
+    /// Whether `name` is a member or the control plane.
+    pub fn holds(&self, name: &str) -> bool {
+        self.holders().any(|(n, _)| n == name)
+    }
+
     /// Whether the kubeadm config is v1beta3.
     pub fn is_v1beta3(&self) -> bool {
         self.behaviour.config_api == ConfigApi::V1Beta3

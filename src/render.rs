@@ -3,9 +3,9 @@
 //! values that land in YAML or shell go through the `yaml` and `shell` helpers, which quote
 //! the way go-yaml and POSIX shells need.
 
-use crate::layout::templates;
+use crate::layout::{self, Kind, templates};
 use crate::pki::Pki;
-use crate::plan::{Content, MemberPlan, Plan};
+use crate::plan::{Content, MemberPlan, Plan, PlannedFile};
 use crate::x509::rfc3339;
 use handlebars::Handlebars;
 use rayon::prelude::*;
@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The templates, embedded at build time; the id is the path under `templates/` without `.hbs`.
-pub const TEMPLATES: [(&str, &str); 8] = [
+pub const TEMPLATES: [(&str, &str); 9] = [
     (templates::KUBEADMCFG, include_str!("../templates/kubeadmcfg.yaml.hbs")),
     (templates::ETCD_MANIFEST, include_str!("../templates/etcd.yaml.hbs")),
     (templates::KUBELET_CONF, include_str!("../templates/kubelet.conf.hbs")),
@@ -25,6 +25,7 @@ pub const TEMPLATES: [(&str, &str); 8] = [
     (templates::EXPIRY_SCRIPT, include_str!("../templates/etcdpack-expiry.hbs")),
     (templates::EXPIRY_SERVICE, include_str!("../templates/etcdpack-expiry.service.hbs")),
     (templates::EXPIRY_TIMER, include_str!("../templates/etcdpack-expiry.timer.hbs")),
+    (templates::ETCD_EXTERNAL, include_str!("../templates/etcd-external.yaml.hbs")),
 ];
 
 /// One file of a bundle, ready to pack.
@@ -46,10 +47,10 @@ impl BundleFile {
     }
 }
 
-/// A member's bundle before packing: paths relative to the member's folder.
+/// A bundle before packing: paths relative to its top folder.
 #[derive(Clone, Debug)]
 pub struct FileSet {
-    /// Member name (the top folder).
+    /// Member name, or [`crate::plan::CONTROL_PLANE`] (the top folder).
     pub member: String,
     /// Files by path, sorted.
     pub files: BTreeMap<String, BundleFile>,
@@ -120,7 +121,8 @@ pub fn runtime_digest(plan: &Plan, m: &MemberPlan) -> Result<String, RenderError
     Ok(hex::encode(Sha256::digest(clean(&text).as_bytes())))
 }
 
-/// Renders every bundle of the plan.
+/// Renders every bundle of the plan: the members' in topology order, then the control
+/// plane's.
 pub fn render(plan: &Plan, pki: &Pki) -> Result<Vec<FileSet>, RenderError> {
     let hb = compiled()?;
     // The image archive is the same in every bundle: hash it once.
@@ -130,7 +132,13 @@ pub fn render(plan: &Plan, pki: &Pki) -> Result<Vec<FileSet>, RenderError> {
         sha256: hex::encode(Sha256::digest(bytes.as_slice())),
     });
     // Members are independent: render them on every core.
-    plan.members.par_iter().map(|m| render_member(hb, plan, m, pki, image.as_ref())).collect()
+    let mut sets: Vec<FileSet> = plan
+        .members
+        .par_iter()
+        .map(|m| render_member(hb, plan, m, pki, image.as_ref()))
+        .collect::<Result<_, _>>()?;
+    sets.push(render_control_plane(hb, plan, pki)?);
+    Ok(sets)
 }
 
 #[derive(Serialize)]
@@ -140,11 +148,9 @@ struct InstallFile<'a> {
     mode: String,
 }
 
-fn context(plan: &Plan, m: &MemberPlan) -> serde_json::Value {
-    let v1beta3 = plan.is_v1beta3();
-    let alg = plan.key_algorithm;
-    let install_files: Vec<InstallFile<'_>> = m
-        .files
+/// The files install.sh installs, as its FILES table lists them.
+fn install_files(files: &[PlannedFile]) -> Vec<InstallFile<'_>> {
+    files
         .iter()
         .filter_map(|f| {
             Some(InstallFile {
@@ -153,12 +159,38 @@ fn context(plan: &Plan, m: &MemberPlan) -> serde_json::Value {
                 mode: format!("{:04o}", f.mode),
             })
         })
-        .collect();
+        .collect()
+}
+
+/// The control-plane bundle's context: its install.sh (`etcd_member` false) and
+/// etcd-external.yaml.
+fn control_plane_context(plan: &Plan) -> serde_json::Value {
+    let cp = &plan.control_plane;
+    json!({
+        "etcd_member": false,
+        "cluster": plan.cluster,
+        "tool_version": env!("CARGO_PKG_VERSION"),
+        "kubernetes_version": plan.kubernetes_version,
+        "api_version": plan.behaviour.config_api.api_version(),
+        "pki_dir": crate::plan::PKI_DIR,
+        "endpoints": cp.endpoints,
+        "record_dir": layout::CONTROL_PLANE_RECORD_DIR,
+        "backup_dir": layout::CONTROL_PLANE_BACKUP_DIR,
+        "install_files": install_files(&cp.files),
+        "cluster_members": plan.members.iter().map(|o| json!({"name": o.name, "clientUrl": o.client_url})).collect::<Vec<_>>(),
+        "member": { "name": cp.name },
+    })
+}
+
+fn context(plan: &Plan, m: &MemberPlan) -> serde_json::Value {
+    let v1beta3 = plan.is_v1beta3();
+    let alg = plan.key_algorithm;
     let probe_host =
         if m.probe.host.contains(':') { format!("[{}]", m.probe.host) } else { m.probe.host.clone() };
     let metrics_url = format!("{}://{probe_host}:{}", m.probe.scheme.to_ascii_lowercase(), m.probe.port);
     let non_default = |v: u64, d: u64| (!v1beta3 && v != d).then(|| go_duration(v));
     json!({
+        "etcd_member": true,
         "cluster": plan.cluster,
         "tool_version": env!("CARGO_PKG_VERSION"),
         "kubernetes_version": plan.kubernetes_version,
@@ -189,7 +221,7 @@ fn context(plan: &Plan, m: &MemberPlan) -> serde_json::Value {
         "backup_dir": crate::plan::BACKUP_DIR,
         "expiry_script_path": crate::layout::EXPIRY_SCRIPT_PATH,
         "expiry_timer_path": crate::layout::EXPIRY_TIMER_PATH,
-        "install_files": install_files,
+        "install_files": install_files(&m.files),
         "cluster_members": plan.members.iter().map(|o| json!({"name": o.name, "clientUrl": o.client_url, "self": o.name == m.name})).collect::<Vec<_>>(),
         "member": m,
     })
@@ -202,14 +234,46 @@ fn render_member(
     pki: &Pki,
     image: Option<&BundleFile>,
 ) -> Result<FileSet, RenderError> {
-    let ctx = context(plan, m);
-    let leaves = &pki.leaves[&m.name];
+    let mut files = render_files(hb, &m.files, &context(plan, m), pki, &m.name, image)?;
+    if let Some(f) = m.files.iter().find(|f| f.content == Content::BundleEnv) {
+        files.insert(f.path.clone(), BundleFile::new(f.mode, bundle_env(plan, m, pki).into_bytes()));
+    }
+    let meta = json!({
+        "address": m.address,
+        "index": m.index,
+        "carriesCaKey": m.carries_ca_key,
+        "clientUrl": m.client_url,
+        "peerUrl": m.peer_url,
+        "dataDir": plan.data_dir,
+    });
+    let json = bundle_json(plan, Kind::Member, &m.name, meta, &m.files, pki, &files);
+    Ok(seal(&m.name, &m.files, files, json))
+}
+
+fn render_control_plane(hb: &Handlebars<'_>, plan: &Plan, pki: &Pki) -> Result<FileSet, RenderError> {
+    let cp = &plan.control_plane;
+    let files = render_files(hb, &cp.files, &control_plane_context(plan), pki, &cp.name, None)?;
+    let meta = json!({ "endpoints": cp.endpoints });
+    let json = bundle_json(plan, Kind::ControlPlane, &cp.name, meta, &cp.files, pki, &files);
+    Ok(seal(&cp.name, &cp.files, files, json))
+}
+
+/// Every planned file whose bytes come from a template, the PKI or the image archive.
+fn render_files(
+    hb: &Handlebars<'_>,
+    planned: &[PlannedFile],
+    ctx: &serde_json::Value,
+    pki: &Pki,
+    holder: &str,
+    image: Option<&BundleFile>,
+) -> Result<BTreeMap<String, BundleFile>, RenderError> {
+    let leaves = &pki.leaves[holder];
     let mut files = BTreeMap::new();
-    for f in &m.files {
+    for f in planned {
         let bytes: Vec<u8> = match &f.content {
             Content::Template(id) => {
                 let text = hb
-                    .render(id, &ctx)
+                    .render(id, ctx)
                     .map_err(|e| RenderError { template: id.to_string(), why: e.to_string() })?;
                 clean(&text).into_bytes()
             }
@@ -223,16 +287,29 @@ fn render_member(
                 }
                 continue;
             }
-            Content::BundleEnv => bundle_env(plan, m, pki).into_bytes(),
-            Content::BundleJson | Content::Sums => continue,
+            Content::BundleEnv | Content::BundleJson | Content::Sums => continue,
         };
         files.insert(f.path.clone(), BundleFile::new(f.mode, bytes));
     }
-    let bundle_json = bundle_json(plan, m, pki, &files);
-    files.insert("bundle.json".into(), BundleFile::new(0o644, bundle_json.into_bytes()));
+    Ok(files)
+}
+
+/// Adds bundle.json and then SHA256SUMS (of every other file) at the paths the plan gives.
+fn seal(
+    name: &str,
+    planned: &[PlannedFile],
+    mut files: BTreeMap<String, BundleFile>,
+    bundle_json: String,
+) -> FileSet {
+    let path_of = |c: Content| planned.iter().find(|f| f.content == c).map(|f| f.path.clone());
+    if let Some(path) = path_of(Content::BundleJson) {
+        files.insert(path, BundleFile::new(0o644, bundle_json.into_bytes()));
+    }
     let sums: String = files.iter().map(|(path, f)| format!("{}  {path}\n", f.sha256)).collect();
-    files.insert("SHA256SUMS".into(), BundleFile::new(0o644, sums.into_bytes()));
-    Ok(FileSet { member: m.name.clone(), files })
+    if let Some(path) = path_of(Content::Sums) {
+        files.insert(path, BundleFile::new(0o644, sums.into_bytes()));
+    }
+    FileSet { member: name.to_string(), files }
 }
 
 /// What install.sh reads of a bundle, line by line, without parsing JSON. Every value is a
@@ -249,9 +326,18 @@ fn bundle_env(plan: &Plan, m: &MemberPlan, pki: &Pki) -> String {
     )
 }
 
-fn bundle_json(plan: &Plan, m: &MemberPlan, pki: &Pki, files: &BTreeMap<String, BundleFile>) -> String {
-    let file_entries: Vec<_> = m
-        .files
+/// bundle.json: what the bundle is (kind, cluster, holder), `meta` (what is particular to
+/// the kind), every file with its digest and every certificate with its dates.
+fn bundle_json(
+    plan: &Plan,
+    kind: Kind,
+    name: &str,
+    meta: serde_json::Value,
+    planned: &[PlannedFile],
+    pki: &Pki,
+    files: &BTreeMap<String, BundleFile>,
+) -> String {
+    let file_entries: Vec<_> = planned
         .iter()
         .filter_map(|f| {
             let body = files.get(&f.path)?;
@@ -264,32 +350,30 @@ fn bundle_json(plan: &Plan, m: &MemberPlan, pki: &Pki, files: &BTreeMap<String, 
         })
         .collect();
     let mut certs = vec![cert_entry("etcd-ca", "rootfs/etc/kubernetes/pki/etcd/ca.crt", &pki.ca.info)];
-    for (leaf, issued) in &pki.leaves[&m.name] {
+    for (leaf, issued) in &pki.leaves[name] {
         certs.push(cert_entry(
             leaf.kubeadm_name(),
             &format!("rootfs/etc/kubernetes/pki/{}.crt", leaf.stem()),
             &issued.info,
         ));
     }
-    let doc = json!({
+    let mut doc = json!({
         "format": 1,
+        "kind": kind.name(),
         "tool": { "name": "etcdpack", "version": env!("CARGO_PKG_VERSION") },
         "cluster": plan.cluster,
-        "member": m.name,
-        "address": m.address,
-        "index": m.index,
-        "carriesCaKey": m.carries_ca_key,
+        "member": name,
         "kubernetesVersion": plan.kubernetes_version,
         "configApi": plan.behaviour.config_api.api_version(),
         "image": plan.image,
         "caSha256": hex::encode(Sha256::digest(pki.ca.cert_pem.as_bytes())),
-        "clientUrl": m.client_url,
-        "peerUrl": m.peer_url,
         "initialCluster": plan.initial_cluster,
-        "dataDir": plan.data_dir,
-        "files": file_entries,
-        "certs": certs,
     });
+    if let (Some(doc), serde_json::Value::Object(meta)) = (doc.as_object_mut(), meta) {
+        doc.extend(meta);
+        doc.insert("files".into(), file_entries.into());
+        doc.insert("certs".into(), certs.into());
+    }
     let mut s = serde_json::to_string_pretty(&doc).expect("JSON");
     s.push('\n');
     s

@@ -31,7 +31,8 @@ pub fn changes(
     bundles: Option<&BTreeMap<String, String>>,
     decisions: &[LeafDecision],
 ) -> Vec<HostChange> {
-    plan.members
+    let mut out: Vec<HostChange> = plan
+        .members
         .iter()
         .map(|m| {
             let Some(was) = old.and_then(|b| b.members.get(&m.name)) else {
@@ -86,7 +87,64 @@ pub fn changes(
             }
             HostChange { member: m.name.clone(), install: bundle_changed, restart, reasons }
         })
-        .collect()
+        .collect();
+    out.push(control_plane_change(plan, old, bundles, decisions));
+    out
+}
+
+/// The control-plane bundle: installed on every control-plane node, never restarting etcd;
+/// a new client certificate takes effect when kube-apiserver restarts.
+fn control_plane_change(
+    plan: &Plan,
+    old: Option<&Built>,
+    bundles: Option<&BTreeMap<String, String>>,
+    decisions: &[LeafDecision],
+) -> HostChange {
+    let name = &plan.control_plane.name;
+    let certs: Vec<&str> = decisions
+        .iter()
+        .filter(|d| d.member == *name && d.action != Action::Reuse)
+        .map(|d| d.leaf.kubeadm_name())
+        .collect();
+    let was = old.and_then(|b| b.control_plane_sha256.as_ref());
+    let mut reasons = Vec::new();
+    let install = match (was, bundles.and_then(|b| b.get(name))) {
+        (None, _) if old.is_none() => {
+            reasons.push("first install (before kubeadm init)".to_string());
+            true
+        }
+        (None, _) => {
+            reasons.push("a bundle the last build did not have".to_string());
+            true
+        }
+        (Some(was), Some(now)) => was != now,
+        (Some(_), None) => !certs.is_empty() || old.is_some_and(|b| !same_members(plan, b)),
+    };
+    if !certs.is_empty() && was.is_some() {
+        reasons.push(format!(
+            "new certificates: {}; restart kube-apiserver on each control-plane node after installing it",
+            certs.join(", ")
+        ));
+    }
+    if install && reasons.is_empty() {
+        match old {
+            Some(b) if !same_members(plan, b) => {
+                reasons.push("the members changed: new etcd endpoints".into())
+            }
+            Some(b) if b.kubernetes_version != plan.kubernetes_version => reasons.push(format!(
+                "kubernetesVersion {} -> {} in etcd-external.yaml",
+                b.kubernetes_version, plan.kubernetes_version
+            )),
+            _ => reasons.push("bundle contents changed".into()),
+        }
+    }
+    HostChange { member: name.clone(), install, restart: false, reasons }
+}
+
+/// Whether the plan has the members (names and peer URLs) the last build had.
+fn same_members(plan: &Plan, old: &Built) -> bool {
+    plan.members.len() == old.members.len()
+        && plan.members.iter().all(|m| old.members.get(&m.name).is_some_and(|b| b.peer_url == m.peer_url))
 }
 
 /// The record of this build, for the state.
@@ -106,14 +164,18 @@ pub fn built(plan: &Plan, runtime: &BTreeMap<String, String>, bundles: &BTreeMap
                 (m.name.clone(), member)
             })
             .collect(),
+        control_plane_sha256: bundles.get(&plan.control_plane.name).cloned(),
     }
 }
 
-/// The order to install: hosts that do not restart first (any order, nothing stops), then
-/// the restarting ones one at a time in topology order.
+/// The order to install: members that do not restart first (any order, nothing stops), then
+/// the restarting ones one at a time in topology order, then the control plane (once the
+/// members it points at run as built).
 pub fn install_order(changes: &[HostChange]) -> Vec<&HostChange> {
-    let mut order: Vec<&HostChange> = changes.iter().filter(|c| c.install && !c.restart).collect();
+    let cp = |c: &HostChange| c.member == crate::plan::CONTROL_PLANE;
+    let mut order: Vec<&HostChange> = changes.iter().filter(|c| c.install && !c.restart && !cp(c)).collect();
     order.extend(changes.iter().filter(|c| c.install && c.restart));
+    order.extend(changes.iter().filter(|c| c.install && cp(c)));
     order
 }
 

@@ -91,6 +91,9 @@ pub struct Built {
     pub image_tag: String,
     /// Each member's bundle.
     pub members: BTreeMap<String, BuiltMember>,
+    /// SHA-256 of the control-plane bundle (absent in states of releases without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_plane_sha256: Option<String>,
 }
 
 /// One member's bundle as last built.

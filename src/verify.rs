@@ -4,7 +4,8 @@
 //! Pure: it takes the bundle's bytes, its signature, the trusted public key and `now`.
 
 use crate::keys::PrivateKey;
-use crate::plan::{LEAVES, Leaf};
+use crate::layout::Kind;
+use crate::plan::Leaf;
 use crate::sign;
 use crate::unpack::{Unpacked, unpack};
 use crate::x509::{self, CertInfo, rfc3339};
@@ -103,10 +104,18 @@ impl Report {
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct BundleMeta {
+    /// `member` or `control-plane`; absent in bundles of releases before the control-plane
+    /// bundle (all member bundles).
+    #[serde(default)]
+    kind: Option<String>,
     cluster: String,
     member: String,
-    address: IpAddr,
+    /// A member's address (absent in the control-plane bundle).
+    #[serde(default)]
+    address: Option<IpAddr>,
+    #[serde(default)]
     index: usize,
+    #[serde(default)]
     carries_ca_key: bool,
     ca_sha256: String,
     #[serde(default)]
@@ -134,7 +143,6 @@ pub fn verify(bundle: &[u8], signature: Option<&[u8]>, public_pem: &str, now: i6
     };
     r.pass("bundle archive is safe to unpack");
     check_sums(&mut r, &u);
-    check_layout(&mut r, &u);
     let meta = match u.files.get("bundle.json").map(|e| serde_json::from_slice::<BundleMeta>(&e.bytes)) {
         Some(Ok(m)) => m,
         Some(Err(e)) => {
@@ -146,6 +154,11 @@ pub fn verify(bundle: &[u8], signature: Option<&[u8]>, public_pem: &str, now: i6
             return r;
         }
     };
+    let Some(kind) = Kind::from_name(meta.kind.as_deref()) else {
+        r.fail("bundle.json", format!("unknown kind {:?}", meta.kind.as_deref().unwrap_or_default()));
+        return r;
+    };
+    check_layout(&mut r, &u, kind);
     r.check(
         "top folder is the member's name",
         if u.top == meta.member {
@@ -154,7 +167,7 @@ pub fn verify(bundle: &[u8], signature: Option<&[u8]>, public_pem: &str, now: i6
             Err(format!("top folder {} but bundle.json says {}", u.top, meta.member))
         },
     );
-    check_pki(&mut r, &u, &meta, now);
+    check_pki(&mut r, &u, &meta, kind, now);
     r.summary = Some(Summary {
         cluster: meta.cluster.clone(),
         member: meta.member.clone(),
@@ -200,11 +213,11 @@ fn check_sums(r: &mut Report, u: &Unpacked) {
     );
 }
 
-/// The files every member bundle holds (the guide's lists plus etcdpack's own).
-fn check_layout(r: &mut Report, u: &Unpacked) {
+/// The files a bundle of its kind holds (for a member, the guide's lists plus etcdpack's own).
+fn check_layout(r: &mut Report, u: &Unpacked, kind: Kind) {
     // The layout table with and without ca.key: whether this bundle should carry it is the
     // key placement check's business.
-    use crate::layout::{Runtime, member_files};
+    use crate::layout::{Runtime, control_plane_files, member_files};
     let image = u
         .files
         .keys()
@@ -212,12 +225,19 @@ fn check_layout(r: &mut Report, u: &Unpacked) {
         .filter(|n| !n.contains('/') && n.ends_with(".tar"));
     // Likewise the expiry timer (`monitoring.expiryTimer`) is optional.
     let paths = |optional| -> Vec<String> {
-        member_files(Runtime::StaticPod, optional, optional, image).into_iter().map(|f| f.path).collect()
+        let files = match kind {
+            Kind::Member => member_files(Runtime::StaticPod, optional, optional, image),
+            Kind::ControlPlane => control_plane_files(),
+        };
+        files.into_iter().map(|f| f.path).collect()
     };
     let (required, allowed) = (paths(false), paths(true));
     let missing: Vec<&String> = required.iter().filter(|p| !u.files.contains_key(*p)).collect();
     let unexpected: Vec<&String> = u.files.keys().filter(|p| !allowed.contains(p)).collect();
-    let what = "bundle holds a member's files and nothing else";
+    let what = match kind {
+        Kind::Member => "bundle holds a member's files and nothing else",
+        Kind::ControlPlane => "bundle holds the control plane's files and nothing else",
+    };
     match (missing.is_empty(), unexpected.is_empty()) {
         (true, true) => r.pass(what),
         _ => r.fail(what, format!("missing {missing:?}, unexpected {unexpected:?}")),
@@ -228,7 +248,7 @@ fn pem_at<'a>(u: &'a Unpacked, path: &str) -> Option<&'a str> {
     u.files.get(path).and_then(|e| std::str::from_utf8(&e.bytes).ok())
 }
 
-fn check_pki(r: &mut Report, u: &Unpacked, meta: &BundleMeta, now: i64) {
+fn check_pki(r: &mut Report, u: &Unpacked, meta: &BundleMeta, kind: Kind, now: i64) {
     let pki = "rootfs/etc/kubernetes/pki";
     let ca = match pem_at(u, &format!("{pki}/etcd/ca.crt")).map(x509::parse_pem) {
         Some(Ok(ca)) if ca.is_ca => ca,
@@ -238,10 +258,15 @@ fn check_pki(r: &mut Report, u: &Unpacked, meta: &BundleMeta, now: i64) {
     };
     check_validity(r, "etcd/ca.crt", &ca, now);
     let ca_key_path = format!("{pki}/etcd/ca.key");
-    match (u.files.contains_key(&ca_key_path), meta.carries_ca_key && meta.index == 0) {
+    let may_carry = kind == Kind::Member && meta.carries_ca_key && meta.index == 0;
+    match (u.files.contains_key(&ca_key_path), may_carry) {
         (true, true) => {
             r.check("etcd/ca.key belongs to etcd/ca.crt", key_matches(pem_at(u, &ca_key_path), &ca))
         }
+        (true, false) if kind == Kind::ControlPlane => r.fail(
+            "key placement",
+            "etcd/ca.key is in the control-plane bundle, which must not hold the CA key",
+        ),
         (true, false) => r.fail(
             "key placement",
             format!(
@@ -254,7 +279,7 @@ fn check_pki(r: &mut Report, u: &Unpacked, meta: &BundleMeta, now: i64) {
         }
         (false, false) => r.pass("key placement: no CA key in this bundle"),
     }
-    for leaf in LEAVES {
+    for &leaf in kind.leaves() {
         let name = format!("{}.crt", leaf.stem());
         let Some(cert) = pem_at(u, &format!("{pki}/{name}")) else {
             r.fail(&name, "missing");
@@ -281,13 +306,17 @@ fn check_pki(r: &mut Report, u: &Unpacked, meta: &BundleMeta, now: i64) {
         );
         check_validity(r, &name, &info, now);
         if matches!(leaf, Leaf::EtcdServer | Leaf::EtcdPeer) {
-            let has_ip = info.ip_addresses.contains(&meta.address);
+            let Some(address) = meta.address else {
+                r.fail(&name, "bundle.json names no address for the member");
+                continue;
+            };
+            let has_ip = info.ip_addresses.contains(&address);
             let cn_ok = info.common_name == meta.member;
             r.check(
-                format!("{name} names member {} at {}", meta.member, meta.address),
+                format!("{name} names member {} at {address}", meta.member),
                 match (has_ip, cn_ok) {
                     (true, true) => Ok(()),
-                    (false, _) => Err(format!("no IP SAN {} (has {:?})", meta.address, info.ip_addresses)),
+                    (false, _) => Err(format!("no IP SAN {address} (has {:?})", info.ip_addresses)),
                     (_, false) => Err(format!("CN is {}, not {}", info.common_name, meta.member)),
                 },
             );

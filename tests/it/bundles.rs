@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 fn archives_have_fixed_headers_modes_and_order() {
     for scenario in scenarios() {
         let b = built(&scenario);
-        for m in &b.build.plan.members {
-            let bytes = &b.build.dist[&format!("{}.tar.gz", m.name)];
+        for (name, _) in b.every_bundle() {
+            let bytes = &b.build.dist[&format!("{name}.tar.gz")];
             assert_eq!(&bytes[4..8], &[0, 0, 0, 0], "{scenario}: gzip header without a timestamp");
             let mut raw = Vec::new();
             std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut raw).unwrap();
@@ -23,7 +23,7 @@ fn archives_have_fixed_headers_modes_and_order() {
                 let p = e.path().unwrap().to_string_lossy().into_owned();
                 assert_eq!((h.uid().unwrap(), h.gid().unwrap()), (0, 0), "{p}");
                 assert_eq!(h.mtime().unwrap(), EPOCH, "{p}");
-                assert!(p.starts_with(&format!("{}/", m.name)) && !p.contains(".."), "{p}");
+                assert!(p.starts_with(&format!("{name}/")) && !p.contains(".."), "{p}");
                 let mode = h.mode().unwrap();
                 let want = if p.ends_with('/') {
                     if p.ends_with("manifests/") { 0o700 } else { 0o755 }
@@ -48,7 +48,7 @@ fn archives_have_fixed_headers_modes_and_order() {
 fn sums_and_bundle_json_cover_every_file() {
     for scenario in scenarios() {
         let b = built(&scenario);
-        for (member, u) in &b.bundles {
+        for (member, u) in b.every_bundle() {
             let sums = text(u, "SHA256SUMS");
             let listed: Vec<&str> = sums.lines().map(|l| &l[66..]).collect();
             let files: Vec<&str> =
@@ -59,13 +59,16 @@ fn sums_and_bundle_json_cover_every_file() {
                 assert_eq!(hex::encode(Sha256::digest(&u.files[path].bytes)), digest, "{path}");
             }
             let meta: serde_json::Value = serde_json::from_str(&text(u, "bundle.json")).unwrap();
-            assert_eq!(meta["member"], member.as_str());
+            assert_eq!(meta["member"], member);
             for f in meta["files"].as_array().unwrap() {
                 let path = f["path"].as_str().unwrap();
                 assert_eq!(f["mode"].as_str().unwrap(), format!("{:04o}", u.files[path].mode));
                 assert_eq!(f["sha256"].as_str().unwrap(), hex::encode(Sha256::digest(&u.files[path].bytes)));
             }
-            assert_eq!(meta["certs"].as_array().unwrap().len(), 5);
+            // The CA and the four leaves of a member; the CA and one client certificate of
+            // the control plane.
+            let certs = if member == "control-plane" { 2 } else { 5 };
+            assert_eq!(meta["certs"].as_array().unwrap().len(), certs, "{scenario}/{member}");
         }
     }
 }
@@ -87,6 +90,8 @@ fn dist_is_signed_and_summed() {
         [
             "SHA256SUMS",
             "SHA256SUMS.sig",
+            "control-plane.tar.gz",
+            "control-plane.tar.gz.sig",
             "infra0.tar.gz",
             "infra0.tar.gz.sig",
             "infra1.tar.gz",
@@ -128,4 +133,39 @@ fn same_state_same_epoch_gives_identical_bytes() {
     .unwrap();
     assert!(second.state_update.is_empty(), "nothing new on a rebuild");
     assert_eq!(first.dist, second.dist);
+}
+
+/// etcd-external.yaml is the ClusterConfiguration of its kubeadm version (v1beta3 for 1.29
+/// and 1.30, v1beta4 after unless the topology asks for v1beta3) and names every member's
+/// client URL, in topology order.
+#[test]
+fn etcd_external_yaml_points_kubeadm_at_every_member() {
+    for scenario in scenarios() {
+        let b = built(&scenario);
+        let ext = crate::support::parse_etcd_external(&text(&b.control_plane, "etcd-external.yaml"));
+        let minor: u32 = b.build.plan.kubernetes_version.split('.').nth(1).unwrap().parse().unwrap();
+        let want = match (minor, b.build.plan.behaviour.config_api) {
+            (29 | 30, _) => "kubeadm.k8s.io/v1beta3",
+            (_, etcdpack::versions::ConfigApi::V1Beta3) => "kubeadm.k8s.io/v1beta3",
+            _ => "kubeadm.k8s.io/v1beta4",
+        };
+        assert_eq!(ext.api_version, want, "{scenario}");
+        let kubeadmcfg = text(&b.bundles[&b.build.plan.members[0].name], "kubeadmcfg.yaml");
+        assert!(
+            kubeadmcfg.contains(&format!("apiVersion: \"{want}\"")),
+            "{scenario}: the members' config API"
+        );
+        assert_eq!(ext.kubernetes_version, b.build.plan.kubernetes_version, "{scenario}");
+        let urls: Vec<String> = b
+            .topology
+            .members
+            .iter()
+            .map(|m| {
+                let host =
+                    if m.address.is_ipv6() { format!("[{}]", m.address) } else { m.address.to_string() };
+                format!("https://{host}:{}", b.topology.etcd.client_port)
+            })
+            .collect();
+        assert_eq!(ext.endpoints, urls, "{scenario}");
+    }
 }

@@ -175,19 +175,27 @@ fn every_certificate_matches_its_kubeadm_profile() {
                 key_check(&text(first, &format!("{PKI}/etcd/ca.key")), alg, ca.public_key().raw);
             }
         }
-        for m in &plan.members {
-            let u = &b.bundles[&m.name];
+        // Every member, then the control plane (its own apiserver-etcd-client, no CA key).
+        let bundles = b.every_bundle();
+        for (name, certs) in plan.holders() {
+            let u = bundles.iter().find(|(n, _)| *n == name).unwrap().1;
+            let member = plan.members.iter().find(|m| m.name == name);
             assert_eq!(text(u, &format!("{PKI}/etcd/ca.crt")), ca_pem, "{scenario}: one CA for all");
-            assert_eq!(u.files.contains_key(&format!("{PKI}/etcd/ca.key")), m.carries_ca_key);
-            for req in &m.certs {
-                let ctx = format!("{scenario}/{}/{}", m.name, req.leaf.kubeadm_name());
+            let carries = member.is_some_and(|m| m.carries_ca_key);
+            assert_eq!(u.files.contains_key(&format!("{PKI}/etcd/ca.key")), carries, "{scenario}/{name}");
+            let leaves: Vec<_> = certs.iter().map(|c| c.leaf).collect();
+            if member.is_none() {
+                assert_eq!(leaves, [etcdpack::plan::Leaf::ApiserverEtcdClient], "{scenario}/{name}");
+            }
+            for req in certs {
+                let ctx = format!("{scenario}/{name}/{}", req.leaf.kubeadm_name());
                 let der = der_of(&text(u, &format!("{PKI}/{}.crt", req.leaf.stem())));
                 let (_, c) = X509Certificate::from_der(&der).unwrap();
                 let e = exts(&c);
                 assert_eq!(c.version(), X509Version::V3, "{ctx}");
                 let cns: Vec<_> = c.subject().iter_common_name().map(|a| a.as_str().unwrap()).collect();
                 let want_cn = match req.leaf {
-                    etcdpack::plan::Leaf::EtcdServer | etcdpack::plan::Leaf::EtcdPeer => m.name.as_str(),
+                    etcdpack::plan::Leaf::EtcdServer | etcdpack::plan::Leaf::EtcdPeer => name,
                     etcdpack::plan::Leaf::EtcdHealthcheckClient => "kube-etcd-healthcheck-client",
                     etcdpack::plan::Leaf::ApiserverEtcdClient => "kube-apiserver-etcd-client",
                 };
@@ -211,6 +219,7 @@ fn every_certificate_matches_its_kubeadm_profile() {
                 let serving =
                     matches!(req.leaf, etcdpack::plan::Leaf::EtcdServer | etcdpack::plan::Leaf::EtcdPeer);
                 if serving {
+                    let m = member.unwrap();
                     assert_eq!(e.eku.as_deref(), Some(&["serverAuth", "clientAuth"][..]), "{ctx}");
                     let mut dns = vec![m.name.clone(), "localhost".to_string()];
                     let mut ips: Vec<IpAddr> =

@@ -537,10 +537,11 @@ fn expiry_lists_every_certificate_by_date_and_fails_inside_the_window() {
     let table = stdout(&o);
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("MEMBER") && lines[0].contains("RESIDUAL TIME"));
-    assert_eq!(lines.len(), 1 + 12 + 1, "a header, 12 leaves and the CA");
+    assert_eq!(lines.len(), 1 + 13 + 1, "a header, 12 member leaves, the control plane's and the CA");
+    assert!(lines.iter().any(|l| l.starts_with("control-plane    apiserver-etcd-client")), "{table}");
     assert!(lines[1].contains("19d") || lines[1].contains("20d"), "{}", lines[1]);
     assert!(lines.last().unwrap().contains("etcd-ca") && lines.last().unwrap().contains("self"));
-    assert!(stderr(&o).contains("12 certificate(s) expire within 30d"));
+    assert!(stderr(&o).contains("13 certificate(s) expire within 30d"), "{}", stderr(&o));
     // A smaller window passes; the state folder and the bundles give the same rows.
     assert_eq!(code(&etcdpack(d, &["expiry", "etcd.yaml", "--within", "7d"])), 0);
     let from_state = etcdpack(d, &["expiry", "etcd.state", "--within", "7d", "--json"]);
@@ -551,6 +552,7 @@ fn expiry_lists_every_certificate_by_date_and_fails_inside_the_window() {
             "dist/infra0.tar.gz",
             "dist/infra1.tar.gz",
             "dist/infra2.tar.gz",
+            "dist/control-plane.tar.gz",
             "--within",
             "7d",
             "--json",
@@ -559,7 +561,15 @@ fn expiry_lists_every_certificate_by_date_and_fails_inside_the_window() {
     assert_eq!(code(&from_state), 0);
     let a: serde_json::Value = serde_json::from_str(&stdout(&from_state)).unwrap();
     let b: serde_json::Value = serde_json::from_str(&stdout(&from_bundles)).unwrap();
-    assert_eq!(a.as_array().unwrap().len(), 13);
+    assert_eq!(a.as_array().unwrap().len(), 14);
+    let rows = |v: &serde_json::Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["member"].clone(), r["certificate"].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rows(&a), rows(&b));
     assert_eq!(
         a.as_array().unwrap().iter().map(|r| r["notAfter"].clone()).collect::<Vec<_>>(),
         b.as_array().unwrap().iter().map(|r| r["notAfter"].clone()).collect::<Vec<_>>()
@@ -596,7 +606,12 @@ fn renew_names_the_hosts_that_need_the_new_bundle() {
     let out = stdout(&o);
     assert!(out.contains("renewed 4 certificate(s)"), "{out}");
     assert!(out.contains("  1. infra1 <- dist/infra1.tar.gz: new certificates: etcd-server"), "{out}");
-    assert!(out.contains("  infra0 unchanged") && out.contains("  infra2 unchanged"), "{out}");
+    assert!(
+        out.contains("  infra0 unchanged")
+            && out.contains("  infra2 unchanged")
+            && out.contains("  control-plane unchanged"),
+        "{out}"
+    );
     let after = read_dir_bytes(&d.join("dist"));
     let changed: Vec<&str> =
         before.iter().zip(&after).filter(|(b, a)| b != a).map(|(b, _)| b.0.as_str()).collect();
@@ -607,6 +622,26 @@ fn renew_names_the_hosts_that_need_the_new_bundle() {
     assert_eq!(code(&v), 0, "{}", stderr(&v));
     let p = etcdpack(d, &["plan", "etcd.yaml"]);
     assert!(stdout(&p).contains("no host needs a new bundle"), "{}", stdout(&p));
+
+    // The control plane's certificate alone: only its bundle changes, and kube-apiserver
+    // must restart to use it.
+    let o = etcdpack(d, &["renew", "etcd.yaml", "--member", "control-plane"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("renewed 1 certificate(s)"), "{out}");
+    assert!(
+        out.contains("  1. control-plane <- dist/control-plane.tar.gz: new certificates: apiserver-etcd-client; restart kube-apiserver on each control-plane node after installing it"),
+        "{out}"
+    );
+    let last = read_dir_bytes(&d.join("dist"));
+    let changed: Vec<&str> =
+        after.iter().zip(&last).filter(|(b, a)| b != a).map(|(b, _)| b.0.as_str()).collect();
+    assert_eq!(
+        changed,
+        ["SHA256SUMS", "SHA256SUMS.sig", "control-plane.tar.gz", "control-plane.tar.gz.sig", "plan.json"]
+    );
+    let v = etcdpack(d, &["verify", "--pubkey", "dist/signing-key.pub", "dist/control-plane.tar.gz"]);
+    assert_eq!(code(&v), 0, "{}", stderr(&v));
 }
 
 /// Certificates issued 719 hours ago (faketime) with a 720h validity: an hour left.
@@ -629,12 +664,12 @@ fn certificates_issued_near_their_end_are_reported_refused_and_renewed() {
         .output()
         .unwrap();
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    // Now: expiry reports all twelve leaves inside a day, build refuses and names renew.
+    // Now: expiry reports all thirteen leaves inside a day, build refuses and names renew.
     let e = etcdpack(d, &["expiry", "etcd.yaml", "--within", "1d", "--json"]);
     assert_eq!(code(&e), 1);
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&e.stdout).unwrap();
     let soon = rows.iter().filter(|r| r["residualSeconds"].as_i64().unwrap() < 86400).count();
-    assert_eq!(soon, 12, "{}", stdout(&e));
+    assert_eq!(soon, 13, "{}", stdout(&e));
     let b = etcdpack(d, &["build", "etcd.yaml"]);
     assert_eq!(code(&b), 1);
     assert!(
@@ -645,7 +680,7 @@ fn certificates_issued_near_their_end_are_reported_refused_and_renewed() {
     // renew --within 1d fixes both.
     let r = etcdpack(d, &["renew", "etcd.yaml", "--within", "1d"]);
     assert_eq!(code(&r), 0, "{}", stderr(&r));
-    assert!(stdout(&r).contains("renewed 12 certificate(s)"), "{}", stdout(&r));
+    assert!(stdout(&r).contains("renewed 13 certificate(s)"), "{}", stdout(&r));
     assert_eq!(code(&etcdpack(d, &["expiry", "etcd.yaml", "--within", "1d"])), 0);
     let b = etcdpack(d, &["build", "etcd.yaml"]);
     assert_eq!(code(&b), 0, "{}", stderr(&b));

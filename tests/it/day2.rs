@@ -1,6 +1,8 @@
 //! Day 2 on a live cluster in network namespaces: a rolling renewal under a writer (no failed
-//! write, every member serves its new certificates, nothing lost), then the quorum guard
-//! refusing a manifest change while a member is down and allowing it once it is back.
+//! write, every member serves its new certificates, nothing lost), the control-plane bundle's
+//! certificate writing and reading through the endpoints of its etcd-external.yaml, then the
+//! quorum guard refusing a manifest change while a member is down and allowing it once it is
+//! back.
 
 use crate::e2e::{Lab, Member, command_from_manifest, etcdctl, run, url, wait_healthy};
 use std::net::IpAddr;
@@ -166,7 +168,12 @@ fn a_rolling_renewal_under_a_writer_and_the_quorum_guard() {
     let renew = etcdpack(w, &["renew", "t.yaml"]);
     let renew_time = started.elapsed();
     let said = text(&renew);
-    assert!(said.contains("renewed 12 certificate(s)") && said.contains("3. d2 <- dist/d2.tar.gz"), "{said}");
+    assert!(
+        said.contains("renewed 13 certificate(s)")
+            && said.contains("3. d2 <- dist/d2.tar.gz")
+            && said.contains("4. control-plane <- dist/control-plane.tar.gz"),
+        "{said}"
+    );
     let rolling = Instant::now();
     for (i, m) in members.iter().enumerate() {
         let o = install(m, &unpack(w, &m.name, "b1"), &["--wait", "60"]);
@@ -208,6 +215,8 @@ fn a_rolling_renewal_under_a_writer_and_the_quorum_guard() {
     for (m, e) in members.iter().zip(&endpoints) {
         assert_eq!(keys_on(m, e), written, "{} holds every key written", m.name);
     }
+
+    control_plane(w, &members[0].ns, written);
 
     // A manifest change (a new flag) restarts etcd: plan says so, one host at a time.
     let guard_phase = Instant::now();
@@ -253,4 +262,63 @@ fn a_rolling_renewal_under_a_writer_and_the_quorum_guard() {
         assert_eq!(keys_on(m, e), written, "{} still holds every key", m.name);
     }
     eprintln!("quorum guard phase: {:.1} s", guard_phase.elapsed().as_secs_f64());
+}
+
+/// A control-plane node (in `ns`, another root) installs the renewed control-plane bundle:
+/// `--wait` proves every member accepts its client certificate, and etcdctl with exactly the
+/// endpoints and files its etcd-external.yaml names writes and reads back.
+fn control_plane(w: &Path, ns: &str, written: usize) {
+    let bundle = unpack(w, "control-plane", "b1");
+    let root = w.join("root-control-plane");
+    std::fs::create_dir_all(&root).unwrap();
+    let o = Command::new("ip")
+        .args(["netns", "exec", ns, "bash"])
+        .arg(bundle.join("install.sh"))
+        .arg("--root")
+        .arg(&root)
+        .args(["--wait", "30"])
+        .output()
+        .unwrap();
+    let said = text(&o);
+    assert!(o.status.success(), "{said}");
+    assert!(
+        said.contains("all 3 members of day2 answer the installed apiserver-etcd-client certificate"),
+        "{said}"
+    );
+    let yaml = std::fs::read_to_string(root.join("etc/etcdpack/control-plane/etcd-external.yaml")).unwrap();
+    let ext = crate::support::parse_etcd_external(&yaml);
+    assert_eq!(ext.api_version, "kubeadm.k8s.io/v1beta4");
+    assert_eq!(ext.endpoints, ["https://10.0.0.16:2379", "https://10.0.0.17:2379", "https://10.0.0.18:2379"]);
+    let pki = root.join("etc/kubernetes/pki");
+    let ctl = |args: &[&str]| -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", ns, "etcdctl", "--dial-timeout=3s", "--command-timeout=5s"])
+            .arg(format!("--endpoints={}", ext.endpoints.join(",")))
+            .arg(format!("--cacert={}", pki.join("etcd/ca.crt").display()))
+            .arg(format!("--cert={}", pki.join("apiserver-etcd-client.crt").display()))
+            .arg(format!("--key={}", pki.join("apiserver-etcd-client.key").display()))
+            .args(args)
+            .env("ETCDCTL_API", "3")
+            .output()
+            .unwrap()
+    };
+    let o = ctl(&["put", "/control-plane/hello", "from kube-apiserver's certificate"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = ctl(&["get", "/control-plane/hello", "--print-value-only"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "from kube-apiserver's certificate",
+        "{}",
+        text(&o)
+    );
+    // Every key the writer wrote reads back through it too (a linearizable read).
+    let o = ctl(&["get", "/w/", "--prefix", "--keys-only"]);
+    let keys = String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.is_empty()).count();
+    assert_eq!(keys, written, "{}", text(&o));
+    // The certificate is the control plane's own, not a member's.
+    let crt = fingerprint(&pki.join("apiserver-etcd-client.crt"));
+    for m in ["d0", "d1", "d2"] {
+        let member = w.join(format!("root-{m}/etc/kubernetes/pki/apiserver-etcd-client.crt"));
+        assert_ne!(fingerprint(&member), crt, "{m}");
+    }
 }

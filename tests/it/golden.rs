@@ -1,5 +1,7 @@
 //! Every bundle against golden/: the kubeadm guide's "Ensure all expected files exist"
-//! lists (the first member with ca.key, the others without), plus the files etcdpack adds.
+//! lists (the first member with ca.key, the others without), plus the files etcdpack adds;
+//! and the control-plane bundle: the three files the guide copies to the control-plane nodes,
+//! plus its installer, records and etcd-external.yaml.
 
 use crate::support::{built, scenarios};
 use etcdpack::unpack::Unpacked;
@@ -75,6 +77,8 @@ fn every_bundle_matches_the_guides_file_lists() {
                 m.name
             );
         }
+        let cp: String = b.control_plane.files.iter().map(|(p, f)| format!("{:04o} {p}\n", f.mode)).collect();
+        assert_eq!(cp, golden("control-plane.txt"), "{scenario}/control-plane");
         let first = &b.build.plan.members[0];
         assert_eq!(first.carries_ca_key, b.topology.pki.ca_key_on_first_member, "{scenario}");
         assert!(b.build.plan.members[1..].iter().all(|m| !m.carries_ca_key), "{scenario}");

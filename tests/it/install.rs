@@ -41,7 +41,7 @@ fn out(o: &Output) -> String {
 fn shellcheck_passes_on_every_installer() {
     for scenario in scenarios() {
         let b = built(&scenario);
-        for (member, u) in &b.bundles {
+        for (member, u) in b.every_bundle() {
             let mut child = Command::new("shellcheck")
                 .args(["-s", "bash", "-"])
                 .stdin(std::process::Stdio::piped())
@@ -97,6 +97,78 @@ fn root_install_lays_out_exactly_the_bundle_and_is_idempotent() {
     assert!(o.status.success());
     assert!(out(&o).contains("nothing to change"), "{}", out(&o));
     assert_same(&snapshot(&root), &tree, "second run");
+}
+
+/// The control-plane bundle beside a member's on one root: its own record and backups, the
+/// three files kube-apiserver needs, no restart; a changed client certificate is named with
+/// the kube-apiserver restart it needs, and its rollback leaves the member's install alone.
+#[test]
+fn the_control_plane_bundle_installs_its_three_files_and_keeps_its_own_backups() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let r = root.to_str().unwrap();
+    let cp = unpack_to("guide-v1.34", "control-plane", &tmp.path().join("b"));
+    let o = install(&cp, &["--root", r]);
+    assert!(o.status.success(), "{}", out(&o));
+    let said = out(&o);
+    assert!(said.contains("verified 6 files against SHA256SUMS"), "{said}");
+    assert!(
+        said.contains("next: merge the etcd section of /etc/etcdpack/control-plane/etcd-external.yaml"),
+        "{said}"
+    );
+    assert!(!said.contains("kubelet"), "{said}");
+    let meta: serde_json::Value = serde_json::from_slice(&bundle_file(&cp, "bundle.json")).unwrap();
+    let mut expected: BTreeMap<String, (u32, Vec<u8>)> = BTreeMap::new();
+    for f in meta["files"].as_array().unwrap() {
+        if let Some(dest) = f["installPath"].as_str() {
+            let mode = u32::from_str_radix(f["mode"].as_str().unwrap(), 8).unwrap();
+            expected.insert(
+                dest.trim_start_matches('/').into(),
+                (mode, bundle_file(&cp, f["path"].as_str().unwrap())),
+            );
+        }
+    }
+    expected
+        .insert("etc/etcdpack/control-plane/bundle.json".into(), (0o644, bundle_file(&cp, "bundle.json")));
+    let tree = snapshot(&root);
+    let files: BTreeMap<String, (u32, Vec<u8>)> = tree
+        .iter()
+        .filter(|(p, _)| root.join(p).is_file() && !p.starts_with("var/lib/etcdpack/"))
+        .map(|(p, v)| (p.clone(), v.clone()))
+        .collect();
+    assert_same(&files, &expected, "the control plane's files, modes and bytes");
+    assert_eq!(tree["var/lib/etcdpack/control-plane-backups"].0, 0o700);
+    let o = install(&cp, &["--root", r]);
+    assert!(
+        out(&o).contains("nothing to change: the control-plane files are already installed"),
+        "{}",
+        out(&o)
+    );
+
+    // An etcd member on the same root, then another build's control-plane bundle (another
+    // client certificate) over the first.
+    let member = unpack_to("guide-v1.34", "infra0", &tmp.path().join("m"));
+    assert!(install(&member, &["--root", r, "--no-restart", "--force"]).status.success());
+    let with_member = snapshot(&root);
+    let other = unpack_to("ecdsa-p384-v1.36", "control-plane", &tmp.path().join("o"));
+    let o = install(&other, &["--root", r]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("restart kube-apiserver"), "{}", out(&o));
+    let crt = "etc/kubernetes/pki/apiserver-etcd-client.crt";
+    assert_eq!(std::fs::read(root.join(crt)).unwrap(), bundle_file(&other, &format!("rootfs/{crt}")));
+    // Its rollback restores the first control-plane install and nothing of the member's.
+    let o = install(&other, &["--root", r, "--rollback"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        out(&o).contains("restart kube-apiserver if it runs with the certificate that was rolled back"),
+        "{}",
+        out(&o)
+    );
+    let no_backups = |t: BTreeMap<String, (u32, Vec<u8>)>| -> BTreeMap<String, (u32, Vec<u8>)> {
+        t.into_iter().filter(|(p, _)| !p.starts_with("var/lib/etcdpack")).collect()
+    };
+    assert_same(&no_backups(snapshot(&root)), &no_backups(with_member), "after rollback");
 }
 
 #[test]

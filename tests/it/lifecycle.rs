@@ -48,13 +48,18 @@ fn to_install(b: &Build) -> Vec<(&str, bool)> {
 fn renew_replaces_every_leaf_from_the_same_ca_and_retires_the_old_ones() {
     let dir = tempfile::tempdir().unwrap();
     let first = run(dir.path(), THREE, 1, NOW, None).unwrap();
-    // A first build: every host installs, nothing restarts a running etcd.
-    assert_eq!(to_install(&first), [("infra0", false), ("infra1", false), ("infra2", false)]);
+    // A first build: every host installs, nothing restarts a running etcd; the control plane
+    // comes last.
+    assert_eq!(
+        to_install(&first),
+        [("infra0", false), ("infra1", false), ("infra2", false), ("control-plane", false)]
+    );
     let again = run(dir.path(), THREE, 2, NOW + DAY, None).unwrap();
     assert!(to_install(&again).is_empty(), "{:?}", again.changes);
 
     let b = run(dir.path(), THREE, 3, NOW + 10 * DAY, Some(&Renewal::default())).unwrap();
-    assert_eq!(renewed(&b).len(), 12);
+    assert_eq!(renewed(&b).len(), 13);
+    assert!(renewed(&b).contains(&("control-plane".to_string(), "apiserver-etcd-client")));
     assert_eq!(b.pki.ca.action, Action::Reuse);
     assert_eq!(b.pki.ca.cert_pem, first.pki.ca.cert_pem);
     for (member, leaves) in &b.pki.leaves {
@@ -70,12 +75,22 @@ fn renew_replaces_every_leaf_from_the_same_ca_and_retires_the_old_ones() {
             }
         }
     }
-    assert_eq!(to_install(&b), [("infra0", false), ("infra1", false), ("infra2", false)]);
+    assert_eq!(
+        to_install(&b),
+        [("infra0", false), ("infra1", false), ("infra2", false), ("control-plane", false)]
+    );
+    let (members, cp) = b.changes.split_at(3);
     assert!(
-        b.changes.iter().all(|c| c.reasons
+        members.iter().all(|c| c.reasons
             == ["new certificates: etcd-server, etcd-peer, etcd-healthcheck-client, apiserver-etcd-client"]),
         "{:?}",
         b.changes
+    );
+    assert_eq!(
+        cp[0].reasons,
+        [
+            "new certificates: apiserver-etcd-client; restart kube-apiserver on each control-plane node after installing it"
+        ]
     );
     // The next build reuses what renew issued.
     let after = run(dir.path(), THREE, 4, NOW + 11 * DAY, None).unwrap();
@@ -97,7 +112,7 @@ fn renewing_one_member_leaves_the_other_bundles_byte_identical() {
             ("infra1".to_string(), "apiserver-etcd-client")
         ]
     );
-    for m in ["infra0", "infra2"] {
+    for m in ["infra0", "infra2", "control-plane"] {
         for f in [format!("{m}.tar.gz"), format!("{m}.tar.gz.sig")] {
             assert_eq!(b.dist[&f], first.dist[&f], "{f} must not change");
         }
@@ -118,7 +133,7 @@ fn renew_within_a_window_takes_only_what_expires_inside_it() {
     run(dir.path(), THREE, 3, NOW + 20 * DAY, Some(&renewal(&["infra2"], None))).unwrap();
     let b = run(dir.path(), THREE, 4, NOW + 21 * DAY, Some(&renewal(&[], Some(20 * DAY)))).unwrap();
     let members: std::collections::BTreeSet<String> = renewed(&b).into_iter().map(|(m, _)| m).collect();
-    assert_eq!(members.into_iter().collect::<Vec<_>>(), ["infra0", "infra1"]);
+    assert_eq!(members.into_iter().collect::<Vec<_>>(), ["control-plane", "infra0", "infra1"]);
 }
 
 #[test]
@@ -160,7 +175,13 @@ fn an_upgrade_restarts_every_host_one_at_a_time_and_a_downgrade_is_refused() {
     run(dir.path(), THREE, 1, NOW, None).unwrap();
     let up = THREE.replace("v1.33.6", "v1.34.2");
     let b = run(dir.path(), &up, 2, NOW, None).unwrap();
-    assert_eq!(to_install(&b), [("infra0", true), ("infra1", true), ("infra2", true)]);
+    // The control plane's etcd-external.yaml names the new kubernetesVersion: it installs
+    // last, restarting nothing.
+    assert_eq!(
+        to_install(&b),
+        [("infra0", true), ("infra1", true), ("infra2", true), ("control-plane", false)]
+    );
+    assert_eq!(b.changes[3].reasons, ["kubernetesVersion v1.33.6 -> v1.34.2 in etcd-external.yaml"]);
     assert!(
         b.changes[0].reasons[0].contains(
             "manifest changed (kubernetesVersion v1.33.6 -> v1.34.2, etcd 3.5.24-0 -> 3.6.5-0): etcd restarts"
@@ -187,11 +208,14 @@ fn a_changed_flag_restarts_only_through_the_manifest_and_certificates_do_not() {
     run(dir.path(), THREE, 1, NOW, None).unwrap();
     let flagged = THREE.replace("members:", "etcd: { extraArgs: { snapshot-count: \"5000\" } }\nmembers:");
     let b = run(dir.path(), &flagged, 2, NOW, None).unwrap();
+    let (members, cp) = b.changes.split_at(3);
     assert!(
-        b.changes.iter().all(|c| c.restart && c.reasons[0].contains("flags or settings")),
+        members.iter().all(|c| c.restart && c.reasons[0].contains("flags or settings")),
         "{:?}",
         b.changes
     );
+    // etcd's flags are nothing to the control plane.
+    assert!(!cp[0].install, "{:?}", cp);
     let r = run(dir.path(), &flagged, 3, NOW, Some(&Renewal::default())).unwrap();
     assert!(r.changes.iter().all(|c| c.install && !c.restart), "{:?}", r.changes);
 }

@@ -26,7 +26,7 @@ fn redacted_bundle_json(raw: &str) -> String {
 
 fn rendered(scenario: &str) {
     let b = built(scenario);
-    for (member, u) in &b.bundles {
+    for (member, u) in b.every_bundle() {
         let mut out = String::new();
         for (path, _) in u.files.iter().filter(|(p, _)| !p.ends_with(".crt") && !p.ends_with(".key")) {
             let body = match path.as_str() {
@@ -106,6 +106,7 @@ fn no_snapshot_is_unreferenced() {
         ["help", "build_help", "renew_help", "verify_help"].map(|h| format!("help__{h}")).to_vec();
     for scenario in scenarios() {
         expected.push(format!("{scenario}__plan"));
+        expected.push(format!("{scenario}__control-plane"));
         for m in crate::support::load_topology(&scenario).members {
             expected.push(format!("{scenario}__{}", m.name));
         }

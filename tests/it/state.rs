@@ -49,7 +49,8 @@ fn expiring_certificates_are_refused_by_build_and_plan_alike() {
     // 20 days later: inside the 30-day window, a warning.
     let b = build_at(dir.path(), &short, 1, NOW + 20 * 86400).unwrap();
     assert!(b.decisions.iter().all(|d| d.action == Action::Reuse));
-    assert_eq!(b.warnings.len(), 12, "{:?}", b.warnings);
+    assert_eq!(b.warnings.len(), 13, "{:?}", b.warnings);
+    assert!(b.warnings[12].contains("apiserver-etcd-client of control-plane"), "{:?}", b.warnings);
     assert!(b.warnings[0].contains("expires on") && b.warnings[0].contains("renewal"), "{:?}", b.warnings);
     // 29.5 days later: within a day of the end, refused, and nothing is written.
     let late = NOW + 720 * 3600 - 12 * 3600;
@@ -82,7 +83,7 @@ fn a_changed_validity_is_reported_by_plan() {
         p.notes
     );
     assert!(
-        p.notes[1].contains("12 reused certificate(s) were issued for another validity"),
+        p.notes[1].contains("13 reused certificate(s) were issued for another validity"),
         "{:?}",
         p.notes
     );
@@ -278,19 +279,35 @@ fn state_folders_of_format_1_are_reused_whole() {
         copy_tree(&fixture.join("state-format1"), dir.path());
         let text = std::fs::read_to_string(fixture.join("topology.yaml")).unwrap();
         let b = build_into(dir.path(), &text, 1).unwrap();
-        assert!(b.decisions.iter().all(|d| d.action == Action::Reuse), "{alg}: {:?}", actions(&b));
-        assert_eq!(b.decisions.len(), 12, "{alg}");
+        // Every member's leaf is reused; the state predates the control-plane bundle, whose
+        // certificate is the only new one.
+        let (members, cp): (Vec<_>, Vec<_>) = b.decisions.iter().partition(|d| d.member != "control-plane");
+        assert!(members.iter().all(|d| d.action == Action::Reuse), "{alg}: {:?}", actions(&b));
+        assert_eq!(members.len(), 12, "{alg}");
+        assert_eq!(cp.iter().map(|d| &d.action).collect::<Vec<_>>(), [&Action::New], "{alg}");
         assert_eq!(b.pki.ca.action, Action::Reuse, "{alg}");
         assert!(!b.pki.signing_key_new, "{alg}");
-        // Nothing is issued or moved; the record only gains what this build shipped.
+        // Nothing is moved, nothing of a member issued; the record gains what this build
+        // shipped and the control plane's certificate.
         let u = &b.state_update;
-        assert!(u.create.is_empty() && u.retire.is_empty(), "{alg}: {u:?}");
+        let created: Vec<&str> = u.create.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            created,
+            [
+                "members/control-plane/apiserver-etcd-client.key",
+                "members/control-plane/apiserver-etcd-client.crt"
+            ],
+            "{alg}"
+        );
+        assert!(u.retire.is_empty(), "{alg}: {u:?}");
         let old = etcdpack::state::parse_record(
             &std::fs::read_to_string(fixture.join("state-format1/state.json")).unwrap(),
         )
         .unwrap();
         let new = u.record.as_ref().expect("the first build records what it shipped");
-        assert_eq!((&new.issued, new.epoch), (&old.issued, old.epoch), "{alg}");
+        let mut members_issued = new.issued.clone();
+        assert!(members_issued.remove("control-plane").is_some(), "{alg}");
+        assert_eq!((&members_issued, new.epoch), (&old.issued, old.epoch), "{alg}");
         assert_eq!(new.built.as_ref().map(|b| b.members.len()), Some(3), "{alg}");
         assert_eq!(
             b.pki.ca.cert_pem,

@@ -142,7 +142,21 @@ pub fn load_topology(scenario: &str) -> Topology {
 pub struct Built {
     pub topology: Topology,
     pub build: Build,
+    /// Each member's bundle, by name.
     pub bundles: BTreeMap<String, Unpacked>,
+    /// The control-plane bundle.
+    pub control_plane: Unpacked,
+}
+
+impl Built {
+    /// Every bundle by name: the members' in name order, then the control plane's.
+    pub fn every_bundle(&self) -> Vec<(&str, &Unpacked)> {
+        self.bundles
+            .iter()
+            .map(|(n, u)| (n.as_str(), u))
+            .chain(std::iter::once(("control-plane", &self.control_plane)))
+            .collect()
+    }
 }
 
 /// Builds a scenario from an empty state with seeded keys, once per test binary.
@@ -168,7 +182,8 @@ pub fn built(scenario: &str) -> Arc<Built> {
             .iter()
             .map(|m| (m.name.clone(), unpack(&build.dist[&format!("{}.tar.gz", m.name)]).unwrap()))
             .collect();
-        Arc::new(Built { topology, build, bundles })
+        let control_plane = unpack(&build.dist["control-plane.tar.gz"]).unwrap();
+        Arc::new(Built { topology, build, bundles, control_plane })
     })
     .clone()
 }
@@ -176,4 +191,44 @@ pub fn built(scenario: &str) -> Arc<Built> {
 /// A bundle file as text.
 pub fn text(u: &Unpacked, path: &str) -> String {
     String::from_utf8(u.files.get(path).unwrap_or_else(|| panic!("{path} missing")).bytes.clone()).unwrap()
+}
+
+/// What a control-plane bundle's etcd-external.yaml says, after checking that it is one
+/// kubeadm ClusterConfiguration with exactly the fields of `etcd.external` kubeadm reads.
+pub struct EtcdExternal {
+    pub api_version: String,
+    pub kubernetes_version: String,
+    pub endpoints: Vec<String>,
+}
+
+pub fn parse_etcd_external(text: &str) -> EtcdExternal {
+    use saphyr::LoadableYamlNode;
+    let mut docs = saphyr::YamlOwned::load_from_str(text).expect("etcd-external.yaml is YAML");
+    assert_eq!(docs.len(), 1, "one document");
+    let doc = docs.remove(0);
+    let keys = |node: &saphyr::YamlOwned| -> Vec<String> {
+        node.as_mapping().expect("a mapping").keys().map(|k| k.as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(keys(&doc), ["apiVersion", "kind", "kubernetesVersion", "etcd"]);
+    assert_eq!(doc["kind"].as_str(), Some("ClusterConfiguration"));
+    assert_eq!(
+        keys(&doc["etcd"]),
+        ["external"],
+        "etcd.external only (local and external exclude each other)"
+    );
+    let external = &doc["etcd"]["external"];
+    assert_eq!(keys(external), ["endpoints", "caFile", "certFile", "keyFile"]);
+    assert_eq!(external["caFile"].as_str(), Some("/etc/kubernetes/pki/etcd/ca.crt"));
+    assert_eq!(external["certFile"].as_str(), Some("/etc/kubernetes/pki/apiserver-etcd-client.crt"));
+    assert_eq!(external["keyFile"].as_str(), Some("/etc/kubernetes/pki/apiserver-etcd-client.key"));
+    EtcdExternal {
+        api_version: doc["apiVersion"].as_str().unwrap().to_string(),
+        kubernetes_version: doc["kubernetesVersion"].as_str().unwrap().to_string(),
+        endpoints: external["endpoints"]
+            .as_sequence()
+            .expect("endpoints is a list")
+            .iter()
+            .map(|e| e.as_str().unwrap().to_string())
+            .collect(),
+    }
 }

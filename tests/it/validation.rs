@@ -51,9 +51,12 @@ fn all_problems_of_a_file_come_at_once() {
     // six bad members (x, hostname, brackets, unspecified, duplicate, port) in one report
     assert_eq!(d.error_count(), 6, "{d}");
     let (_, d) = check("names.yaml");
-    assert_eq!(d.error_count(), 4, "{d}");
+    assert_eq!(d.error_count(), 5, "{d}");
     let paths: Vec<&str> = d.problems.iter().map(|p| p.path.as_str()).collect();
     assert!(paths.contains(&"members[2].name") && paths.contains(&"cluster"), "{paths:?}");
+    // `control-plane` names the control-plane bundle: no member may take it.
+    let reserved = d.problems.iter().find(|p| p.path == "members[5].name").unwrap();
+    assert!(reserved.message.contains("reserved for the control-plane bundle"), "{d}");
 }
 
 #[test]

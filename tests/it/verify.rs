@@ -173,3 +173,52 @@ fn an_expired_or_not_yet_valid_cert_fails() {
     let f = failures(&verify::verify(bytes, Some(sig), &public("guide-v1.34"), NOW - 3600));
     assert_eq!(f.len(), 5, "{f:?}");
 }
+
+#[test]
+fn the_control_plane_bundle_verifies_and_may_hold_neither_the_ca_key_nor_member_files() {
+    let b = built("guide-v1.34");
+    let dist = &b.build.dist;
+    let r = verify::verify(
+        &dist["control-plane.tar.gz"],
+        Some(&dist["control-plane.tar.gz.sig"]),
+        &public("guide-v1.34"),
+        NOW,
+    );
+    assert!(r.ok(), "{:?}", failures(&r));
+    assert!(r.checks.iter().any(|c| c.what == "apiserver-etcd-client.crt is signed by the bundle's CA"));
+    assert!(r.checks.iter().any(|c| c.what == "bundle holds the control plane's files and nothing else"));
+    assert_eq!(r.summary.as_ref().unwrap().member, "control-plane");
+    // The CA key, even re-summed and re-signed, is refused.
+    let ca_key = format!("{PKI}/etcd/ca.key");
+    let mut u = b.control_plane.clone();
+    u.files.insert(ca_key.clone(), b.bundles["infra0"].files[&ca_key].clone());
+    let (bytes, sig) = repack("guide-v1.34", &u);
+    let f = failures(&verify::verify(&bytes, Some(&sig), &public("guide-v1.34"), NOW));
+    assert!(
+        f.iter().any(|x| x.starts_with("key placement: etcd/ca.key is in the control-plane bundle")),
+        "{f:?}"
+    );
+    // So is a member's key, and a missing etcd-external.yaml.
+    let mut u = b.control_plane.clone();
+    let peer = format!("{PKI}/etcd/peer.key");
+    u.files.insert(peer.clone(), b.bundles["infra0"].files[&peer].clone());
+    u.files.remove("etcd-external.yaml");
+    let (bytes, sig) = repack("guide-v1.34", &u);
+    let f = failures(&verify::verify(&bytes, Some(&sig), &public("guide-v1.34"), NOW));
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(
+        f[0].contains("missing [\"etcd-external.yaml\"]")
+            && f[0].contains("unexpected [\"rootfs/etc/kubernetes/pki/etcd/peer.key\"]"),
+        "{f:?}"
+    );
+    // Its certificate expires with the members' leaves.
+    let later = NOW + b.build.plan.cert_validity_secs as i64 + 1;
+    let f = failures(&verify::verify(
+        &dist["control-plane.tar.gz"],
+        Some(&dist["control-plane.tar.gz.sig"]),
+        &public("guide-v1.34"),
+        later,
+    ));
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(f[0].starts_with("apiserver-etcd-client.crt is valid now"), "{f:?}");
+}
