@@ -35,8 +35,14 @@ fn fresh_build_three_members(bencher: divan::Bencher, alg: KeyAlgorithm) {
     let t = topology_of(alg, 3);
     let state = State::default();
     bencher.bench(|| {
-        let env =
-            BuildEnv { state: &state, now: NOW, source_date_epoch: Some(1), keys: &OsKeys, renewal: None };
+        let env = BuildEnv {
+            state: &state,
+            now: NOW,
+            source_date_epoch: Some(1),
+            keys: &OsKeys,
+            renewal: None,
+            reset_members: false,
+        };
         etcdpack::build(&t, &env, &mut |_| {}).unwrap()
     });
 }
@@ -47,13 +53,26 @@ fn rebuild_reusing_everything(bencher: divan::Bencher, members: usize) {
     let t = topology_of(KeyAlgorithm::EcdsaP256, members);
     let dir = tempfile::tempdir().unwrap();
     let empty = State::default();
-    let env = BuildEnv { state: &empty, now: NOW, source_date_epoch: Some(1), keys: &OsKeys, renewal: None };
+    let env = BuildEnv {
+        state: &empty,
+        now: NOW,
+        source_date_epoch: Some(1),
+        keys: &OsKeys,
+        renewal: None,
+        reset_members: false,
+    };
     let first = etcdpack::build(&t, &env, &mut |_| {}).unwrap();
     fsio::apply_state_update(dir.path(), &first.state_update).unwrap();
     let state = fsio::load_state(dir.path()).unwrap();
     bencher.bench(|| {
-        let env =
-            BuildEnv { state: &state, now: NOW, source_date_epoch: Some(1), keys: &OsKeys, renewal: None };
+        let env = BuildEnv {
+            state: &state,
+            now: NOW,
+            source_date_epoch: Some(1),
+            keys: &OsKeys,
+            renewal: None,
+            reset_members: false,
+        };
         etcdpack::build(&t, &env, &mut |_| {}).unwrap()
     });
 }

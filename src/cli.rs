@@ -53,6 +53,10 @@ pub enum Command {
         /// Print the time each phase took (to standard error)
         #[arg(long)]
         timings: bool,
+        /// Forget the members the state recorded (nothing deployed yet) and bootstrap the
+        /// topology's members as a new cluster
+        #[arg(long)]
+        reset_members: bool,
     },
     /// Renew leaf certificates: new keys and certificates from the same CA (old ones are
     /// retired, never deleted), then write dist/ as build does; names the hosts that need the

@@ -50,7 +50,18 @@ pub fn inspect(u: &Unpacked) -> String {
             let endpoints = meta["endpoints"].as_array().map_or(0, Vec::len);
             format!("the control plane's etcd client files, {endpoints} endpoints")
         }
-        (_, address) => format!("address {}", address.unwrap_or("?")),
+        (Some(crate::layout::Kind::Leave), _) => {
+            format!("leaves the cluster: {}", meta["peerUrl"].as_str().unwrap_or("?"))
+        }
+        (_, address) => {
+            let role = match (meta["role"].as_str(), meta["replaces"].as_str()) {
+                (Some("join"), Some(old)) => format!(", join replacing {old}"),
+                (Some("join"), None) => ", join".to_string(),
+                _ => String::new(),
+            };
+            let knows = meta["initialCluster"].as_str().unwrap_or("?");
+            format!("address {}{role}, members {knows}", address.unwrap_or("?"))
+        }
     };
     let _ = writeln!(
         out,

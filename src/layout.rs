@@ -91,6 +91,8 @@ pub enum Kind {
     Member,
     /// The control-plane nodes (kube-apiserver's side).
     ControlPlane,
+    /// A member that leaves the cluster (no keys).
+    Leave,
 }
 
 impl Kind {
@@ -99,6 +101,7 @@ impl Kind {
         match self {
             Kind::Member => "member",
             Kind::ControlPlane => "control-plane",
+            Kind::Leave => "leave",
         }
     }
 
@@ -108,6 +111,7 @@ impl Kind {
         match name {
             None | Some("member") => Some(Kind::Member),
             Some("control-plane") => Some(Kind::ControlPlane),
+            Some("leave") => Some(Kind::Leave),
             Some(_) => None,
         }
     }
@@ -117,13 +121,14 @@ impl Kind {
         match self {
             Kind::Member => &LEAVES,
             Kind::ControlPlane => &[Leaf::ApiserverEtcdClient],
+            Kind::Leave => &[],
         }
     }
 
     /// Where its install.sh records what it installed.
     pub fn record_dir(self) -> &'static str {
         match self {
-            Kind::Member => RECORD_DIR,
+            Kind::Member | Kind::Leave => RECORD_DIR,
             Kind::ControlPlane => CONTROL_PLANE_RECORD_DIR,
         }
     }
@@ -134,6 +139,7 @@ impl Kind {
 pub fn install_trees(kind: Kind, runtime: Runtime) -> &'static [&'static str] {
     match (kind, runtime) {
         (Kind::ControlPlane, _) => &[PKI_DIR],
+        (Kind::Leave, _) => &[],
         (Kind::Member, Runtime::StaticPod) => &[PKI_DIR, MANIFEST_DIR, DROPIN_DIR, SYSTEMD_DIR, LOCAL_SBIN],
     }
 }
@@ -220,6 +226,21 @@ fn planned(kind: Kind, rows: impl Iterator<Item = Row>) -> Vec<PlannedFile> {
         })
         .collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
+    files
+}
+
+/// Every file of a leave bundle, sorted by path: its installer and what it says about itself;
+/// it installs nothing (it takes away).
+pub fn leave_files() -> Vec<PlannedFile> {
+    let rows = [
+        row("install.sh", 0o755, Content::Template(templates::INSTALL_SH)),
+        row("SHA256SUMS", 0o644, Content::Sums),
+        row("bundle.json", 0o644, Content::BundleJson),
+    ];
+    let mut files = planned(Kind::Leave, rows.into_iter());
+    for f in &mut files {
+        f.install_path = None;
+    }
     files
 }
 

@@ -24,6 +24,7 @@ pub mod fsio;
 pub mod inspect;
 pub mod keys;
 pub mod layout;
+pub mod membership;
 pub mod pack;
 pub mod pki;
 pub mod plan;
@@ -66,6 +67,8 @@ pub struct Build {
     pub warnings: Vec<String>,
     /// What installing the new bundles does to each host.
     pub changes: Vec<rollout::HostChange>,
+    /// The membership steps this build's bundles take, in order.
+    pub membership: membership::Membership,
 }
 
 /// Inputs of a build that do not come from the topology.
@@ -80,12 +83,14 @@ pub struct BuildEnv<'a> {
     pub keys: &'a dyn KeySource,
     /// `etcdpack renew`: which reused leaves to replace.
     pub renewal: Option<&'a pki::Renewal>,
+    /// `build --reset-members`: forget the recorded members and bootstrap anew.
+    pub reset_members: bool,
 }
 
 /// Runs the whole pipeline. `phase` is called with each stage's name when it ends, so the
 /// shell can time stages without the core reading a clock.
 pub fn build(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static str)) -> Result<Build> {
-    let plan = plan::plan(t);
+    let (plan, membership) = plan_for(t, env.state, env.reset_members)?;
     phase("plan");
     let pre = preflight(t, &plan, env.state, env.now, env.renewal)?;
     let (pki, mut state_update) =
@@ -129,6 +134,7 @@ pub fn build(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static st
         state_update.record = Some(record);
     }
     Ok(Build {
+        membership,
         changes,
         fingerprint: signer.fingerprint(),
         plan,
@@ -165,6 +171,15 @@ pub fn runtime_digests(plan: &Plan) -> Result<BTreeMap<String, String>> {
             Ok((m.name.clone(), d))
         })
         .collect()
+}
+
+/// The plan of `t` against the members the state recorded: roles, views and the membership
+/// steps (or the refusal of a change that would lose quorum).
+pub fn plan_for(t: &Topology, state: &State, reset_members: bool) -> Result<(Plan, membership::Membership)> {
+    let mut plan = plan::plan(t);
+    let steps =
+        membership::apply(&mut plan, state.record.built.as_ref(), reset_members).map_err(Error::Refused)?;
+    Ok((plan, steps))
 }
 
 fn ca_source(t: &Topology) -> pki::CaSource<'_> {

@@ -9,7 +9,7 @@ use cli::{Cli, Command};
 use etcdpack::error::{Error, Result};
 use etcdpack::keys::{KeyAlgorithm, KeySource, PrivateKey};
 use etcdpack::pki::Action;
-use etcdpack::{fsio, keys, plan, topology, unpack, verify};
+use etcdpack::{fsio, keys, topology, unpack, verify};
 use std::fmt;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -79,11 +79,13 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Plan { topology, state, json } => plan_cmd(&topology, state, json),
-        Command::Build { topology, out, state, timings } => build(&topology, &out, state, timings, None),
+        Command::Build { topology, out, state, timings, reset_members } => {
+            build(&topology, &out, state, BuildOpts { timings, reset_members, ..BuildOpts::default() })
+        }
         Command::Renew { topology, members, within, out, state } => {
             let within = within.as_deref().map(parse_window).transpose()?;
             let renewal = etcdpack::pki::Renewal { members, within };
-            build(&topology, &out, state, false, Some(&renewal))
+            build(&topology, &out, state, BuildOpts { renewal: Some(&renewal), ..BuildOpts::default() })
         }
         Command::Verify { bundles, pubkey } => verify_cmd(&bundles, pubkey.as_deref()),
         Command::Inspect { bundles, pubkey } => inspect_cmd(&bundles, pubkey.as_deref()),
@@ -215,7 +217,7 @@ fn plan_cmd(path: &Path, state: Option<PathBuf>, json: bool) -> Result<()> {
     let t = load(path)?;
     let state_dir = state.unwrap_or_else(|| fsio::default_state_dir(path));
     let st = fsio::load_state(&state_dir)?;
-    let p = plan::plan(&t);
+    let (p, membership) = etcdpack::plan_for(&t, &st, false)?;
     let now = now();
     // The same checks build runs before it creates anything: the same refusals.
     let pre = etcdpack::preflight(&t, &p, &st, now, None)?;
@@ -231,6 +233,7 @@ fn plan_cmd(path: &Path, state: Option<PathBuf>, json: bool) -> Result<()> {
             "expiry": pre.shipped,
             "notes": pre.notes,
             "hosts": changes,
+            "membership": membership,
             "installOrder": etcdpack::rollout::install_order(&changes).iter().map(|c| &c.member).collect::<Vec<_>>(),
         });
         outln!("{}", serde_json::to_string_pretty(&doc).expect("JSON"));
@@ -268,8 +271,35 @@ fn plan_cmd(path: &Path, state: Option<PathBuf>, json: bool) -> Result<()> {
     for f in &cp.files {
         outln!("  {:04o} {}", f.mode, f.path);
     }
+    print_membership(&membership, None);
     print_changes(&changes, None);
     Ok(())
+}
+
+/// The membership steps, in the order to run them, each with its bundle.
+fn print_membership(m: &etcdpack::membership::Membership, out_dir: Option<&Path>) {
+    for n in &m.notes {
+        outln!("note: {n}");
+    }
+    if m.steps.is_empty() {
+        return;
+    }
+    outln!("membership changes, one at a time in this order (each waits for a healthy cluster):");
+    for (i, s) in m.steps.iter().enumerate() {
+        let bundle = match out_dir {
+            Some(d) => d.join(format!("{}.tar.gz", s.member)).display().to_string(),
+            None => format!("{}.tar.gz", s.member),
+        };
+        let verb = match s.action {
+            etcdpack::membership::StepAction::Add => "add",
+            etcdpack::membership::StepAction::Replace => "replace",
+            etcdpack::membership::StepAction::Remove => "remove",
+        };
+        outln!("  {}. {verb} {} ({}) with {bundle}: {}", i + 1, s.member, s.peer_url, s.what);
+        if let Some(cmd) = &s.dead_host {
+            outln!("     if {} is dead, run this on any other member instead:\n     {cmd}", s.member);
+        }
+    }
 }
 
 /// Counts keys as the parallel pass makes them and shows the count on a terminal.
@@ -296,13 +326,16 @@ impl KeySource for Progress<'_> {
     }
 }
 
-fn build(
-    path: &Path,
-    out: &Path,
-    state: Option<PathBuf>,
+/// What kind of build: `--timings`, `renew`'s selection, `--reset-members`.
+#[derive(Default)]
+struct BuildOpts<'a> {
     timings: bool,
-    renewal: Option<&etcdpack::pki::Renewal>,
-) -> Result<()> {
+    renewal: Option<&'a etcdpack::pki::Renewal>,
+    reset_members: bool,
+}
+
+fn build(path: &Path, out: &Path, state: Option<PathBuf>, opts: BuildOpts<'_>) -> Result<()> {
+    let renewal = opts.renewal;
     let start = Instant::now();
     let t = load(path)?;
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
@@ -321,7 +354,7 @@ fn build(
     fsio::check_out(out)?;
     let created = !state_dir.exists();
     let lock = fsio::lock_state(&state_dir)?;
-    let result = build_locked(&t, out, &state_dir, source_date_epoch, start, timings, renewal);
+    let result = build_locked(&t, out, &state_dir, source_date_epoch, start, &opts);
     drop(lock);
     if result.is_err() && created {
         // A build that failed on a new state folder leaves no empty folder behind.
@@ -336,9 +369,9 @@ fn build_locked(
     state_dir: &Path,
     source_date_epoch: Option<u64>,
     start: Instant,
-    timings: bool,
-    renewal: Option<&etcdpack::pki::Renewal>,
+    opts: &BuildOpts<'_>,
 ) -> Result<()> {
+    let (timings, renewal, reset_members) = (opts.timings, opts.renewal, opts.reset_members);
     for said in fsio::recover(state_dir, out_dir)? {
         errln!("note: {said}");
     }
@@ -346,7 +379,14 @@ fn build_locked(
     let mut marks: Vec<(&'static str, Instant)> = vec![("load", Instant::now())];
     let progress =
         Progress { inner: &keys::OsKeys, done: AtomicUsize::new(0), shown: std::io::stderr().is_terminal() };
-    let env = etcdpack::BuildEnv { state: &st, now: now(), source_date_epoch, keys: &progress, renewal };
+    let env = etcdpack::BuildEnv {
+        state: &st,
+        now: now(),
+        source_date_epoch,
+        keys: &progress,
+        renewal,
+        reset_members,
+    };
     let result = etcdpack::build(t, &env, &mut |name| marks.push((name, Instant::now())));
     if progress.shown && progress.done.load(Ordering::Relaxed) > 0 {
         err(format_args!("\r\x1b[K"));
@@ -384,6 +424,7 @@ fn build_locked(
         let renewed = b.decisions.iter().filter(|d| matches!(d.action, Action::Renew(_))).count();
         outln!("renewed {renewed} certificate(s)");
     }
+    print_membership(&b.membership, Some(out_dir));
     print_changes(&b.changes, Some(out_dir));
     if timings {
         let mut prev = start;

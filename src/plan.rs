@@ -166,10 +166,45 @@ pub struct Probe {
     pub scheme: &'static str,
 }
 
+/// A member as another member's bundle knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Peer {
+    /// Name.
+    pub name: String,
+    /// Peer URL.
+    pub peer_url: String,
+    /// Client URL.
+    pub client_url: String,
+}
+
+/// How a member enters the cluster: what its bundle's install.sh does to the membership.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum Role {
+    /// One of the members that start a new cluster together (`initial-cluster-state: new`).
+    Bootstrap,
+    /// A member that joins a running cluster: its install.sh adds it as a learner and
+    /// promotes it; `replaces` is the peer URL of the member of the same name that it removes
+    /// first. Run again on a member already in the cluster, it only checks that.
+    #[serde(rename_all = "camelCase")]
+    Join {
+        /// The old peer URL, for a member that moves to a new address.
+        replaces: Option<String>,
+    },
+}
+
 /// Everything about one member.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberPlan {
+    /// How it enters the cluster.
+    pub role: Role,
+    /// Whether this build adds it to the cluster (a join the last build did not have).
+    pub joins_now: bool,
+    /// The members its bundle knows (its `initial-cluster`, its install.sh's member list).
+    pub peers: Vec<Peer>,
+
     /// Name.
     pub name: String,
     /// Address.
@@ -264,6 +299,8 @@ pub struct Plan {
     pub members: Vec<MemberPlan>,
     /// The control-plane bundle.
     pub control_plane: ControlPlanePlan,
+    /// Members that leave the cluster (set by `membership`).
+    pub leaving: Vec<crate::membership::Leaving>,
 }
 
 fn url_host(ip: &IpAddr) -> String {
@@ -300,33 +337,12 @@ pub fn plan(t: &Topology) -> Plan {
             let loopback = if m.address.is_ipv6() { "::1" } else { "127.0.0.1" }.to_string();
             let client_url = format!("https://{host}:{cport}");
             let peer_url = format!("https://{host}:{pport}");
-            let mut kubeadm_args = vec![
-                arg("initial-cluster", &initial_cluster),
-                arg("initial-cluster-state", "new"),
-                arg("name", &m.name),
-                arg("listen-peer-urls", &peer_url),
-                arg("listen-client-urls", &client_url),
-                arg("advertise-client-urls", &client_url),
-                arg("initial-advertise-peer-urls", &peer_url),
-            ];
-            merge_user_args(&mut kubeadm_args, &t.etcd.extra_args);
-            // A v1beta3 map reaches kubeadm as a list sorted by name (`convertToArgs`).
-            let mut given = kubeadm_args.clone();
-            if behaviour.config_api == ConfigApi::V1Beta3 {
-                given.sort_by(|a, b| a.name.cmp(&b.name));
-            }
-            let command = etcd_command(
-                &m.name,
-                &m.address,
-                &data_dir,
-                behaviour.etcd36_flags,
-                behaviour.arg_order,
-                &given,
-            );
-            let probe = probe_endpoint(&kubeadm_args, &loopback);
             let carries_ca_key = index == 0 && t.pki.ca_key_on_first_member;
             let certs = cert_requests(&m.name, &m.address, &m.cert_sans, t.pki.key_algorithm);
             MemberPlan {
+                role: Role::Bootstrap,
+                joins_now: false,
+                peers: Vec::new(),
                 name: m.name.clone(),
                 address: m.address,
                 index,
@@ -339,9 +355,9 @@ pub fn plan(t: &Topology) -> Plan {
                 cert_sans: dedup_keep_order(
                     std::iter::once(m.address.to_string()).chain(m.cert_sans.iter().cloned()),
                 ),
-                kubeadm_args,
-                command,
-                probe,
+                kubeadm_args: Vec::new(),
+                command: Vec::new(),
+                probe: probe_endpoint(&[], "127.0.0.1"),
                 certs,
                 files: layout::member_files(
                     layout::Runtime::StaticPod,
@@ -352,7 +368,7 @@ pub fn plan(t: &Topology) -> Plan {
             }
         })
         .collect();
-    Plan {
+    let mut plan = Plan {
         cluster: t.cluster.clone(),
         kubernetes_version: t.kubernetes_version.to_string(),
         image: format!("{repo}/etcd:{tag}"),
@@ -382,7 +398,14 @@ pub fn plan(t: &Topology) -> Plan {
             files: layout::control_plane_files(),
         },
         members,
+        leaving: Vec::new(),
+    };
+    // Everyone bootstraps the cluster together, until `membership` says otherwise.
+    let everyone: Vec<Peer> = plan.members.iter().map(MemberPlan::peer).collect();
+    for i in 0..plan.members.len() {
+        plan.set_view(i, Role::Bootstrap, everyone.clone());
     }
+    plan
 }
 
 fn arg(name: &str, value: &str) -> Arg {
@@ -553,7 +576,51 @@ fn client_profile(cn: &str, alg: KeyAlgorithm) -> CertProfile {
     }
 }
 
+impl MemberPlan {
+    /// The member as the others' bundles know it.
+    pub fn peer(&self) -> Peer {
+        Peer { name: self.name.clone(), peer_url: self.peer_url.clone(), client_url: self.client_url.clone() }
+    }
+}
+
+/// `name=peerURL,...`, the value of `initial-cluster`.
+pub fn initial_cluster_of(peers: &[Peer]) -> String {
+    peers.iter().map(|p| format!("{}={}", p.name, p.peer_url)).collect::<Vec<_>>().join(",")
+}
+
 impl Plan {
+    /// Sets how member `index` enters the cluster and what its bundle knows of it (its
+    /// `initial-cluster`; `initial-cluster-state: existing` for a join), and derives its
+    /// kubeadm config arguments, etcd command and probe from them.
+    pub fn set_view(&mut self, index: usize, role: Role, peers: Vec<Peer>) {
+        let joined = matches!(role, Role::Join { .. });
+        let behaviour = self.behaviour.clone();
+        let user = self.user_extra_args.clone();
+        let data_dir = self.data_dir.clone();
+        let m = &mut self.members[index];
+        let mut kubeadm_args = vec![
+            arg("initial-cluster", &initial_cluster_of(&peers)),
+            arg("initial-cluster-state", if joined { "existing" } else { "new" }),
+            arg("name", &m.name),
+            arg("listen-peer-urls", &m.peer_url),
+            arg("listen-client-urls", &m.client_url),
+            arg("advertise-client-urls", &m.client_url),
+            arg("initial-advertise-peer-urls", &m.peer_url),
+        ];
+        merge_user_args(&mut kubeadm_args, &user);
+        // A v1beta3 map reaches kubeadm as a list sorted by name (`convertToArgs`).
+        let mut given = kubeadm_args.clone();
+        if behaviour.config_api == ConfigApi::V1Beta3 {
+            given.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        m.command =
+            etcd_command(&m.name, &m.address, &data_dir, behaviour.etcd36_flags, behaviour.arg_order, &given);
+        m.probe = probe_endpoint(&kubeadm_args, &m.loopback);
+        m.kubeadm_args = kubeadm_args;
+        m.role = role;
+        m.peers = peers;
+    }
+
     /// Everyone who holds certificates, by name: the members in topology order, then the
     /// control plane.
     pub fn holders(&self) -> impl Iterator<Item = (&str, &[CertRequest])> {

@@ -138,6 +138,9 @@ pub fn render(plan: &Plan, pki: &Pki) -> Result<Vec<FileSet>, RenderError> {
         .map(|m| render_member(hb, plan, m, pki, image.as_ref()))
         .collect::<Result<_, _>>()?;
     sets.push(render_control_plane(hb, plan, pki)?);
+    for l in &plan.leaving {
+        sets.push(render_leave(hb, plan, l, pki)?);
+    }
     Ok(sets)
 }
 
@@ -168,6 +171,9 @@ fn control_plane_context(plan: &Plan) -> serde_json::Value {
     let cp = &plan.control_plane;
     json!({
         "etcd_member": false,
+        "leave": false,
+        "join": false,
+        "cluster_api": false,
         "cluster": plan.cluster,
         "tool_version": env!("CARGO_PKG_VERSION"),
         "kubernetes_version": plan.kubernetes_version,
@@ -222,7 +228,11 @@ fn context(plan: &Plan, m: &MemberPlan) -> serde_json::Value {
         "expiry_script_path": crate::layout::EXPIRY_SCRIPT_PATH,
         "expiry_timer_path": crate::layout::EXPIRY_TIMER_PATH,
         "install_files": install_files(&m.files),
-        "cluster_members": plan.members.iter().map(|o| json!({"name": o.name, "clientUrl": o.client_url, "self": o.name == m.name})).collect::<Vec<_>>(),
+        "cluster_members": m.peers.iter().map(|o| json!({"name": o.name, "clientUrl": o.client_url, "self": o.name == m.name})).collect::<Vec<_>>(),
+        "join": matches!(m.role, crate::plan::Role::Join { .. }),
+        "cluster_api": matches!(m.role, crate::plan::Role::Join { .. }),
+        "replaces": match &m.role { crate::plan::Role::Join { replaces } => replaces.clone(), _ => None },
+        "leave": false,
         "member": m,
     })
 }
@@ -238,6 +248,10 @@ fn render_member(
     if let Some(f) = m.files.iter().find(|f| f.content == Content::BundleEnv) {
         files.insert(f.path.clone(), BundleFile::new(f.mode, bundle_env(plan, m, pki).into_bytes()));
     }
+    let role = match &m.role {
+        crate::plan::Role::Bootstrap => "bootstrap",
+        crate::plan::Role::Join { .. } => "join",
+    };
     let meta = json!({
         "address": m.address,
         "index": m.index,
@@ -245,9 +259,41 @@ fn render_member(
         "clientUrl": m.client_url,
         "peerUrl": m.peer_url,
         "dataDir": plan.data_dir,
+        "role": role,
+        "replaces": match &m.role { crate::plan::Role::Join { replaces } => replaces.clone(), _ => None },
+        "initialCluster": crate::plan::initial_cluster_of(&m.peers),
     });
     let json = bundle_json(plan, Kind::Member, &m.name, meta, &m.files, pki, &files);
     Ok(seal(&m.name, &m.files, files, json))
+}
+
+/// A leave bundle: its install.sh (`leave`) removes the member from the cluster through the
+/// others (the members of this build), with the host's own installed certificates.
+fn render_leave(
+    hb: &Handlebars<'_>,
+    plan: &Plan,
+    l: &crate::membership::Leaving,
+    pki: &Pki,
+) -> Result<FileSet, RenderError> {
+    let ctx = json!({
+        "etcd_member": false,
+        "leave": true,
+        "join": false,
+        "cluster_api": true,
+        "cluster": plan.cluster,
+        "tool_version": env!("CARGO_PKG_VERSION"),
+        "kubernetes_version": plan.kubernetes_version,
+        "member": { "name": l.name, "peerUrl": l.peer_url },
+        "data_dir": plan.data_dir,
+        "record_dir": crate::plan::RECORD_DIR,
+        "backup_dir": crate::plan::BACKUP_DIR,
+        "install_files": [],
+        "cluster_members": plan.members.iter().map(|o| json!({"name": o.name, "clientUrl": o.client_url})).collect::<Vec<_>>(),
+    });
+    let files = render_files(hb, &l.files, &ctx, pki, "", None)?;
+    let meta = json!({ "peerUrl": l.peer_url, "role": "leave" });
+    let json = bundle_json(plan, Kind::Leave, &l.name, meta, &l.files, pki, &files);
+    Ok(seal(&l.name, &l.files, files, json))
 }
 
 fn render_control_plane(hb: &Handlebars<'_>, plan: &Plan, pki: &Pki) -> Result<FileSet, RenderError> {
@@ -267,7 +313,8 @@ fn render_files(
     holder: &str,
     image: Option<&BundleFile>,
 ) -> Result<BTreeMap<String, BundleFile>, RenderError> {
-    let leaves = &pki.leaves[holder];
+    let none = BTreeMap::new();
+    let leaves = pki.leaves.get(holder).unwrap_or(&none);
     let mut files = BTreeMap::new();
     for f in planned {
         let bytes: Vec<u8> = match &f.content {
@@ -350,7 +397,7 @@ fn bundle_json(
         })
         .collect();
     let mut certs = vec![cert_entry("etcd-ca", "rootfs/etc/kubernetes/pki/etcd/ca.crt", &pki.ca.info)];
-    for (leaf, issued) in &pki.leaves[name] {
+    for (leaf, issued) in pki.leaves.get(name).into_iter().flatten() {
         certs.push(cert_entry(
             leaf.kubeadm_name(),
             &format!("rootfs/etc/kubernetes/pki/{}.crt", leaf.stem()),

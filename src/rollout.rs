@@ -2,9 +2,10 @@
 //! restart etcd, in which order to install them, and whether the etcd version may move that
 //! way. `plan`, `build` and `renew` all say it from the same function.
 
+use crate::membership::StepAction;
 use crate::pki::{Action, LeafDecision};
-use crate::plan::Plan;
-use crate::state::{Built, BuiltMember};
+use crate::plan::{Plan, Role};
+use crate::state::{Built, BuiltMember, BuiltPeer};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -20,6 +21,8 @@ pub struct HostChange {
     pub restart: bool,
     /// Why, in words.
     pub reasons: Vec<String>,
+    /// The membership step the bundle takes, if any.
+    pub step: Option<StepAction>,
 }
 
 /// Compares what the plan ships with what the state says was built last. `runtime` holds each
@@ -35,6 +38,21 @@ pub fn changes(
         .members
         .iter()
         .map(|m| {
+            if let (Role::Join { replaces }, true) = (&m.role, m.joins_now) {
+                let (step, why) = match replaces {
+                    Some(url) => {
+                        (StepAction::Replace, format!("replaces the member at {url} on a new host (join)"))
+                    }
+                    None => (StepAction::Add, "joins the cluster as a new member".to_string()),
+                };
+                return HostChange {
+                    member: m.name.clone(),
+                    install: true,
+                    restart: false,
+                    reasons: vec![why],
+                    step: Some(step),
+                };
+            }
             let Some(was) = old.and_then(|b| b.members.get(&m.name)) else {
                 let fresh = decisions.iter().filter(|d| d.member == m.name).all(|d| d.action == Action::New);
                 let why = match (old, fresh) {
@@ -49,6 +67,7 @@ pub fn changes(
                     install: true,
                     restart: false,
                     reasons: vec![why.into()],
+                    step: None,
                 };
             };
             let mut reasons = Vec::new();
@@ -85,10 +104,17 @@ pub fn changes(
             if bundle_changed && reasons.is_empty() {
                 reasons.push("bundle contents changed".into());
             }
-            HostChange { member: m.name.clone(), install: bundle_changed, restart, reasons }
+            HostChange { member: m.name.clone(), install: bundle_changed, restart, reasons, step: None }
         })
         .collect();
     out.push(control_plane_change(plan, old, bundles, decisions));
+    out.extend(plan.leaving.iter().map(|l| HostChange {
+        member: l.name.clone(),
+        install: true,
+        restart: false,
+        reasons: vec![format!("leaves the cluster ({} is no longer in the topology)", l.name)],
+        step: Some(StepAction::Remove),
+    }));
     out
 }
 
@@ -138,7 +164,7 @@ fn control_plane_change(
             _ => reasons.push("bundle contents changed".into()),
         }
     }
-    HostChange { member: name.clone(), install, restart: false, reasons }
+    HostChange { member: name.clone(), install, restart: false, reasons, step: None }
 }
 
 /// Whether the plan has the members (names and peer URLs) the last build had.
@@ -147,7 +173,8 @@ fn same_members(plan: &Plan, old: &Built) -> bool {
         && plan.members.iter().all(|m| old.members.get(&m.name).is_some_and(|b| b.peer_url == m.peer_url))
 }
 
-/// The record of this build, for the state.
+/// The record of this build, for the state: what each bundle was built from (its view of the
+/// cluster among it), and the members that leave.
 pub fn built(plan: &Plan, runtime: &BTreeMap<String, String>, bundles: &BTreeMap<String, String>) -> Built {
     Built {
         kubernetes_version: plan.kubernetes_version.clone(),
@@ -160,22 +187,39 @@ pub fn built(plan: &Plan, runtime: &BTreeMap<String, String>, bundles: &BTreeMap
                     peer_url: m.peer_url.clone(),
                     bundle_sha256: bundles.get(&m.name).cloned().unwrap_or_default(),
                     runtime_sha256: runtime.get(&m.name).cloned().unwrap_or_default(),
+                    view: Some(
+                        m.peers
+                            .iter()
+                            .map(|p| BuiltPeer { name: p.name.clone(), peer_url: p.peer_url.clone() })
+                            .collect(),
+                    ),
+                    joined: matches!(m.role, Role::Join { .. }),
+                    replaces: match &m.role {
+                        Role::Join { replaces } => replaces.clone(),
+                        Role::Bootstrap => None,
+                    },
                 };
                 (m.name.clone(), member)
             })
             .collect(),
         control_plane_sha256: bundles.get(&plan.control_plane.name).cloned(),
+        removed: plan.leaving.iter().map(|l| (l.name.clone(), l.peer_url.clone())).collect(),
     }
 }
 
 /// The order to install: members that do not restart first (any order, nothing stops), then
-/// the restarting ones one at a time in topology order, then the control plane (once the
-/// members it points at run as built).
+/// the restarting ones one at a time in topology order, then the joins (replacements, then
+/// additions), then the control plane (pointed at the new member list), then the leaves.
 pub fn install_order(changes: &[HostChange]) -> Vec<&HostChange> {
     let cp = |c: &HostChange| c.member == crate::plan::CONTROL_PLANE;
-    let mut order: Vec<&HostChange> = changes.iter().filter(|c| c.install && !c.restart && !cp(c)).collect();
-    order.extend(changes.iter().filter(|c| c.install && c.restart));
-    order.extend(changes.iter().filter(|c| c.install && cp(c)));
+    let step = |c: &HostChange, s: StepAction| c.step == Some(s);
+    let todo = || changes.iter().filter(|c| c.install);
+    let mut order: Vec<&HostChange> = todo().filter(|c| !c.restart && !cp(c) && c.step.is_none()).collect();
+    order.extend(todo().filter(|c| c.restart && c.step.is_none()));
+    order.extend(todo().filter(|c| step(c, StepAction::Replace)));
+    order.extend(todo().filter(|c| step(c, StepAction::Add)));
+    order.extend(todo().filter(|c| cp(c)));
+    order.extend(todo().filter(|c| step(c, StepAction::Remove)));
     order
 }
 

@@ -94,6 +94,20 @@ pub struct Built {
     /// SHA-256 of the control-plane bundle (absent in states of releases without it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_plane_sha256: Option<String>,
+    /// Members left out of the topology, by name, with their peer URL: each build ships
+    /// their leave bundle until the name comes back or `--reset-members`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub removed: BTreeMap<String, String>,
+}
+
+/// A member as another member's bundle knows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuiltPeer {
+    /// Name.
+    pub name: String,
+    /// Peer URL.
+    pub peer_url: String,
 }
 
 /// One member's bundle as last built.
@@ -106,6 +120,16 @@ pub struct BuiltMember {
     pub bundle_sha256: String,
     /// SHA-256 of what runs etcd (the static pod manifest): a change restarts etcd.
     pub runtime_sha256: String,
+    /// The members its bundle knows (its `initial-cluster`); absent in states of releases
+    /// before membership changes, whose members all bootstrapped together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<Vec<BuiltPeer>>,
+    /// Whether it joined a running cluster (`initial-cluster-state: existing`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub joined: bool,
+    /// For a join that replaced a member: the old peer URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
 }
 
 /// The inputs one leaf was issued for, as state.json stores them.

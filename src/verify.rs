@@ -42,8 +42,18 @@ pub struct Summary {
     pub member: String,
     /// SHA-256 of the CA certificate PEM.
     pub ca_sha256: String,
-    /// The `initial-cluster` the bundle was built for (absent in bundles of older releases).
+    /// The `initial-cluster` the bundle was built for (absent in bundles of older releases):
+    /// the members it knows.
     pub initial_cluster: Option<String>,
+    /// The peer URL of a join's predecessor of the same name.
+    pub replaces: Option<String>,
+    /// A leave bundle's peer URL.
+    pub leaves: Option<String>,
+}
+
+/// `name=url,...` as pairs.
+fn pairs(initial_cluster: &str) -> impl Iterator<Item = (&str, &str)> {
+    initial_cluster.split(',').filter_map(|p| p.split_once('='))
 }
 
 /// Problems between bundles that each verified: they must name one cluster, one CA and one
@@ -64,15 +74,31 @@ pub fn agreement(items: &[(String, &Summary)]) -> Vec<String> {
                 "{name} carries another etcd CA than {first_name} (a bundle of another build or cluster)"
             ));
         }
-        if s.initial_cluster != first.initial_cluster {
-            out.push(format!(
-                "{name} was built for the members {}, {first_name} for {}: one of them is stale",
-                s.initial_cluster.as_deref().unwrap_or("(not recorded)"),
-                first.initial_cluster.as_deref().unwrap_or("(not recorded)")
-            ));
-        }
         if let Some(other) = members.insert(&s.member, name) {
             out.push(format!("{name} and {other} are both bundles of member {}", s.member));
+        }
+    }
+    // Bundles of different builds know different member lists (a member's bundle keeps the
+    // list it joined with), but never two addresses for one member, unless a join says it
+    // replaces the old one.
+    let replaced: Vec<&str> = items.iter().filter_map(|(_, s)| s.replaces.as_deref()).collect();
+    let mut seen: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+    for (bundle, s) in items {
+        let known = s.initial_cluster.as_deref().into_iter().flat_map(pairs);
+        let own = s.leaves.as_deref().map(|url| (s.member.as_str(), url));
+        for (member, url) in known.chain(own) {
+            if replaced.contains(&url) {
+                continue;
+            }
+            match seen.get(member) {
+                Some((other_url, other)) if *other_url != url => out.push(format!(
+                    "{bundle} has member {member} at {url}, {other} at {other_url}: one of them is stale"
+                )),
+                Some(_) => {}
+                None => {
+                    seen.insert(member, (url, bundle));
+                }
+            }
         }
     }
     out
@@ -120,6 +146,13 @@ struct BundleMeta {
     ca_sha256: String,
     #[serde(default)]
     initial_cluster: Option<String>,
+    /// `bootstrap`, `join` or `leave` (absent before membership changes: bootstrap).
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    replaces: Option<String>,
+    #[serde(default)]
+    peer_url: Option<String>,
 }
 
 /// Verifies one bundle. `signature` is the detached `.sig`; `public_pem` the trusted key.
@@ -159,6 +192,9 @@ pub fn verify(bundle: &[u8], signature: Option<&[u8]>, public_pem: &str, now: i6
         return r;
     };
     check_layout(&mut r, &u, kind);
+    if kind != Kind::ControlPlane {
+        r.pass(role_text(&meta));
+    }
     r.check(
         "top folder is the member's name",
         if u.top == meta.member {
@@ -167,14 +203,48 @@ pub fn verify(bundle: &[u8], signature: Option<&[u8]>, public_pem: &str, now: i6
             Err(format!("top folder {} but bundle.json says {}", u.top, meta.member))
         },
     );
-    check_pki(&mut r, &u, &meta, kind, now);
+    // A leave bundle holds no certificate or key (its layout check says so).
+    if kind != Kind::Leave {
+        check_pki(&mut r, &u, &meta, kind, now);
+    }
     r.summary = Some(Summary {
         cluster: meta.cluster.clone(),
         member: meta.member.clone(),
         ca_sha256: meta.ca_sha256.clone(),
         initial_cluster: meta.initial_cluster.clone(),
+        replaces: meta.replaces.clone(),
+        leaves: (kind == Kind::Leave).then(|| meta.peer_url.clone()).flatten(),
     });
     r
+}
+
+/// What the bundle does to the membership, for the report.
+fn role_text(meta: &BundleMeta) -> String {
+    let knows = || {
+        let names: Vec<&str> = meta
+            .initial_cluster
+            .as_deref()
+            .into_iter()
+            .flat_map(pairs)
+            .filter(|(n, _)| *n != meta.member)
+            .map(|(n, _)| n)
+            .collect();
+        names.join(", ")
+    };
+    match meta.role.as_deref() {
+        Some("join") => format!(
+            "role join: {}expects to find {} in the cluster, then adds {} as a learner and promotes it",
+            meta.replaces.as_deref().map(|u| format!("removes the member at {u}, ")).unwrap_or_default(),
+            knows(),
+            meta.member
+        ),
+        Some("leave") => format!(
+            "role leave: removes {} ({}) from the cluster",
+            meta.member,
+            meta.peer_url.as_deref().unwrap_or("?")
+        ),
+        _ => format!("role bootstrap: starts the cluster with {}", knows()),
+    }
 }
 
 fn check_sums(r: &mut Report, u: &Unpacked) {
@@ -228,6 +298,7 @@ fn check_layout(r: &mut Report, u: &Unpacked, kind: Kind) {
         let files = match kind {
             Kind::Member => member_files(Runtime::StaticPod, optional, optional, image),
             Kind::ControlPlane => control_plane_files(),
+            Kind::Leave => crate::layout::leave_files(),
         };
         files.into_iter().map(|f| f.path).collect()
     };
@@ -237,6 +308,7 @@ fn check_layout(r: &mut Report, u: &Unpacked, kind: Kind) {
     let what = match kind {
         Kind::Member => "bundle holds a member's files and nothing else",
         Kind::ControlPlane => "bundle holds the control plane's files and nothing else",
+        Kind::Leave => "bundle holds a leave's files and nothing else",
     };
     match (missing.is_empty(), unexpected.is_empty()) {
         (true, true) => r.pass(what),

@@ -118,7 +118,14 @@ fn same_state_same_epoch_gives_identical_bytes() {
     let empty = State::default();
     let first = etcdpack::build(
         &t,
-        &BuildEnv { state: &empty, now: 1_800_000_000, source_date_epoch: None, keys: &keys, renewal: None },
+        &BuildEnv {
+            state: &empty,
+            now: 1_800_000_000,
+            source_date_epoch: None,
+            keys: &keys,
+            renewal: None,
+            reset_members: false,
+        },
         &mut |_| {},
     )
     .unwrap();
@@ -127,7 +134,14 @@ fn same_state_same_epoch_gives_identical_bytes() {
     let state = etcdpack::fsio::load_state(dir.path()).unwrap();
     let second = etcdpack::build(
         &t,
-        &BuildEnv { state: &state, now: 1_800_009_999, source_date_epoch: None, keys: &keys, renewal: None },
+        &BuildEnv {
+            state: &state,
+            now: 1_800_009_999,
+            source_date_epoch: None,
+            keys: &keys,
+            renewal: None,
+            reset_members: false,
+        },
         &mut |_| {},
     )
     .unwrap();

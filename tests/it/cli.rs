@@ -175,14 +175,18 @@ fn dist_is_replaced_whole_or_not_at_all() {
     assert!(stderr(&o).contains("notes.txt, which etcdpack did not write"), "{}", stderr(&o));
     std::fs::remove_file(d.join("dist/notes.txt")).unwrap();
     assert_eq!(before, read_dir_bytes(&d.join("dist")));
-    // A member that disappears takes its bundle with it: dist/ is replaced, not merged.
+    // A member that disappears leaves the cluster: dist/ is replaced, not merged, and its
+    // bundle...
     let text = std::fs::read_to_string(d.join("etcd.yaml")).unwrap();
     std::fs::write(d.join("etcd.yaml"), text.replace("  - { name: infra2, address: 10.0.0.8 }\n", ""))
         .unwrap();
     let o = etcdpack(d, &["build", "etcd.yaml"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stderr(&o).contains("warning:") && stderr(&o).contains("even count"));
-    assert!(!d.join("dist/infra2.tar.gz").exists());
+    // ...its bundle is now the leave bundle: no key, only the installer that takes it out.
+    assert!(stdout(&o).contains("1. remove infra2 (https://10.0.0.8:2380)"), "{}", stdout(&o));
+    let leave = etcdpack::unpack::unpack(&std::fs::read(d.join("dist/infra2.tar.gz")).unwrap()).unwrap();
+    assert_eq!(leave.files.keys().collect::<Vec<_>>(), ["SHA256SUMS", "bundle.json", "install.sh"]);
     assert!(d.join("etcd.state/members/infra2/server.key").exists(), "state keeps the removed member's keys");
     let leftovers: Vec<PathBuf> = std::fs::read_dir(d)
         .unwrap()
@@ -396,13 +400,37 @@ fn bundles_verified_together_must_agree() {
     for f in ["infra0.tar.gz", "infra0.tar.gz.sig"] {
         std::fs::copy(d.join("dist").join(f), d.join("old").join(f)).unwrap();
     }
-    // The cluster grows: the old bundle of infra0 no longer matches the others.
-    let grown = std::fs::read_to_string(d.join("etcd.yaml")).unwrap().replace(
+    // The cluster grows: the members' bundles keep the member list they started with, the
+    // new ones know every member, and together they still agree.
+    let text = std::fs::read_to_string(d.join("etcd.yaml")).unwrap();
+    let grown = text.replace(
         "  - { name: infra2, address: 10.0.0.8 }",
         "  - { name: infra2, address: 10.0.0.8 }\n  - { name: infra3, address: 10.0.0.9 }\n  - { name: infra4, address: 10.0.0.10 }",
     );
     std::fs::write(d.join("etcd.yaml"), grown).unwrap();
     assert_eq!(code(&etcdpack(d, &["build", "etcd.yaml"])), 0);
+    let all = ["infra0", "infra1", "infra2", "infra3", "infra4"].map(|m| format!("dist/{m}.tar.gz"));
+    let mut args = vec!["verify", "--pubkey", "dist/signing-key.pub"];
+    args.extend(all.iter().map(String::as_str));
+    let o = etcdpack(d, &args);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("role join: expects to find infra0, infra1, infra2 in the cluster"),
+        "{}",
+        stdout(&o)
+    );
+    // Started anew (`--reset-members`, nothing deployed) with infra1 at another address:
+    // the old bundle of infra0 knows infra1 elsewhere.
+    std::fs::write(d.join("etcd.yaml"), text.replace("10.0.0.7", "10.0.0.17")).unwrap();
+    let o = etcdpack(d, &["build", "etcd.yaml", "--reset-members"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(
+            "--reset-members: the recorded members (infra0, infra1, infra2, infra3, infra4) are forgotten"
+        ),
+        "{}",
+        stdout(&o)
+    );
     let o = etcdpack(
         d,
         &[

@@ -21,8 +21,14 @@ fn topology_of(text: &str) -> topology::Topology {
 fn run(dir: &Path, text: &str, seed: u64, now: i64, renewal: Option<&Renewal>) -> Result<Build, Error> {
     let t = topology_of(text);
     let state = fsio::load_state(dir)?;
-    let env =
-        BuildEnv { state: &state, now, source_date_epoch: Some(1), keys: &FixedKeys::new(seed), renewal };
+    let env = BuildEnv {
+        state: &state,
+        now,
+        source_date_epoch: Some(1),
+        keys: &FixedKeys::new(seed),
+        renewal,
+        reset_members: false,
+    };
     let b = etcdpack::build(&t, &env, &mut |_| {})?;
     fsio::apply_state_update(dir, &b.state_update)?;
     Ok(b)

@@ -26,7 +26,14 @@ fn build_at(dir: &Path, text: &str, seed: u64, now: i64) -> Result<etcdpack::Bui
     let state = fsio::load_state(dir)?;
     let b = etcdpack::build(
         &t,
-        &BuildEnv { state: &state, now, source_date_epoch: None, keys: &FixedKeys::new(seed), renewal: None },
+        &BuildEnv {
+            state: &state,
+            now,
+            source_date_epoch: None,
+            keys: &FixedKeys::new(seed),
+            renewal: None,
+            reset_members: false,
+        },
         &mut |_| {},
     )?;
     fsio::apply_state_update(dir, &b.state_update)?;

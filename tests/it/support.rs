@@ -174,6 +174,7 @@ pub fn built(scenario: &str) -> Arc<Built> {
             source_date_epoch: Some(EPOCH),
             keys: &FixedKeys::new(SEED),
             renewal: None,
+            reset_members: false,
         };
         let build = etcdpack::build(&topology, &env, &mut |_| {}).unwrap();
         let bundles = build
