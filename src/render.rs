@@ -151,10 +151,14 @@ struct InstallFile<'a> {
     mode: String,
 }
 
-/// The files install.sh installs, as its FILES table lists them.
+/// The files install.sh installs, in the order it installs them: the static pod manifest
+/// last, so that a kubelet watching the folder never starts etcd before its certificates
+/// are in place.
 fn install_files(files: &[PlannedFile]) -> Vec<InstallFile<'_>> {
-    files
-        .iter()
+    let mut ordered: Vec<&PlannedFile> = files.iter().collect();
+    ordered.sort_by_key(|f| f.content == Content::Template(templates::ETCD_MANIFEST));
+    ordered
+        .into_iter()
         .filter_map(|f| {
             Some(InstallFile {
                 path: &f.path,

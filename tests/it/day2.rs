@@ -4,12 +4,10 @@
 //! quorum guard refusing a manifest change while a member is down and allowing it once it is
 //! back.
 
-use crate::e2e::{Lab, Member, command_from_manifest, etcdctl, run, url, wait_healthy};
+use crate::e2e::{Lab, Member, Writer, command_from_manifest, etcdctl, run, url, wait_healthy};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const TOPOLOGY: &str = "cluster: day2\nkubernetesVersion: v1.33.6\npki: { keyAlgorithm: ECDSA-P256 }\nmembers:\n  - { name: d0, address: 10.0.0.16 }\n  - { name: d1, address: 10.0.0.17 }\n  - { name: d2, address: 10.0.0.18 }\n";
@@ -135,31 +133,7 @@ fn a_rolling_renewal_under_a_writer_and_the_quorum_guard() {
     for f in ["etcd/ca.crt", "apiserver-etcd-client.crt", "apiserver-etcd-client.key"] {
         std::fs::copy(members[0].pki(f), client.join(Path::new(f).file_name().unwrap())).unwrap();
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (stop, ns, all, client) = (stop.clone(), members[0].ns.clone(), all.clone(), client.clone());
-        std::thread::spawn(move || {
-            let (mut ok, mut failed) = (0usize, Vec::new());
-            while !stop.load(Ordering::Relaxed) {
-                let o = Command::new("ip")
-                    .args(["netns", "exec", &ns, "etcdctl", "--dial-timeout=2s", "--command-timeout=5s"])
-                    .arg(format!("--endpoints={all}"))
-                    .arg(format!("--cacert={}", client.join("ca.crt").display()))
-                    .arg(format!("--cert={}", client.join("apiserver-etcd-client.crt").display()))
-                    .arg(format!("--key={}", client.join("apiserver-etcd-client.key").display()))
-                    .args(["put", &format!("/w/{ok:06}"), &format!("{ok}")])
-                    .env("ETCDCTL_API", "3")
-                    .output()
-                    .unwrap();
-                if o.status.success() {
-                    ok += 1;
-                } else {
-                    failed.push(text(&o));
-                }
-            }
-            (ok, failed)
-        })
-    };
+    let writer = Writer::start(&members[0].ns, &all, &client);
 
     // Renew every leaf; each host gets its new bundle in turn, and --wait proves it serves it.
     let old_server: Vec<String> =
@@ -202,8 +176,7 @@ fn a_rolling_renewal_under_a_writer_and_the_quorum_guard() {
     }
     let rolling_time = rolling.elapsed();
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    let (written, failed) = writer.join().unwrap();
+    let (written, failed) = writer.finish();
     eprintln!(
         "renew of 3 members: {:.0} ms; rolling install: {:.1} s; writer: {written} writes, {} failed",
         renew_time.as_secs_f64() * 1000.0,

@@ -146,6 +146,7 @@ impl Drop for Lab {
     }
 }
 
+#[derive(Clone)]
 pub struct Member {
     pub name: String,
     pub address: IpAddr,
@@ -415,4 +416,62 @@ fn a_v1_37_cluster_runs_without_the_two_etcd_3_6_flags() {
         "e",
         "cluster: e2e37\nkubernetesVersion: v1.37.0\npki: { keyAlgorithm: ECDSA-P256 }\nmembers:\n  - { name: infra0, address: 10.0.0.6 }\n  - { name: infra1, address: 10.0.0.7 }\n  - { name: infra2, address: 10.0.0.8 }\n",
     );
+}
+
+/// A client that writes `/w/000000`, `/w/000001`, ... one put after another through
+/// `endpoints` (from namespace `ns`, with the CA and client pair in `client`) until finished.
+pub struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ok: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    handle: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl Writer {
+    /// `client` holds ca.crt, apiserver-etcd-client.crt and apiserver-etcd-client.key.
+    pub fn start(ns: &str, endpoints: &str, client: &Path) -> Writer {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ok = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (s, n, ns, endpoints, client) =
+            (stop.clone(), ok.clone(), ns.to_string(), endpoints.to_string(), client.to_path_buf());
+        let handle = std::thread::spawn(move || {
+            let mut failed = Vec::new();
+            while !s.load(Ordering::Relaxed) {
+                let i = n.load(Ordering::Relaxed);
+                let o = Command::new("ip")
+                    .args(["netns", "exec", &ns, "etcdctl", "--dial-timeout=2s", "--command-timeout=5s"])
+                    .arg(format!("--endpoints={endpoints}"))
+                    .arg(format!("--cacert={}", client.join("ca.crt").display()))
+                    .arg(format!("--cert={}", client.join("apiserver-etcd-client.crt").display()))
+                    .arg(format!("--key={}", client.join("apiserver-etcd-client.key").display()))
+                    .args(["put", &format!("/w/{i:06}"), &format!("{i}")])
+                    .env("ETCDCTL_API", "3")
+                    .output()
+                    .unwrap();
+                if o.status.success() {
+                    n.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failed.push(format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    ));
+                }
+            }
+            failed
+        });
+        Writer { stop, ok, handle }
+    }
+
+    /// How many puts succeeded so far.
+    pub fn written(&self) -> usize {
+        self.ok.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops the writer: the puts that succeeded, and the failures' messages.
+    pub fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let failed = self.handle.join().unwrap();
+        (self.ok.load(std::sync::atomic::Ordering::Relaxed), failed)
+    }
 }

@@ -13,6 +13,7 @@ mod host;
 mod hostexpiry;
 mod install;
 mod lifecycle;
+mod members;
 mod snapshots;
 mod state;
 mod tidy;
