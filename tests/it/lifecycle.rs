@@ -225,3 +225,122 @@ fn a_changed_flag_restarts_only_through_the_manifest_and_certificates_do_not() {
     let r = run(dir.path(), &flagged, 3, NOW, Some(&Renewal::default())).unwrap();
     assert!(r.changes.iter().all(|c| c.install && !c.restart), "{:?}", r.changes);
 }
+
+const FIVE: &str = "cluster: c\nkubernetesVersion: v1.33.6\npki: { keyAlgorithm: ECDSA-P256, certValidity: 720h }\nmembers:\n  - { name: infra0, address: 10.0.0.6 }\n  - { name: infra1, address: 10.0.0.7 }\n  - { name: infra2, address: 10.0.0.8 }\n  - { name: infra3, address: 10.0.0.9 }\n  - { name: infra4, address: 10.0.0.10 }\n";
+
+fn steps(b: &Build) -> Vec<(etcdpack::membership::StepAction, &str)> {
+    b.membership.steps.iter().map(|s| (s.action, s.member.as_str())).collect()
+}
+
+fn unpacked(b: &Build, name: &str) -> etcdpack::unpack::Unpacked {
+    etcdpack::unpack::unpack(&b.dist[&format!("{name}.tar.gz")]).unwrap()
+}
+
+#[test]
+fn an_added_member_joins_and_the_others_bundles_stay_byte_identical() {
+    use etcdpack::membership::StepAction;
+    let dir = tempfile::tempdir().unwrap();
+    let first = run(dir.path(), THREE, 1, NOW, None).unwrap();
+    assert!(first.membership.steps.is_empty(), "a first build bootstraps");
+    let four = THREE.to_string() + "  - { name: infra3, address: 10.0.0.9 }\n";
+    let b = run(dir.path(), &four, 2, NOW, None).unwrap();
+    assert_eq!(steps(&b), [(StepAction::Add, "infra3")]);
+    for m in ["infra0", "infra1", "infra2"] {
+        assert_eq!(b.dist[&format!("{m}.tar.gz")], first.dist[&format!("{m}.tar.gz")], "{m}");
+    }
+    assert_eq!(to_install(&b), [("infra3", false), ("control-plane", false)]);
+    let u = unpacked(&b, "infra3");
+    let cfg = String::from_utf8(u.files["kubeadmcfg.yaml"].bytes.clone()).unwrap();
+    assert!(
+        cfg.contains("value: infra0=https://10.0.0.6:2380,infra1=https://10.0.0.7:2380,infra2=https://10.0.0.8:2380,infra3=https://10.0.0.9:2380")
+            && cfg.contains("name: initial-cluster-state\n          value: existing"),
+        "{cfg}"
+    );
+    let manifest =
+        String::from_utf8(u.files["rootfs/etc/kubernetes/manifests/etcd.yaml"].bytes.clone()).unwrap();
+    assert!(manifest.contains("--initial-cluster-state=existing"), "{manifest}");
+    let meta: serde_json::Value = serde_json::from_slice(&u.files["bundle.json"].bytes).unwrap();
+    assert_eq!((meta["role"].as_str(), meta["replaces"].as_str()), (Some("join"), None));
+    // The record keeps infra3 as joined: the next build is the same, byte for byte.
+    let again = run(dir.path(), &four, 3, NOW, None).unwrap();
+    assert!(again.membership.steps.is_empty() && to_install(&again).is_empty(), "{:?}", again.changes);
+    // Every bundle is the same, byte for byte (plan.json says infra3 no longer joins now).
+    let bundles = |b: &Build| -> Vec<Vec<u8>> {
+        b.dist.iter().filter(|(n, _)| n.ends_with(".tar.gz")).map(|(_, v)| v.clone()).collect()
+    };
+    assert!(bundles(&again) == bundles(&b), "a rebuild changed a bundle");
+}
+
+#[test]
+fn a_moved_member_replaces_its_old_address_and_a_removed_one_gets_a_keyless_leave() {
+    use etcdpack::membership::StepAction;
+    let dir = tempfile::tempdir().unwrap();
+    run(dir.path(), FIVE, 1, NOW, None).unwrap();
+    let moved = FIVE.replace("10.0.0.7 }", "10.0.0.17 }");
+    let b = run(dir.path(), &moved, 2, NOW, None).unwrap();
+    assert_eq!(steps(&b), [(StepAction::Replace, "infra1")]);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&unpacked(&b, "infra1").files["bundle.json"].bytes).unwrap();
+    assert_eq!(meta["replaces"], "https://10.0.0.7:2380");
+    // The moved member's serving certificates follow its address.
+    assert!(b.decisions.iter().any(|d| d.member == "infra1" && matches!(d.action, Action::Reissue(_))));
+    // 5 -> 3: two leave bundles, no key in either; they are shipped again until reset.
+    let three = moved
+        .replace("  - { name: infra3, address: 10.0.0.9 }\n  - { name: infra4, address: 10.0.0.10 }\n", "");
+    let b = run(dir.path(), &three, 3, NOW, None).unwrap();
+    assert_eq!(steps(&b), [(StepAction::Remove, "infra3"), (StepAction::Remove, "infra4")]);
+    assert!(b.membership.steps[0].dead_host.as_deref().unwrap().contains("member remove"));
+    for m in ["infra3", "infra4"] {
+        let u = unpacked(&b, m);
+        assert_eq!(u.files.keys().collect::<Vec<_>>(), ["SHA256SUMS", "bundle.json", "install.sh"], "{m}");
+    }
+    let again = run(dir.path(), &three, 4, NOW, None).unwrap();
+    assert!(again.membership.steps.is_empty());
+    assert_eq!(again.membership.notes.len(), 2, "{:?}", again.membership.notes);
+    assert!(again.dist.contains_key("infra3.tar.gz"));
+    let t = topology_of(&three);
+    let state = fsio::load_state(dir.path()).unwrap();
+    let env = BuildEnv {
+        state: &state,
+        now: NOW,
+        source_date_epoch: Some(1),
+        keys: &FixedKeys::new(5),
+        renewal: None,
+        reset_members: true,
+    };
+    let reset = etcdpack::build(&t, &env, &mut |_| {}).unwrap();
+    assert!(!reset.dist.contains_key("infra3.tar.gz"));
+    assert!(
+        reset.membership.notes[0].contains("--reset-members: the recorded members"),
+        "{:?}",
+        reset.membership.notes
+    );
+}
+
+#[test]
+fn a_change_that_loses_quorum_in_one_step_is_refused_with_the_safe_way() {
+    let dir = tempfile::tempdir().unwrap();
+    run(dir.path(), FIVE, 1, NOW, None).unwrap();
+    let before = fsio::load_state(dir.path()).unwrap().record;
+    // Three of five move at once: a majority.
+    let moved = FIVE
+        .replace("10.0.0.6 }", "10.0.1.6 }")
+        .replace("10.0.0.7 }", "10.0.1.7 }")
+        .replace("10.0.0.8 }", "10.0.1.8 }");
+    let e = run(dir.path(), &moved, 2, NOW, None).err().expect("refused");
+    assert_eq!(e.exit_code(), 1);
+    assert!(
+        e.to_string().contains("3 of the 5 members move to a new address at once")
+            && e.to_string().contains("replace at most 2 member(s) per build"),
+        "{e}"
+    );
+    // 5 -> 2: fewer than the quorum of 5 left.
+    let two = "cluster: c\nkubernetesVersion: v1.33.6\npki: { keyAlgorithm: ECDSA-P256, certValidity: 720h }\nmembers:\n  - { name: infra0, address: 10.0.0.6 }\n  - { name: infra1, address: 10.0.0.7 }\n";
+    let e = run(dir.path(), two, 3, NOW, None).err().expect("refused");
+    assert!(
+        e.to_string().contains("from 5 to 2 member(s) in one step")
+            && e.to_string().contains("remove at most 2 member(s) per build"),
+        "{e}"
+    );
+    assert_eq!(fsio::load_state(dir.path()).unwrap().record, before, "a refusal writes nothing");
+}
