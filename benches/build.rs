@@ -29,22 +29,24 @@ fn generate_key(alg: KeyAlgorithm) -> PrivateKey {
     OsKeys.key(alg, "bench")
 }
 
+/// A build's inputs at the fixed clock, with keys from the OS.
+fn env(state: &State) -> BuildEnv<'_> {
+    BuildEnv {
+        state,
+        now: NOW,
+        source_date_epoch: Some(1),
+        keys: &OsKeys,
+        renewal: None,
+        reset_members: false,
+    }
+}
+
 /// A fresh build of three members (every key made, in parallel) up to signed tarballs.
 #[divan::bench(args = [KeyAlgorithm::Rsa2048, KeyAlgorithm::EcdsaP256], sample_count = 10)]
 fn fresh_build_three_members(bencher: divan::Bencher, alg: KeyAlgorithm) {
     let t = topology_of(alg, 3);
     let state = State::default();
-    bencher.bench(|| {
-        let env = BuildEnv {
-            state: &state,
-            now: NOW,
-            source_date_epoch: Some(1),
-            keys: &OsKeys,
-            renewal: None,
-            reset_members: false,
-        };
-        etcdpack::build(&t, &env, &mut |_| {}).unwrap()
-    });
+    bencher.bench(|| etcdpack::build(&t, &env(&state), &mut |_| {}).unwrap());
 }
 
 /// A rebuild of seven members from a state that holds everything: no key is made.
@@ -53,26 +55,8 @@ fn rebuild_reusing_everything(bencher: divan::Bencher, members: usize) {
     let t = topology_of(KeyAlgorithm::EcdsaP256, members);
     let dir = tempfile::tempdir().unwrap();
     let empty = State::default();
-    let env = BuildEnv {
-        state: &empty,
-        now: NOW,
-        source_date_epoch: Some(1),
-        keys: &OsKeys,
-        renewal: None,
-        reset_members: false,
-    };
-    let first = etcdpack::build(&t, &env, &mut |_| {}).unwrap();
+    let first = etcdpack::build(&t, &env(&empty), &mut |_| {}).unwrap();
     fsio::apply_state_update(dir.path(), &first.state_update).unwrap();
     let state = fsio::load_state(dir.path()).unwrap();
-    bencher.bench(|| {
-        let env = BuildEnv {
-            state: &state,
-            now: NOW,
-            source_date_epoch: Some(1),
-            keys: &OsKeys,
-            renewal: None,
-            reset_members: false,
-        };
-        etcdpack::build(&t, &env, &mut |_| {}).unwrap()
-    });
+    bencher.bench(|| etcdpack::build(&t, &env(&state), &mut |_| {}).unwrap());
 }

@@ -4,7 +4,10 @@
 //! quorum guard refusing a manifest change while a member is down and allowing it once it is
 //! back.
 
-use crate::e2e::{Lab, Member, Writer, command_from_manifest, etcdctl, run, url, wait_healthy};
+use crate::e2e::{
+    Lab, Member, Writer, command_from_manifest, etcdctl, install_in as install, run, unpack_dist as unpack,
+    url, wait_healthy,
+};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -21,27 +24,6 @@ fn etcdpack(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(dir)
         .env_remove("SOURCE_DATE_EPOCH"))
-}
-
-/// Unpacks `dist/<member>.tar.gz` into `into` and returns the bundle folder.
-fn unpack(w: &Path, member: &str, into: &str) -> PathBuf {
-    let dir = w.join(into);
-    std::fs::create_dir_all(&dir).unwrap();
-    run(Command::new("tar").arg("xzf").arg(w.join(format!("dist/{member}.tar.gz"))).arg("-C").arg(&dir));
-    dir.join(member)
-}
-
-/// install.sh of `bundle` into the member's root, run inside its namespace (so the cluster
-/// steps reach the members as the host would).
-fn install(m: &Member, bundle: &Path, args: &[&str]) -> Output {
-    Command::new("ip")
-        .args(["netns", "exec", &m.ns, "bash"])
-        .arg(bundle.join("install.sh"))
-        .arg("--root")
-        .arg(&m.root)
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 /// The SHA-256 fingerprint of the certificate etcd serves at `addr:port`, seen from `m`'s

@@ -475,3 +475,24 @@ impl Writer {
         (self.ok.load(std::sync::atomic::Ordering::Relaxed), failed)
     }
 }
+
+/// Unpacks `<w>/dist/<name>.tar.gz` into `<w>/<into>` and returns the bundle folder.
+pub fn unpack_dist(w: &Path, name: &str, into: &str) -> PathBuf {
+    let dir = w.join(into);
+    std::fs::create_dir_all(&dir).unwrap();
+    run(Command::new("tar").arg("xzf").arg(w.join(format!("dist/{name}.tar.gz"))).arg("-C").arg(&dir));
+    dir.join(name)
+}
+
+/// install.sh of `bundle` into the member's root, run inside its namespace (so the cluster
+/// steps reach the members as the host would).
+pub fn install_in(m: &Member, bundle: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", &m.ns, "bash"])
+        .arg(bundle.join("install.sh"))
+        .arg("--root")
+        .arg(&m.root)
+        .args(args)
+        .output()
+        .unwrap()
+}

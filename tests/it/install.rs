@@ -37,6 +37,31 @@ fn out(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// What a root holds after installing `bundle`: every file bundle.json gives an install path,
+/// with its mode and bytes, and bundle.json itself in `record_dir` (relative to the root).
+fn expected_root(bundle: &Path, record_dir: &str) -> BTreeMap<String, (u32, Vec<u8>)> {
+    let json = std::fs::read(bundle.join("bundle.json")).unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let mut expected = BTreeMap::new();
+    for f in meta["files"].as_array().unwrap() {
+        if let Some(dest) = f["installPath"].as_str() {
+            let mode = u32::from_str_radix(f["mode"].as_str().unwrap(), 8).unwrap();
+            let body = std::fs::read(bundle.join(f["path"].as_str().unwrap())).unwrap();
+            expected.insert(dest.trim_start_matches('/').to_string(), (mode, body));
+        }
+    }
+    expected.insert(format!("{record_dir}/bundle.json"), (0o644, json));
+    expected
+}
+
+/// The files of `tree` (a snapshot of `root`) outside install.sh's backups.
+fn installed_files(root: &Path, tree: &BTreeMap<String, (u32, Vec<u8>)>) -> BTreeMap<String, (u32, Vec<u8>)> {
+    tree.iter()
+        .filter(|(p, _)| root.join(p).is_file() && !p.starts_with("var/lib/etcdpack/"))
+        .map(|(p, v)| (p.clone(), v.clone()))
+        .collect()
+}
+
 #[test]
 fn shellcheck_passes_on_every_installer() {
     for scenario in scenarios() {
@@ -65,28 +90,9 @@ fn root_install_lays_out_exactly_the_bundle_and_is_idempotent() {
     assert!(o.status.success(), "{}", out(&o));
     assert!(out(&o).contains("verified 20 files against SHA256SUMS"), "{}", out(&o));
 
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(bundle.join("bundle.json")).unwrap()).unwrap();
-    let mut expected: BTreeMap<String, (u32, Vec<u8>)> = BTreeMap::new();
-    for f in meta["files"].as_array().unwrap() {
-        if let Some(dest) = f["installPath"].as_str() {
-            let mode = u32::from_str_radix(f["mode"].as_str().unwrap(), 8).unwrap();
-            expected.insert(
-                dest.trim_start_matches('/').to_string(),
-                (mode, std::fs::read(bundle.join(f["path"].as_str().unwrap())).unwrap()),
-            );
-        }
-    }
-    expected.insert(
-        "etc/etcdpack/bundle.json".into(),
-        (0o644, std::fs::read(bundle.join("bundle.json")).unwrap()),
-    );
+    let expected = expected_root(&bundle, "etc/etcdpack");
     let tree = snapshot(&root);
-    let files: BTreeMap<String, (u32, Vec<u8>)> = tree
-        .iter()
-        .filter(|(p, _)| root.join(p).is_file() && !p.starts_with("var/lib/etcdpack/"))
-        .map(|(p, v)| (p.clone(), v.clone()))
-        .collect();
+    let files = installed_files(&root, &tree);
     assert_eq!(tree["var/lib/etcdpack/backups"].0, 0o700);
     assert_same(&files, &expected, "installed files, modes and bytes are bundle.json's");
     assert_eq!(tree["data/etcd"].0, 0o700, "data dir from the topology, mode 0700");
@@ -118,25 +124,9 @@ fn the_control_plane_bundle_installs_its_three_files_and_keeps_its_own_backups()
         "{said}"
     );
     assert!(!said.contains("kubelet"), "{said}");
-    let meta: serde_json::Value = serde_json::from_slice(&bundle_file(&cp, "bundle.json")).unwrap();
-    let mut expected: BTreeMap<String, (u32, Vec<u8>)> = BTreeMap::new();
-    for f in meta["files"].as_array().unwrap() {
-        if let Some(dest) = f["installPath"].as_str() {
-            let mode = u32::from_str_radix(f["mode"].as_str().unwrap(), 8).unwrap();
-            expected.insert(
-                dest.trim_start_matches('/').into(),
-                (mode, bundle_file(&cp, f["path"].as_str().unwrap())),
-            );
-        }
-    }
-    expected
-        .insert("etc/etcdpack/control-plane/bundle.json".into(), (0o644, bundle_file(&cp, "bundle.json")));
+    let expected = expected_root(&cp, "etc/etcdpack/control-plane");
     let tree = snapshot(&root);
-    let files: BTreeMap<String, (u32, Vec<u8>)> = tree
-        .iter()
-        .filter(|(p, _)| root.join(p).is_file() && !p.starts_with("var/lib/etcdpack/"))
-        .map(|(p, v)| (p.clone(), v.clone()))
-        .collect();
+    let files = installed_files(&root, &tree);
     assert_same(&files, &expected, "the control plane's files, modes and bytes");
     assert_eq!(tree["var/lib/etcdpack/control-plane-backups"].0, 0o700);
     let o = install(&cp, &["--root", r]);

@@ -6,7 +6,10 @@
 //! added is not added twice, and at the end a join without a quorum is refused with nothing
 //! changed.
 
-use crate::e2e::{Lab, Member, Writer, command_from_manifest, etcdctl, run, url, wait_healthy};
+use crate::e2e::{
+    Lab, Member, Writer, command_from_manifest, etcdctl, install_in as install, run, unpack_dist, url,
+    wait_healthy,
+};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -33,23 +36,9 @@ fn build(w: &Path, members: &[(&str, usize)]) -> String {
     text(&o)
 }
 
-/// Unpacks `dist/<name>.tar.gz` into a fresh folder and returns the bundle folder.
+/// Unpacks `dist/<name>.tar.gz` into a fresh folder for `step` and returns the bundle folder.
 fn unpack(w: &Path, name: &str, step: &str) -> PathBuf {
-    let dir = w.join(format!("b-{step}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    run(Command::new("tar").arg("xzf").arg(w.join(format!("dist/{name}.tar.gz"))).arg("-C").arg(&dir));
-    dir.join(name)
-}
-
-fn install(m: &Member, bundle: &Path, args: &[&str]) -> Output {
-    Command::new("ip")
-        .args(["netns", "exec", &m.ns, "bash"])
-        .arg(bundle.join("install.sh"))
-        .arg("--root")
-        .arg(&m.root)
-        .args(args)
-        .output()
-        .unwrap()
+    unpack_dist(w, name, &format!("b-{step}"))
 }
 
 /// install.sh of a join in the background; once it has installed the manifest, the harness
