@@ -21,6 +21,13 @@ const HEAD: &str = "cluster: grow\nkubernetesVersion: v1.33.6\npki: { keyAlgorit
 const ADDRESSES: [&str; 7] =
     ["10.0.0.30", "10.0.0.31", "10.0.0.32", "10.0.0.33", "10.0.0.34", "10.0.0.35", "10.0.0.36"];
 
+/// Wall-clock time of day (UTC, `HH:MM:SS.mmm`), to set the steps against the writer's log.
+fn clock() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let s = now.as_secs() % 86400;
+    format!("{:02}:{:02}:{:02}.{:03}", s / 3600, s / 60 % 60, s % 60, now.subsec_millis())
+}
+
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
@@ -136,6 +143,7 @@ fn a_cluster_grows_moves_a_member_and_shrinks_under_a_writer() {
 
     // Bootstrap d0..d2.
     let started = Instant::now();
+    eprintln!("step at {}", clock());
     build(w, &[("d0", 0), ("d1", 1), ("d2", 2)]);
     let mut procs = std::collections::BTreeMap::new();
     let boot: Vec<Member> = (0..3).map(|i| member(&format!("d{i}"), i)).collect();
@@ -162,6 +170,7 @@ fn a_cluster_grows_moves_a_member_and_shrinks_under_a_writer() {
     // Add d3. Its first run stops while it waits for the promotion (nothing runs etcd yet):
     // exit 3, the learner is in the cluster; the next run resumes and promotes it.
     let started = Instant::now();
+    eprintln!("step at {}", clock());
     let said = build(w, &[("d0", 0), ("d1", 1), ("d2", 2), ("d3", 3)]);
     assert!(said.contains("1. add d3 (https://10.0.0.33:2380) with dist/d3.tar.gz"), "{said}");
     assert!(said.contains("d0 unchanged") && said.contains("d2 unchanged"), "{said}");
@@ -185,6 +194,7 @@ fn a_cluster_grows_moves_a_member_and_shrinks_under_a_writer() {
 
     // Add d4, whose learner an interrupted run already added: it is not added twice.
     let started = Instant::now();
+    eprintln!("step at {}", clock());
     build(w, &[("d0", 0), ("d1", 1), ("d2", 2), ("d3", 3), ("d4", 4)]);
     let d4 = member("d4", 4);
     std::fs::create_dir_all(&d4.root).unwrap();
@@ -212,6 +222,7 @@ fn a_cluster_grows_moves_a_member_and_shrinks_under_a_writer() {
 
     // d1's host dies; d1 comes back at a new address: its join removes the old one first.
     let started = Instant::now();
+    eprintln!("step at {}", clock());
     // A write in flight on a leader that dies times out (etcd's doing, not etcdpack's): the
     // host that dies here is not the leader.
     let d1_url = url(&boot[1].address, 2379);
@@ -226,6 +237,7 @@ fn a_cluster_grows_moves_a_member_and_shrinks_under_a_writer() {
         let o = etcdctl(&boot[1], &d1_url, "etcd/healthcheck-client", &["move-leader", &d0_id]);
         assert!(o.status.success(), "{}", text(&o));
     }
+    eprintln!("d1 dies at {}", clock());
     lab.kill(procs["d1"]);
     let said = build(w, &[("d0", 0), ("d1", 5), ("d2", 2), ("d3", 3), ("d4", 4)]);
     assert!(said.contains("1. replace d1 (https://10.0.0.35:2380)"), "{said}");
@@ -244,6 +256,7 @@ fn a_cluster_grows_moves_a_member_and_shrinks_under_a_writer() {
 
     // 5 → 3: the leave bundles of d3 and d4, one after the other.
     let started = Instant::now();
+    eprintln!("step at {}", clock());
     let said = build(w, &[("d0", 0), ("d1", 5), ("d2", 2)]);
     assert!(said.contains("remove d3 (https://10.0.0.33:2380)") && said.contains("remove d4"), "{said}");
     for (m, step) in [(&d3, "leave3"), (&d4, "leave4")] {
