@@ -60,7 +60,15 @@ pub fn inspect(u: &Unpacked) -> String {
                 _ => String::new(),
             };
             let knows = meta["initialCluster"].as_str().unwrap_or("?");
-            format!("address {}{role}, members {knows}", address.unwrap_or("?"))
+            let runtime = match meta["runtime"].as_str() {
+                Some(r) => format!(
+                    ", runtime {r} ({} as {})",
+                    meta["etcdBinary"].as_str().unwrap_or("?"),
+                    meta["etcdUser"].as_str().unwrap_or("?")
+                ),
+                None => String::new(),
+            };
+            format!("address {}{role}{runtime}, members {knows}", address.unwrap_or("?"))
         }
     };
     let _ = writeln!(
@@ -81,10 +89,9 @@ pub fn inspect(u: &Unpacked) -> String {
     // Each file shows in the first tree that holds it (the kubelet drop-in folder comes
     // before the systemd folder that contains it).
     let mut shown = std::collections::BTreeSet::new();
-    let trees = crate::layout::install_trees(
-        kind.unwrap_or(crate::layout::Kind::Member),
-        crate::layout::Runtime::StaticPod,
-    );
+    let runtime = crate::layout::Runtime::from_name(meta["runtime"].as_str())
+        .unwrap_or(crate::layout::Runtime::StaticPod);
+    let trees = crate::layout::install_trees(kind.unwrap_or(crate::layout::Kind::Member), runtime);
     for root in trees {
         let prefix = format!("rootfs{root}/");
         let mut tree = Node::default();

@@ -10,7 +10,69 @@ use crate::plan::{Content, DROPIN_DIR, LEAVES, Leaf, MANIFEST_DIR, PKI_DIR, Plan
 pub enum Runtime {
     /// A static pod of a kubelet that only manages etcd (the kubeadm guide).
     StaticPod,
+    /// A plain systemd service, `etcd.service`, running the etcd binary with the manifest's
+    /// flags (no kubelet, no container runtime).
+    Systemd,
 }
+
+impl Runtime {
+    /// Its name in the topology (`etcd.runtime`) and in bundle.json (`runtime`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::StaticPod => "static-pod",
+            Runtime::Systemd => "systemd",
+        }
+    }
+
+    /// The runtime a name stands for; bundles of releases before the systemd runtime name
+    /// none and run static pods.
+    pub fn from_name(name: Option<&str>) -> Option<Runtime> {
+        match name {
+            None | Some("static-pod") => Some(Runtime::StaticPod),
+            Some("systemd") => Some(Runtime::Systemd),
+            Some(_) => None,
+        }
+    }
+
+    /// Where the file that runs etcd installs: installing a changed one restarts etcd.
+    pub fn runner_path(self) -> &'static str {
+        match self {
+            Runtime::StaticPod => "/etc/kubernetes/manifests/etcd.yaml",
+            Runtime::Systemd => ETCD_UNIT_PATH,
+        }
+    }
+
+    /// The template of that file.
+    pub fn runner_template(self) -> &'static str {
+        match self {
+            Runtime::StaticPod => templates::ETCD_MANIFEST,
+            Runtime::Systemd => templates::ETCD_UNIT,
+        }
+    }
+}
+
+/// Who owns an installed file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Owner {
+    /// root:root (every file of a static-pod bundle).
+    #[default]
+    Root,
+    /// The user etcd runs as (`etcd.user`, systemd runtime): the keys etcd itself reads.
+    Etcd,
+}
+
+impl Owner {
+    /// Whether it is root (left out of plan.json).
+    pub fn is_root(&self) -> bool {
+        *self == Owner::Root
+    }
+}
+
+/// Where the systemd runtime's unit installs (it overrides a distribution's `etcd.service`).
+pub const ETCD_UNIT_PATH: &str = "/etc/systemd/system/etcd.service";
+/// Where the binaries of `etcd.binaryArchive` install.
+pub const LOCAL_BIN: &str = "/usr/local/bin";
 
 /// Template ids (paths under `templates/` without `.hbs`).
 pub mod templates {
@@ -32,8 +94,10 @@ pub mod templates {
     pub const EXPIRY_TIMER: &str = "etcdpack-expiry.timer";
     /// The control plane's `etcd.external` ClusterConfiguration.
     pub const ETCD_EXTERNAL: &str = "etcd-external.yaml";
+    /// The systemd runtime's `etcd.service`.
+    pub const ETCD_UNIT: &str = "etcd.service";
     /// Every id the planner can emit.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 10] = [
         KUBEADMCFG,
         ETCD_MANIFEST,
         KUBELET_CONF,
@@ -43,6 +107,7 @@ pub mod templates {
         EXPIRY_SERVICE,
         EXPIRY_TIMER,
         ETCD_EXTERNAL,
+        ETCD_UNIT,
     ];
 }
 
@@ -65,16 +130,17 @@ pub const SYSTEMD_DIR: &str = "/etc/systemd/system";
 /// Where the expiry check's timer installs.
 pub const EXPIRY_TIMER_PATH: &str = "/etc/systemd/system/etcdpack-expiry.timer";
 
-/// One row: bundle path (`rootfs/...` installs at the rest), mode, content, presence.
+/// One row: bundle path (`rootfs/...` installs at the rest), mode, owner, content, presence.
 struct Row {
     path: String,
     mode: u32,
+    owner: Owner,
     content: Content,
     when: When,
 }
 
 fn row(path: impl Into<String>, mode: u32, content: Content) -> Row {
-    Row { path: path.into(), mode, content, when: When::Always }
+    Row { path: path.into(), mode, owner: Owner::Root, content, when: When::Always }
 }
 
 /// Where the control-plane bundle's install.sh records what it installed: apart from a
@@ -141,7 +207,23 @@ pub fn install_trees(kind: Kind, runtime: Runtime) -> &'static [&'static str] {
         (Kind::ControlPlane, _) => &[PKI_DIR],
         (Kind::Leave, _) => &[],
         (Kind::Member, Runtime::StaticPod) => &[PKI_DIR, MANIFEST_DIR, DROPIN_DIR, SYSTEMD_DIR, LOCAL_SBIN],
+        (Kind::Member, Runtime::Systemd) => &[PKI_DIR, SYSTEMD_DIR, LOCAL_SBIN, LOCAL_BIN],
     }
+}
+
+/// What decides the files of one member's bundle.
+#[derive(Clone, Copy, Debug)]
+pub struct MemberLayout<'a> {
+    /// How etcd runs.
+    pub runtime: Runtime,
+    /// Whether this bundle carries the CA key.
+    pub carries_ca_key: bool,
+    /// `monitoring.expiryTimer`.
+    pub expiry_timer: bool,
+    /// The image archive's file name (static pods).
+    pub image_archive: Option<&'a str>,
+    /// The binaries of `etcd.binaryArchive` (systemd), by file name.
+    pub binaries: &'a [String],
 }
 
 /// The table of a member bundle.
@@ -156,8 +238,19 @@ fn member_rows(runtime: Runtime) -> Vec<Row> {
         Row { when: When::CaKey, ..row(format!("rootfs{PKI_DIR}/etcd/ca.key"), 0o600, Content::CaKey) },
     ];
     for leaf in LEAVES {
-        rows.push(row(format!("rootfs{PKI_DIR}/{}.crt", leaf.stem()), 0o644, Content::Cert(leaf)));
-        rows.push(row(format!("rootfs{PKI_DIR}/{}.key", leaf.stem()), 0o600, Content::Key(leaf)));
+        // etcd itself reads its server and peer pairs: under systemd, as `etcd.user`.
+        let owner = match (runtime, leaf) {
+            (Runtime::Systemd, Leaf::EtcdServer | Leaf::EtcdPeer) => Owner::Etcd,
+            _ => Owner::Root,
+        };
+        rows.push(Row {
+            owner,
+            ..row(format!("rootfs{PKI_DIR}/{}.crt", leaf.stem()), 0o644, Content::Cert(leaf))
+        });
+        rows.push(Row {
+            owner,
+            ..row(format!("rootfs{PKI_DIR}/{}.key", leaf.stem()), 0o600, Content::Key(leaf))
+        });
     }
     let timer =
         |path: String, mode, id| Row { when: When::ExpiryTimer, ..row(path, mode, Content::Template(id)) };
@@ -185,6 +278,9 @@ fn member_rows(runtime: Runtime) -> Vec<Row> {
                 0o644,
                 Content::Template(templates::DROPIN),
             ));
+        }
+        Runtime::Systemd => {
+            rows.push(row(format!("rootfs{ETCD_UNIT_PATH}"), 0o644, Content::Template(templates::ETCD_UNIT)));
         }
     }
     rows
@@ -222,6 +318,7 @@ fn planned(kind: Kind, rows: impl Iterator<Item = Row>) -> Vec<PlannedFile> {
             install_path: install_path(kind, &r.path),
             path: r.path,
             mode: r.mode,
+            owner: r.owner,
             content: r.content,
         })
         .collect();
@@ -250,20 +347,21 @@ pub fn control_plane_files() -> Vec<PlannedFile> {
 }
 
 /// Every file of one member's bundle, sorted by path.
-pub fn member_files(
-    runtime: Runtime,
-    carries_ca_key: bool,
-    expiry_timer: bool,
-    image_archive: Option<&str>,
-) -> Vec<PlannedFile> {
-    let rows = member_rows(runtime).into_iter().filter(|r| match r.when {
+pub fn member_files(l: &MemberLayout<'_>) -> Vec<PlannedFile> {
+    let rows = member_rows(l.runtime).into_iter().filter(|r| match r.when {
         When::Always => true,
-        When::CaKey => carries_ca_key,
-        When::ExpiryTimer => expiry_timer,
+        When::CaKey => l.carries_ca_key,
+        When::ExpiryTimer => l.expiry_timer,
     });
     // The image archive installs nowhere: install.sh imports it.
-    let image = image_archive.map(|name| row(format!("images/{name}"), 0o644, Content::ImageArchive));
-    planned(Kind::Member, rows.chain(image))
+    let image = l.image_archive.map(|name| row(format!("images/{name}"), 0o644, Content::ImageArchive));
+    // The binaries of an etcd release archive install as ordinary files.
+    let binaries = l
+        .binaries
+        .iter()
+        .enumerate()
+        .map(|(i, name)| row(format!("rootfs{LOCAL_BIN}/{name}"), 0o755, Content::Binary(i)));
+    planned(Kind::Member, rows.chain(image).chain(binaries))
 }
 
 #[cfg(test)]
@@ -274,8 +372,15 @@ mod tests {
     fn the_first_member_alone_carries_the_ca_key() {
         assert!(EXPIRY_SCRIPT_PATH.starts_with(&format!("{LOCAL_SBIN}/")));
         assert!(EXPIRY_TIMER_PATH.starts_with(&format!("{SYSTEMD_DIR}/")));
-        let with = member_files(Runtime::StaticPod, true, true, None);
-        let without = member_files(Runtime::StaticPod, false, false, Some("etcd.tar"));
+        let layout = |carries_ca_key, image_archive| MemberLayout {
+            runtime: Runtime::StaticPod,
+            carries_ca_key,
+            expiry_timer: carries_ca_key,
+            image_archive,
+            binaries: &[],
+        };
+        let with = member_files(&layout(true, None));
+        let without = member_files(&layout(false, Some("etcd.tar")));
         assert_eq!(with.len(), 21);
         assert_eq!(without.len(), 18);
         assert!(with.iter().any(|f| f.content == Content::CaKey));
@@ -288,6 +393,44 @@ mod tests {
             (Some("/etc/kubernetes/manifests/etcd.yaml"), 0o600)
         );
         assert!(with.windows(2).all(|w| w[0].path < w[1].path));
+    }
+
+    #[test]
+    fn the_systemd_runtime_swaps_the_kubelet_files_for_etcd_service_and_gives_etcd_its_pairs() {
+        let binaries = ["etcd".to_string(), "etcdctl".to_string()];
+        let files = member_files(&MemberLayout {
+            runtime: Runtime::Systemd,
+            carries_ca_key: true,
+            expiry_timer: true,
+            image_archive: None,
+            binaries: &binaries,
+        });
+        let installed = |p: &str| files.iter().find(|f| f.install_path.as_deref() == Some(p));
+        let unit = installed(ETCD_UNIT_PATH).unwrap();
+        assert_eq!((unit.mode, unit.content.clone()), (0o644, Content::Template(templates::ETCD_UNIT)));
+        assert!(installed("/etc/kubernetes/manifests/etcd.yaml").is_none());
+        assert!(!files.iter().any(|f| f.path.contains("kubelet.service.d")));
+        let etcd = installed("/usr/local/bin/etcd").unwrap();
+        assert_eq!((etcd.mode, etcd.content.clone()), (0o755, Content::Binary(0)));
+        assert_eq!(installed("/usr/local/bin/etcdctl").unwrap().content, Content::Binary(1));
+        let owned: Vec<&str> = files
+            .iter()
+            .filter(|f| f.owner == Owner::Etcd)
+            .filter_map(|f| f.install_path.as_deref())
+            .collect();
+        assert_eq!(
+            owned,
+            [
+                "/etc/kubernetes/pki/etcd/peer.crt",
+                "/etc/kubernetes/pki/etcd/peer.key",
+                "/etc/kubernetes/pki/etcd/server.crt",
+                "/etc/kubernetes/pki/etcd/server.key"
+            ]
+        );
+        assert_eq!(Runtime::Systemd.runner_path(), ETCD_UNIT_PATH);
+        assert_eq!(Runtime::from_name(None), Some(Runtime::StaticPod));
+        assert_eq!(Runtime::from_name(Some(Runtime::Systemd.name())), Some(Runtime::Systemd));
+        assert_eq!(install_trees(Kind::Member, Runtime::Systemd).last(), Some(&LOCAL_BIN));
     }
 
     #[test]

@@ -37,6 +37,14 @@ macro_rules! errln {
     ($($t:tt)*) => { err(format_args!("{}\n", format_args!($($t)*))) };
 }
 
+/// What runs etcd on the members: the static pod's image, or etcd.service's binary and user.
+fn runs_etcd(p: &etcdpack::plan::Plan) -> String {
+    match &p.systemd {
+        Some(s) => format!("etcd.service runs {} as {}", s.binary, s.user),
+        None => format!("image {}", p.image),
+    }
+}
+
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -245,11 +253,11 @@ fn plan_cmd(path: &Path, state: Option<PathBuf>, json: bool) -> Result<()> {
         (None, None) => "new",
     };
     outln!(
-        "cluster {} · kubeadm {} ({}) · image {} · {} keys",
+        "cluster {} · kubeadm {} ({}) · {} · {} keys",
         p.cluster,
         p.kubernetes_version,
         p.behaviour.config_api.api_version(),
-        p.image,
+        runs_etcd(&p),
         p.key_algorithm
     );
     outln!("state {}: etcd-ca {ca}", state_dir.display());
@@ -401,10 +409,10 @@ fn build_locked(
     }
     let p = &b.plan;
     outln!(
-        "cluster {} · kubeadm {} · image {} · {} keys",
+        "cluster {} · kubeadm {} · {} · {} keys",
         p.cluster,
         p.kubernetes_version,
-        p.image,
+        runs_etcd(p),
         p.key_algorithm
     );
     outln!("etcd-ca: {}", action_text(&b.pki.ca.action));

@@ -133,6 +133,8 @@ pub enum Content {
     CaKey,
     /// The image archive.
     ImageArchive,
+    /// The binary at this index of `etcd.binaryArchive`.
+    Binary(usize),
     /// `bundle.json`.
     BundleJson,
     /// `bundle.env`: what install.sh needs of bundle.json, as `KEY=value` lines.
@@ -151,6 +153,9 @@ pub struct PlannedFile {
     pub install_path: Option<String>,
     /// Unix mode.
     pub mode: u32,
+    /// Owner once installed.
+    #[serde(skip_serializing_if = "crate::layout::Owner::is_root")]
+    pub owner: crate::layout::Owner,
     /// Source of the bytes.
     pub content: Content,
 }
@@ -293,6 +298,12 @@ pub struct Plan {
     pub container_runtime_endpoint: String,
     /// kubelet binary.
     pub kubelet_path: String,
+    /// How etcd runs on the members.
+    #[serde(serialize_with = "runtime_name")]
+    pub runtime: layout::Runtime,
+    /// The systemd runtime's settings (none with static pods).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<SystemdPlan>,
     /// User extraArgs as written (for kubeadmcfg.yaml fidelity and plan output).
     pub user_extra_args: Vec<Arg>,
     /// Members in topology order.
@@ -301,6 +312,23 @@ pub struct Plan {
     pub control_plane: ControlPlanePlan,
     /// Members that leave the cluster (set by `membership`).
     pub leaving: Vec<crate::membership::Leaving>,
+}
+
+/// How the systemd runtime runs etcd.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SystemdPlan {
+    /// The etcd binary `ExecStart` runs.
+    pub binary: String,
+    /// The user etcd runs as (owner of its server and peer pairs and of the data dir).
+    pub user: String,
+    /// The binaries of `etcd.binaryArchive` (file name, bytes), installed in /usr/local/bin.
+    #[serde(skip)]
+    pub binaries: crate::topology::Binaries,
+}
+
+fn runtime_name<S: serde::Serializer>(r: &layout::Runtime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(r.name())
 }
 
 fn url_host(ip: &IpAddr) -> String {
@@ -328,6 +356,9 @@ pub fn plan(t: &Topology) -> Plan {
         .collect::<Vec<_>>()
         .join(",");
     let image_archive = t.etcd.image_archive.as_ref().map(|a| a.file_name.clone());
+    let binaries: Vec<(String, std::sync::Arc<Vec<u8>>)> =
+        t.etcd.binary_archive.as_ref().map(|a| a.binaries.clone()).unwrap_or_default();
+    let binary_names: Vec<String> = binaries.iter().map(|(n, _)| n.clone()).collect();
     let members: Vec<MemberPlan> = t
         .members
         .iter()
@@ -359,12 +390,13 @@ pub fn plan(t: &Topology) -> Plan {
                 command: Vec::new(),
                 probe: probe_endpoint(&[], "127.0.0.1"),
                 certs,
-                files: layout::member_files(
-                    layout::Runtime::StaticPod,
+                files: layout::member_files(&layout::MemberLayout {
+                    runtime: t.etcd.runtime,
                     carries_ca_key,
-                    t.monitoring.expiry_timer,
-                    image_archive.as_deref(),
-                ),
+                    expiry_timer: t.monitoring.expiry_timer,
+                    image_archive: image_archive.as_deref(),
+                    binaries: &binary_names,
+                }),
             }
         })
         .collect();
@@ -387,6 +419,12 @@ pub fn plan(t: &Topology) -> Plan {
         cgroup_driver: t.kubelet.cgroup_driver.clone(),
         container_runtime_endpoint: t.kubelet.container_runtime_endpoint.clone(),
         kubelet_path: t.kubelet.path.clone(),
+        runtime: t.etcd.runtime,
+        systemd: (t.etcd.runtime == layout::Runtime::Systemd).then(|| SystemdPlan {
+            binary: t.etcd.binary(),
+            user: t.etcd.user.clone().unwrap_or_else(|| "root".to_string()),
+            binaries,
+        }),
         user_extra_args: t.etcd.extra_args.clone(),
         control_plane: ControlPlanePlan {
             name: CONTROL_PLANE.to_string(),

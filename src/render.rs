@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The templates, embedded at build time; the id is the path under `templates/` without `.hbs`.
-pub const TEMPLATES: [(&str, &str); 9] = [
+pub const TEMPLATES: [(&str, &str); 10] = [
     (templates::KUBEADMCFG, include_str!("../templates/kubeadmcfg.yaml.hbs")),
     (templates::ETCD_MANIFEST, include_str!("../templates/etcd.yaml.hbs")),
     (templates::KUBELET_CONF, include_str!("../templates/kubelet.conf.hbs")),
@@ -26,6 +26,7 @@ pub const TEMPLATES: [(&str, &str); 9] = [
     (templates::EXPIRY_SERVICE, include_str!("../templates/etcdpack-expiry.service.hbs")),
     (templates::EXPIRY_TIMER, include_str!("../templates/etcdpack-expiry.timer.hbs")),
     (templates::ETCD_EXTERNAL, include_str!("../templates/etcd-external.yaml.hbs")),
+    (templates::ETCD_UNIT, include_str!("../templates/etcd.service.hbs")),
 ];
 
 /// One file of a bundle, ready to pack.
@@ -111,14 +112,48 @@ fn compiled() -> Result<&'static Handlebars<'static>, RenderError> {
     }
 }
 
-/// The SHA-256 (hex) of what runs etcd on a member (its static pod manifest): when it
-/// changes, installing the bundle restarts etcd. Needs no keys, so `plan` can tell.
+/// The SHA-256 (hex) of what runs etcd on a member (its static pod manifest, or its unit
+/// and the binaries it runs): when it changes, installing the bundle restarts etcd. Needs no
+/// keys, so `plan` can tell.
 pub fn runtime_digest(plan: &Plan, m: &MemberPlan) -> Result<String, RenderError> {
     let hb = compiled()?;
+    let id = plan.runtime.runner_template();
     let text = hb
-        .render(templates::ETCD_MANIFEST, &context(plan, m))
-        .map_err(|e| RenderError { template: templates::ETCD_MANIFEST.into(), why: e.to_string() })?;
-    Ok(hex::encode(Sha256::digest(clean(&text).as_bytes())))
+        .render(id, &context(plan, m))
+        .map_err(|e| RenderError { template: id.into(), why: e.to_string() })?;
+    let mut digest = Sha256::new();
+    digest.update(clean(&text).as_bytes());
+    for (_, bytes) in plan.systemd.iter().flat_map(|s| &s.binaries) {
+        digest.update(Sha256::digest(bytes.as_slice()));
+    }
+    Ok(hex::encode(digest.finalize()))
+}
+
+/// One argument of a systemd `ExecStart=` line, read back by systemd as `arg`: `%` and `$`
+/// doubled (no specifiers, no variables), backslashes and quotes escaped, and double quotes
+/// around anything with a space or a quote.
+pub fn systemd_arg(arg: &str) -> String {
+    let mut out = String::new();
+    for c in arg.chars() {
+        match c {
+            '%' => out.push_str("%%"),
+            '$' => out.push_str("$$"),
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    if arg.is_empty() || arg.contains([' ', '"', '\'', '\t', '\n', ';']) { format!("\"{out}\"") } else { out }
+}
+
+/// The unit's `ExecStart=` value: the binary, then the manifest's flags, one per line.
+fn exec_start(binary: &str, command: &[String]) -> String {
+    std::iter::once(systemd_arg(binary))
+        .chain(command.iter().skip(1).map(|a| systemd_arg(a)))
+        .collect::<Vec<_>>()
+        .join(" \\\n  ")
 }
 
 /// Renders every bundle of the plan: the members' in topology order, then the control
@@ -131,12 +166,21 @@ pub fn render(plan: &Plan, pki: &Pki) -> Result<Vec<FileSet>, RenderError> {
         bytes: bytes.clone(),
         sha256: hex::encode(Sha256::digest(bytes.as_slice())),
     });
+    // Likewise the binaries of an etcd release archive.
+    let binaries: Vec<BundleFile> = plan
+        .systemd
+        .iter()
+        .flat_map(|s| &s.binaries)
+        .map(|(_, bytes)| BundleFile {
+            mode: 0o755,
+            bytes: bytes.clone(),
+            sha256: hex::encode(Sha256::digest(bytes.as_slice())),
+        })
+        .collect();
+    let shared = Shared { image: image.as_ref(), binaries: &binaries };
     // Members are independent: render them on every core.
-    let mut sets: Vec<FileSet> = plan
-        .members
-        .par_iter()
-        .map(|m| render_member(hb, plan, m, pki, image.as_ref()))
-        .collect::<Result<_, _>>()?;
+    let mut sets: Vec<FileSet> =
+        plan.members.par_iter().map(|m| render_member(hb, plan, m, pki, shared)).collect::<Result<_, _>>()?;
     sets.push(render_control_plane(hb, plan, pki)?);
     for l in &plan.leaving {
         sets.push(render_leave(hb, plan, l, pki)?);
@@ -151,12 +195,14 @@ struct InstallFile<'a> {
     mode: String,
 }
 
-/// The files install.sh installs, in the order it installs them: the static pod manifest
-/// last, so that a kubelet watching the folder never starts etcd before its certificates
-/// are in place.
+/// The files install.sh installs, in the order it installs them: what runs etcd (the static
+/// pod manifest, the unit) last, so that a kubelet watching the folder never starts etcd
+/// before its certificates are in place.
 fn install_files(files: &[PlannedFile]) -> Vec<InstallFile<'_>> {
     let mut ordered: Vec<&PlannedFile> = files.iter().collect();
-    ordered.sort_by_key(|f| f.content == Content::Template(templates::ETCD_MANIFEST));
+    ordered.sort_by_key(|f| {
+        [templates::ETCD_MANIFEST, templates::ETCD_UNIT].map(Content::Template).contains(&f.content)
+    });
     ordered
         .into_iter()
         .filter_map(|f| {
@@ -176,6 +222,7 @@ fn control_plane_context(plan: &Plan) -> serde_json::Value {
     json!({
         "etcd_member": false,
         "leave": false,
+        "systemd": false,
         "join": false,
         "cluster_api": false,
         "cluster": plan.cluster,
@@ -199,7 +246,7 @@ fn context(plan: &Plan, m: &MemberPlan) -> serde_json::Value {
         if m.probe.host.contains(':') { format!("[{}]", m.probe.host) } else { m.probe.host.clone() };
     let metrics_url = format!("{}://{probe_host}:{}", m.probe.scheme.to_ascii_lowercase(), m.probe.port);
     let non_default = |v: u64, d: u64| (!v1beta3 && v != d).then(|| go_duration(v));
-    json!({
+    let mut ctx = json!({
         "etcd_member": true,
         "cluster": plan.cluster,
         "tool_version": env!("CARGO_PKG_VERSION"),
@@ -238,7 +285,26 @@ fn context(plan: &Plan, m: &MemberPlan) -> serde_json::Value {
         "replaces": match &m.role { crate::plan::Role::Join { replaces } => replaces.clone(), _ => None },
         "leave": false,
         "member": m,
-    })
+    });
+    let runtime = json!({
+        "systemd": plan.runtime == layout::Runtime::Systemd,
+        "runner_path": plan.runtime.runner_path(),
+        "etcd_user": plan.systemd.as_ref().map(|s| s.user.as_str()),
+        "etcd_binary": plan.systemd.as_ref().map(|s| s.binary.as_str()),
+        "exec_start": plan.systemd.as_ref().map(|s| exec_start(&s.binary, &m.command)),
+        "etcd_owned": m.files.iter().filter(|f| f.owner == layout::Owner::Etcd).filter_map(|f| f.install_path.as_deref()).collect::<Vec<_>>(),
+    });
+    if let (Some(c), serde_json::Value::Object(r)) = (ctx.as_object_mut(), runtime) {
+        c.extend(r);
+    }
+    ctx
+}
+
+/// Files every member bundle shares, digested once.
+#[derive(Clone, Copy, Default)]
+struct Shared<'a> {
+    image: Option<&'a BundleFile>,
+    binaries: &'a [BundleFile],
 }
 
 fn render_member(
@@ -246,9 +312,9 @@ fn render_member(
     plan: &Plan,
     m: &MemberPlan,
     pki: &Pki,
-    image: Option<&BundleFile>,
+    shared: Shared<'_>,
 ) -> Result<FileSet, RenderError> {
-    let mut files = render_files(hb, &m.files, &context(plan, m), pki, &m.name, image)?;
+    let mut files = render_files(hb, &m.files, &context(plan, m), pki, &m.name, shared)?;
     if let Some(f) = m.files.iter().find(|f| f.content == Content::BundleEnv) {
         files.insert(f.path.clone(), BundleFile::new(f.mode, bundle_env(plan, m, pki).into_bytes()));
     }
@@ -267,6 +333,16 @@ fn render_member(
         "replaces": match &m.role { crate::plan::Role::Join { replaces } => replaces.clone(), _ => None },
         "initialCluster": crate::plan::initial_cluster_of(&m.peers),
     });
+    // Static-pod bundles name no runtime (as before the systemd runtime existed).
+    let meta = match (&plan.systemd, meta) {
+        (Some(sd), serde_json::Value::Object(mut meta)) => {
+            meta.insert("runtime".into(), plan.runtime.name().into());
+            meta.insert("etcdUser".into(), sd.user.clone().into());
+            meta.insert("etcdBinary".into(), sd.binary.clone().into());
+            serde_json::Value::Object(meta)
+        }
+        (_, meta) => meta,
+    };
     let json = bundle_json(plan, Kind::Member, &m.name, meta, &m.files, pki, &files);
     Ok(seal(&m.name, &m.files, files, json))
 }
@@ -282,6 +358,7 @@ fn render_leave(
     let ctx = json!({
         "etcd_member": false,
         "leave": true,
+        "systemd": false,
         "join": false,
         "cluster_api": true,
         "cluster": plan.cluster,
@@ -294,7 +371,7 @@ fn render_leave(
         "install_files": [],
         "cluster_members": plan.members.iter().map(|o| json!({"name": o.name, "clientUrl": o.client_url})).collect::<Vec<_>>(),
     });
-    let files = render_files(hb, &l.files, &ctx, pki, "", None)?;
+    let files = render_files(hb, &l.files, &ctx, pki, "", Shared::default())?;
     let meta = json!({ "peerUrl": l.peer_url, "role": "leave" });
     let json = bundle_json(plan, Kind::Leave, &l.name, meta, &l.files, pki, &files);
     Ok(seal(&l.name, &l.files, files, json))
@@ -302,7 +379,7 @@ fn render_leave(
 
 fn render_control_plane(hb: &Handlebars<'_>, plan: &Plan, pki: &Pki) -> Result<FileSet, RenderError> {
     let cp = &plan.control_plane;
-    let files = render_files(hb, &cp.files, &control_plane_context(plan), pki, &cp.name, None)?;
+    let files = render_files(hb, &cp.files, &control_plane_context(plan), pki, &cp.name, Shared::default())?;
     let meta = json!({ "endpoints": cp.endpoints });
     let json = bundle_json(plan, Kind::ControlPlane, &cp.name, meta, &cp.files, pki, &files);
     Ok(seal(&cp.name, &cp.files, files, json))
@@ -315,7 +392,7 @@ fn render_files(
     ctx: &serde_json::Value,
     pki: &Pki,
     holder: &str,
-    image: Option<&BundleFile>,
+    shared: Shared<'_>,
 ) -> Result<BTreeMap<String, BundleFile>, RenderError> {
     let none = BTreeMap::new();
     let leaves = pki.leaves.get(holder).unwrap_or(&none);
@@ -333,8 +410,14 @@ fn render_files(
             Content::CaCert => pki.ca.cert_pem.clone().into_bytes(),
             Content::CaKey => pki.ca.key_pem.clone().into_bytes(),
             Content::ImageArchive => {
-                if let Some(image) = image {
+                if let Some(image) = shared.image {
                     files.insert(f.path.clone(), image.clone());
+                }
+                continue;
+            }
+            Content::Binary(i) => {
+                if let Some(b) = shared.binaries.get(*i) {
+                    files.insert(f.path.clone(), b.clone());
                 }
                 continue;
             }
@@ -392,12 +475,16 @@ fn bundle_json(
         .iter()
         .filter_map(|f| {
             let body = files.get(&f.path)?;
-            Some(json!({
+            let mut entry = json!({
                 "path": f.path,
                 "installPath": f.install_path,
                 "mode": format!("{:04o}", f.mode),
                 "sha256": body.sha256,
-            }))
+            });
+            if f.owner == layout::Owner::Etcd {
+                entry["owner"] = "etcd-user".into();
+            }
+            Some(entry)
         })
         .collect();
     let mut certs = vec![cert_entry("etcd-ca", "rootfs/etc/kubernetes/pki/etcd/ca.crt", &pki.ca.info)];
@@ -537,6 +624,26 @@ mod tests {
         assert_eq!(yaml_scalar("*x"), "'*x'");
         assert_eq!(yaml_scalar("it's # here"), "'it''s # here'");
         assert_eq!(yaml_scalar("5s"), "5s");
+    }
+
+    #[test]
+    fn systemd_quoting_keeps_each_argument_whole_and_literal() {
+        assert_eq!(systemd_arg("--name=infra0"), "--name=infra0");
+        assert_eq!(
+            systemd_arg("--initial-cluster=a=https://[fd00::6]:2380,b=https://10.0.0.7:2380"),
+            "--initial-cluster=a=https://[fd00::6]:2380,b=https://10.0.0.7:2380"
+        );
+        // Specifiers and variables would be expanded by systemd: doubled, they are not.
+        assert_eq!(systemd_arg("--x=100%"), "--x=100%%");
+        assert_eq!(systemd_arg("--x=$HOME"), "--x=$$HOME");
+        assert_eq!(systemd_arg("--x=a b"), "\"--x=a b\"");
+        assert_eq!(systemd_arg("--x=say \"hi\""), "\"--x=say \\\"hi\\\"\"");
+        assert_eq!(systemd_arg("--x=a\\b"), "--x=a\\\\b");
+        assert_eq!(systemd_arg(""), "\"\"");
+        assert_eq!(
+            exec_start("/usr/bin/etcd", &["etcd".into(), "--a=1".into(), "--b=2".into()]),
+            "/usr/bin/etcd \\\n  --a=1 \\\n  --b=2"
+        );
     }
 
     #[test]

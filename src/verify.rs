@@ -134,6 +134,14 @@ struct BundleMeta {
     /// bundle (all member bundles).
     #[serde(default)]
     kind: Option<String>,
+    /// `systemd`, or absent for static pods.
+    #[serde(default)]
+    runtime: Option<String>,
+    /// The systemd runtime's user and binary.
+    #[serde(default)]
+    etcd_user: Option<String>,
+    #[serde(default)]
+    etcd_binary: Option<String>,
     cluster: String,
     member: String,
     /// A member's address (absent in the control-plane bundle).
@@ -191,9 +199,20 @@ pub fn verify(bundle: &[u8], signature: Option<&[u8]>, public_pem: &str, now: i6
         r.fail("bundle.json", format!("unknown kind {:?}", meta.kind.as_deref().unwrap_or_default()));
         return r;
     };
-    check_layout(&mut r, &u, kind);
+    let Some(runtime) = crate::layout::Runtime::from_name(meta.runtime.as_deref()) else {
+        r.fail("bundle.json", format!("unknown runtime {:?}", meta.runtime.as_deref().unwrap_or_default()));
+        return r;
+    };
+    check_layout(&mut r, &u, kind, runtime);
     if kind != Kind::ControlPlane {
         r.pass(role_text(&meta));
+        if runtime == crate::layout::Runtime::Systemd {
+            r.pass(format!(
+                "runtime systemd: etcd.service runs {} as {}",
+                meta.etcd_binary.as_deref().unwrap_or("?"),
+                meta.etcd_user.as_deref().unwrap_or("?")
+            ));
+        }
     }
     r.check(
         "top folder is the member's name",
@@ -284,19 +303,27 @@ fn check_sums(r: &mut Report, u: &Unpacked) {
 }
 
 /// The files a bundle of its kind holds (for a member, the guide's lists plus etcdpack's own).
-fn check_layout(r: &mut Report, u: &Unpacked, kind: Kind) {
+fn check_layout(r: &mut Report, u: &Unpacked, kind: Kind, runtime: crate::layout::Runtime) {
     // The layout table with and without ca.key: whether this bundle should carry it is the
     // key placement check's business.
-    use crate::layout::{Runtime, control_plane_files, member_files};
+    use crate::layout::{MemberLayout, control_plane_files, member_files};
     let image = u
         .files
         .keys()
         .find_map(|p| p.strip_prefix("images/"))
         .filter(|n| !n.contains('/') && n.ends_with(".tar"));
+    // The binaries of an etcd release archive (systemd) are optional.
+    let binaries: Vec<String> = ["etcd", "etcdctl", "etcdutl"].map(String::from).to_vec();
     // Likewise the expiry timer (`monitoring.expiryTimer`) is optional.
-    let paths = |optional| -> Vec<String> {
+    let paths = |optional: bool| -> Vec<String> {
         let files = match kind {
-            Kind::Member => member_files(Runtime::StaticPod, optional, optional, image),
+            Kind::Member => member_files(&MemberLayout {
+                runtime,
+                carries_ca_key: optional,
+                expiry_timer: optional,
+                image_archive: image,
+                binaries: if optional { &binaries } else { &[] },
+            }),
             Kind::ControlPlane => control_plane_files(),
             Kind::Leave => crate::layout::leave_files(),
         };

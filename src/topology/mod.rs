@@ -121,6 +121,51 @@ pub struct EtcdSettings {
     pub arg_order: ArgOrder,
     /// Image archive shipped in every bundle.
     pub image_archive: Option<ImageArchive>,
+    /// How etcd runs on the members (`runtime`).
+    #[serde(serialize_with = "runtime_name")]
+    pub runtime: crate::layout::Runtime,
+    /// The etcd binary of the systemd runtime, when set.
+    pub binary: Option<String>,
+    /// The user the systemd runtime runs etcd as, when set (else root).
+    pub user: Option<String>,
+    /// An etcd release archive whose binaries every bundle installs (systemd runtime).
+    pub binary_archive: Option<BinaryArchive>,
+}
+
+fn runtime_name<S: serde::Serializer>(r: &crate::layout::Runtime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(r.name())
+}
+
+/// Where the binaries of `etcd.binaryArchive` install, and so the default `etcd.binary` then.
+pub const ARCHIVE_ETCD_BINARY: &str = "/usr/local/bin/etcd";
+/// The default `etcd.binary`: Debian's and Ubuntu's etcd-server package.
+pub const DEFAULT_ETCD_BINARY: &str = "/usr/bin/etcd";
+
+impl EtcdSettings {
+    /// The etcd binary the systemd unit runs.
+    pub fn binary(&self) -> String {
+        match (&self.binary, &self.binary_archive) {
+            (Some(b), _) => b.clone(),
+            (None, Some(_)) => ARCHIVE_ETCD_BINARY.to_string(),
+            (None, None) => DEFAULT_ETCD_BINARY.to_string(),
+        }
+    }
+}
+
+/// Binaries by file name, with their bytes (shared by every bundle).
+pub type Binaries = Vec<(String, Arc<Vec<u8>>)>;
+
+/// An official etcd release archive (`etcd-v3.5.24-linux-amd64.tar.gz`), read once: the
+/// binaries it holds, shared by every bundle.
+#[derive(Clone, Debug, Serialize)]
+pub struct BinaryArchive {
+    /// Path as written in the topology.
+    pub path: String,
+    /// The etcd version its top folder names (`3.5.24`), if it names one.
+    pub version: Option<String>,
+    /// `etcd`, then `etcdctl` and `etcdutl` when present, with their bytes.
+    #[serde(skip)]
+    pub binaries: Binaries,
 }
 
 /// An image archive, read once and shared by every bundle.

@@ -58,6 +58,16 @@ impl Walker {
         let default_tag = version.as_ref().map(|(v, r, _)| r.etcd_tag(v.patch).tag);
         let etcd = self.etcd(f.get("etcd").map(|x| x.1), config_api, release, default_tag, files);
         let kubelet = self.kubelet(f.get("kubelet").map(|x| x.1));
+        if let (Some(e), Some((_, n))) = (&etcd, f.get("kubelet"))
+            && e.runtime == crate::layout::Runtime::Systemd
+        {
+            self.warn(
+                "kubelet",
+                n,
+                "the kubelet section is unused: with `runtime: systemd` no kubelet runs etcd",
+                "remove the kubelet section",
+            );
+        }
         let monitoring = self.monitoring(f.get("monitoring").map(|x| x.1));
         let members = self.members(root, &f);
         if let (Some((v, release, n)), Some(etcd)) = (&version, &etcd)
@@ -325,6 +335,10 @@ impl Walker {
             extra_args: Vec::new(),
             arg_order: default_order,
             image_archive: None,
+            runtime: crate::layout::Runtime::StaticPod,
+            binary: None,
+            user: None,
+            binary_archive: None,
         };
         let Some(node) = node else { return Some(out) };
         let f = self.mapping(
@@ -339,6 +353,10 @@ impl Walker {
                 "extraArgs",
                 "extraArgsOrder",
                 "imageArchive",
+                "runtime",
+                "binary",
+                "user",
+                "binaryArchive",
             ],
         )?;
         let mut ok = true;
@@ -452,7 +470,111 @@ impl Walker {
                 None => ok = false,
             }
         }
+        if !self.etcd_runtime(&f, default_tag, files, &mut out) {
+            ok = false;
+        }
         ok.then_some(out)
+    }
+
+    /// `runtime` and the systemd runtime's `binary`, `user` and `binaryArchive`.
+    fn etcd_runtime(
+        &mut self,
+        f: &Fields<'_>,
+        default_tag: Option<&str>,
+        files: &dyn FileSource,
+        out: &mut EtcdSettings,
+    ) -> bool {
+        use crate::layout::Runtime;
+        let mut ok = true;
+        if let Some((_, n)) = f.get("runtime")
+            && let Some(s) = self.string("etcd.runtime", n)
+        {
+            match Runtime::from_name(Some(&s)) {
+                Some(r) => out.runtime = r,
+                None => {
+                    self.err("etcd.runtime", n, format!("`{s}` is not an etcd runtime"), "use `static-pod` (a kubelet runs etcd, as in the kubeadm guide) or `systemd` (etcd.service runs the etcd binary)");
+                    ok = false;
+                }
+            }
+        }
+        let systemd = out.runtime == Runtime::Systemd;
+        // The systemd runtime's keys mean nothing to a static pod, and the reverse.
+        for key in ["binary", "user", "binaryArchive"] {
+            if let Some((_, n)) = f.get(key).filter(|_| !systemd) {
+                self.err(
+                    &format!("etcd.{key}"),
+                    n,
+                    format!("etcd.{key} applies to the systemd runtime only"),
+                    "add `runtime: systemd` to the etcd section, or remove this key",
+                );
+                ok = false;
+            }
+        }
+        if let Some((_, n)) = f.get("imageArchive").filter(|_| systemd) {
+            self.err(
+                "etcd.imageArchive",
+                n,
+                "etcd.imageArchive is a container image, and the systemd runtime runs no containers",
+                "use etcd.binaryArchive (an etcd release .tar.gz) with `runtime: systemd`, or remove it",
+            );
+            ok = false;
+        }
+        out.binary = self.checked(
+            f,
+            "etcd",
+            "binary",
+            is_clean_abs_path,
+            "a clean absolute path",
+            "write the etcd binary's absolute path, such as /usr/bin/etcd",
+            &mut ok,
+        );
+        out.user = self.checked(
+            f,
+            "etcd",
+            "user",
+            is_user_name,
+            "a user name",
+            "write a login name of lowercase letters, digits, '_' and '-' (at most 32), such as etcd",
+            &mut ok,
+        );
+        if let Some((_, n)) = f.get("binaryArchive").filter(|_| systemd)
+            && let Some(path) = self.string("etcd.binaryArchive", n)
+        {
+            let archive = files
+                .read(&path)
+                .map_err(|e| (format!("cannot read `{path}`: {e}"), "give the archive's path relative to the topology file"))
+                .and_then(|bytes| {
+                    etcd_binaries(&bytes).map_err(|why| {
+                        (format!("`{path}` is not an etcd release archive: {why}"), "give an etcd release .tar.gz as published (etcd-v3.5.24-linux-amd64.tar.gz), holding etcd, etcdctl and etcdutl in one folder")
+                    })
+                });
+            match archive {
+                Ok((version, binaries)) => {
+                    if let Some(b) = out.binary.as_deref().filter(|b| *b != ARCHIVE_ETCD_BINARY) {
+                        self.err(
+                            "etcd.binary",
+                            n,
+                            format!(
+                                "etcd.binary is {b}, but etcd.binaryArchive installs {ARCHIVE_ETCD_BINARY}"
+                            ),
+                            "remove etcd.binary (it defaults to the archive's) or etcd.binaryArchive",
+                        );
+                        ok = false;
+                    }
+                    let tag = out.image_tag.as_deref().or(default_tag).unwrap_or_default();
+                    let tag_version = tag.split('-').next().unwrap_or_default();
+                    if let Some(v) = version.as_deref().filter(|v| *v != tag_version) {
+                        self.warn("etcd.binaryArchive", n, format!("the archive holds etcd {v}, but the flags are those kubeadm writes for etcd {tag}"), format!("ship the etcd {tag_version} release, or pin etcd.imageTag to {v}-0 so the flags match the binary"));
+                    }
+                    out.binary_archive = Some(BinaryArchive { path, version, binaries });
+                }
+                Err((msg, help)) => {
+                    self.err("etcd.binaryArchive", n, msg, help);
+                    ok = false;
+                }
+            }
+        }
+        ok
     }
 
     pub(super) fn extra_args(
@@ -752,5 +874,133 @@ fn host_local(ip: &IpAddr) -> Option<&'static str> {
         IpAddr::V4(v4) if v4.is_link_local() => Some("link-local"),
         IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 => Some("link-local"),
         _ => None,
+    }
+}
+
+/// A POSIX login name as useradd takes it.
+fn is_user_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    s.len() <= 32
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// The binaries of an etcd release archive (gzip'd tar, one top folder
+/// `etcd-vX.Y.Z-linux-ARCH/`): `etcd` (required), `etcdctl`, `etcdutl`, and the version the
+/// folder names. Reading is bounded (entries, sizes), and links or odd paths are refused.
+pub(super) fn etcd_binaries(bytes: &[u8]) -> Result<(Option<String>, Binaries), String> {
+    use std::io::Read;
+    const MAX_ENTRIES: usize = 1000;
+    const MAX_BYTES: u64 = 1 << 30;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    let mut found: BTreeMap<String, Arc<Vec<u8>>> = BTreeMap::new();
+    let mut top: Option<String> = None;
+    let mut total = 0u64;
+    let entries = archive.entries().map_err(|e| format!("not a gzip'd tar ({e})"))?;
+    for (i, entry) in entries.enumerate() {
+        if i >= MAX_ENTRIES {
+            return Err(format!("more than {MAX_ENTRIES} entries"));
+        }
+        let mut entry = entry.map_err(|e| format!("not a gzip'd tar ({e})"))?;
+        let path = entry.path().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
+        let path = path.trim_start_matches("./").trim_end_matches('/').to_string();
+        let (dir, name) = match path.split_once('/') {
+            Some((d, n)) => (d.to_string(), n.to_string()),
+            None => (path.clone(), String::new()),
+        };
+        if path.is_empty() {
+            continue;
+        }
+        if top.get_or_insert_with(|| dir.clone()) != &dir {
+            return Err(format!("more than one top folder (`{}` and `{dir}`)", top.unwrap_or_default()));
+        }
+        if !matches!(name.as_str(), "etcd" | "etcdctl" | "etcdutl") {
+            continue;
+        }
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            return Err(format!("`{path}` is not a regular file"));
+        }
+        total += entry.header().size().unwrap_or(u64::MAX);
+        if total > MAX_BYTES {
+            return Err("its binaries exceed 1 GiB".into());
+        }
+        let mut body = Vec::new();
+        entry
+            .by_ref()
+            .take(MAX_BYTES)
+            .read_to_end(&mut body)
+            .map_err(|e| format!("not a gzip'd tar ({e})"))?;
+        found.insert(name, Arc::new(body));
+    }
+    if !found.contains_key("etcd") {
+        return Err("it holds no `etcd` binary".into());
+    }
+    let version = top
+        .as_deref()
+        .and_then(|t| t.strip_prefix("etcd-v"))
+        .and_then(|rest| rest.split('-').next())
+        .filter(|v| {
+            v.split('.').count() == 3
+                && v.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(str::to_string);
+    // etcd first, then the tools in name order.
+    let mut binaries: Binaries = Vec::new();
+    if let Some(b) = found.remove("etcd") {
+        binaries.push(("etcd".into(), b));
+    }
+    binaries.extend(found);
+    Ok((version, binaries))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn targz(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        for (path, kind, body) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_size(body.len() as u64);
+            h.set_mode(0o755);
+            if *kind == tar::EntryType::Symlink {
+                h.set_link_name("/etc/shadow").unwrap();
+            }
+            b.append_data(&mut h, path, *body).unwrap();
+        }
+        b.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn an_etcd_release_archive_gives_its_binaries_and_version() {
+        let f = tar::EntryType::Regular;
+        let bytes = targz(&[
+            ("etcd-v3.5.24-linux-amd64/README.md", f, b"docs"),
+            ("etcd-v3.5.24-linux-amd64/etcdctl", f, b"ctl"),
+            ("etcd-v3.5.24-linux-amd64/etcd", f, b"etcd"),
+        ]);
+        let (version, binaries) = etcd_binaries(&bytes).unwrap();
+        assert_eq!(version.as_deref(), Some("3.5.24"));
+        let names: Vec<(&str, &[u8])> = binaries.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+        assert_eq!(names, [("etcd", &b"etcd"[..]), ("etcdctl", &b"ctl"[..])]);
+        // A folder that names no version still gives its binaries.
+        let (version, _) = etcd_binaries(&targz(&[("etcd/etcd", f, b"x")])).unwrap();
+        assert_eq!(version, None);
+    }
+
+    #[test]
+    fn an_archive_that_is_not_an_etcd_release_is_refused_with_the_reason() {
+        let f = tar::EntryType::Regular;
+        let no_etcd = targz(&[("etcd-v3.5.24-linux-amd64/etcdctl", f, b"ctl")]);
+        assert_eq!(etcd_binaries(&no_etcd).unwrap_err(), "it holds no `etcd` binary");
+        let link = targz(&[("etcd-v3.5.24-linux-amd64/etcd", tar::EntryType::Symlink, b"")]);
+        assert!(etcd_binaries(&link).unwrap_err().contains("is not a regular file"));
+        let two = targz(&[("a/etcd", f, b"x"), ("b/etcdctl", f, b"y")]);
+        assert!(etcd_binaries(&two).unwrap_err().contains("more than one top folder"));
+        assert!(etcd_binaries(b"plain text").unwrap_err().starts_with("not a gzip'd tar"));
+        assert!(
+            is_user_name("etcd") && is_user_name("_etcd-2") && !is_user_name("Etcd") && !is_user_name("2x")
+        );
     }
 }

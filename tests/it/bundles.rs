@@ -29,7 +29,10 @@ fn archives_have_fixed_headers_modes_and_order() {
                     if p.ends_with("manifests/") { 0o700 } else { 0o755 }
                 } else if p.ends_with(".key") || p.ends_with("etcd.yaml") {
                     0o600
-                } else if p.ends_with("install.sh") || p.ends_with("/etcdpack-expiry") {
+                } else if p.ends_with("install.sh")
+                    || p.ends_with("/etcdpack-expiry")
+                    || p.contains("/rootfs/usr/local/bin/")
+                {
                     0o755
                 } else {
                     0o644

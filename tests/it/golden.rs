@@ -1,7 +1,8 @@
 //! Every bundle against golden/: the kubeadm guide's "Ensure all expected files exist"
 //! lists (the first member with ca.key, the others without), plus the files etcdpack adds;
 //! and the control-plane bundle: the three files the guide copies to the control-plane nodes,
-//! plus its installer, records and etcd-external.yaml.
+//! plus its installer, records and etcd-external.yaml. Members of the systemd runtime hold the
+//! same PKI with etcd.service instead of the kubelet's files (golden/systemd-*).
 
 use crate::support::{built, scenarios};
 use etcdpack::unpack::Unpacked;
@@ -48,7 +49,8 @@ fn beyond_view(u: &Unpacked) -> String {
     for p in u.files.keys() {
         if !(p == "kubeadmcfg.yaml"
             || p.starts_with("rootfs/etc/kubernetes/pki/")
-            || p.starts_with("images/"))
+            || p.starts_with("images/")
+            || p.starts_with("rootfs/usr/local/bin/"))
         {
             out.push_str(&format!("{:04o} {p}\n", u.files[p].mode));
         }
@@ -61,6 +63,7 @@ fn every_bundle_matches_the_guides_file_lists() {
     let host0 = golden("host0.txt");
     let others = golden("host1.txt");
     let beyond = golden("beyond-the-guide.txt");
+    let beyond_systemd = golden("systemd-beyond-the-guide.txt");
     for scenario in scenarios() {
         let b = built(&scenario);
         for m in &b.build.plan.members {
@@ -68,7 +71,21 @@ fn every_bundle_matches_the_guides_file_lists() {
             let (expected, home) =
                 if m.carries_ca_key { (&host0, "/tmp/${HOST0}") } else { (&others, "$HOME") };
             assert_eq!(&guide_view(u, home), expected, "{scenario}/{}: PKI file list", m.name);
-            assert_eq!(&beyond_view(u), &beyond, "{scenario}/{}: files beyond the guide", m.name);
+            let (beyond, binaries) = match b.topology.etcd.runtime {
+                etcdpack::layout::Runtime::StaticPod => (&beyond, 0),
+                etcdpack::layout::Runtime::Systemd => {
+                    (&beyond_systemd, b.topology.etcd.binary_archive.as_ref().map_or(0, |a| a.binaries.len()))
+                }
+            };
+            assert_eq!(&beyond_view(u), beyond, "{scenario}/{}: files beyond the guide", m.name);
+            let bin: Vec<(&String, u32)> = u
+                .files
+                .iter()
+                .filter(|(p, _)| p.starts_with("rootfs/usr/local/bin/"))
+                .map(|(p, f)| (p, f.mode))
+                .collect();
+            assert_eq!(bin.len(), binaries, "{scenario}/{}: {bin:?}", m.name);
+            assert!(bin.iter().all(|(_, mode)| *mode == 0o755), "{scenario}/{}: {bin:?}", m.name);
             let images: Vec<&String> = u.files.keys().filter(|p| p.starts_with("images/")).collect();
             assert_eq!(
                 images.len(),

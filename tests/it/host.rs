@@ -1,15 +1,15 @@
 //! A simulated production host for install.sh: a network namespace that holds the member's
-//! address, and a private mount namespace in which /etc, /var/lib, /usr/bin and /usr/local/sbin
-//! are overlays whose upper layers live in a temp folder. install.sh runs unmodified, as root, without
-//! --root; everything it changes lands in the upper layers, where the tests read it, and the
-//! real machine is never touched. Fake `systemctl`, `ctr` and friends go first in PATH.
+//! address, and a private mount namespace in which /etc, /var/lib, /usr/bin, /usr/local/bin
+//! and /usr/local/sbin are overlays whose upper layers live in a temp folder. install.sh runs
+//! unmodified, as root, without --root; everything it changes lands in the upper layers, where
+//! the tests read it, and the real machine is never touched. Fake `systemctl`, `ctr` and friends go first in PATH.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const OVERLAID: [&str; 4] = ["/etc", "/var/lib", "/usr/bin", "/usr/local/sbin"];
+const OVERLAID: [&str; 5] = ["/etc", "/var/lib", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"];
 
 pub struct Host {
     pub dir: tempfile::TempDir,

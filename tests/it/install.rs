@@ -619,7 +619,10 @@ fn a_failed_kubelet_restart_is_said_and_finished_by_the_next_run() {
     host.fake("systemctl", "echo \"systemctl $*\" >> \"$FAKE_LOG\"");
     let o = host.install(&bundle, &[]);
     assert!(o.status.success(), "{}", host_out(&o));
-    assert!(host_out(&o).contains("nothing to change") && host_out(&o).contains("restart is pending"));
+    assert!(
+        host_out(&o).contains("nothing to change")
+            && host_out(&o).contains("restart of the kubelet is pending")
+    );
     assert!(
         host.log().ends_with("systemctl daemon-reload\nsystemctl restart kubelet\nsystemctl enable --now etcdpack-expiry.timer\n"),
         "{}",
@@ -841,4 +844,95 @@ fn a_rollback_restores_what_it_can_and_names_what_it_cannot() {
         }
         assert_eq!(after.get(path), Some(v), "{path} was restored");
     }
+}
+
+/// The uid and gid of a user of this machine (`getent passwd`).
+fn ids_of(user: &str) -> (u32, u32) {
+    let o = Command::new("getent").args(["passwd", user]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "user {user} is missing: run the README test command, which installs etcd-server (it adds the user etcd)"
+    );
+    let line = String::from_utf8(o.stdout).unwrap();
+    let f: Vec<&str> = line.trim().split(':').collect();
+    (f[2].parse().unwrap(), f[3].parse().unwrap())
+}
+
+#[test]
+fn the_systemd_runtime_installs_etcd_service_its_binaries_and_gives_etcd_its_files() {
+    crate::needs_root!();
+    let (uid, gid) = ids_of("etcd");
+    let host = Host::new("sd", "10.0.0.6");
+    let before = host.changes();
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = unpack_to("systemd-v1.33", "infra0", tmp.path());
+
+    let o = host.install(&bundle, &[]);
+    let text = host_out(&o);
+    assert!(o.status.success(), "{text}");
+    for step in [
+        "installed /etc/systemd/system/etcd.service (mode 0644)",
+        "installed /usr/local/bin/etcd (mode 0755)",
+        "data dir /var/lib/etcd (mode 0700) belongs to etcd",
+        "restarted etcd.service",
+    ] {
+        assert!(text.contains(step), "missing `{step}` in:\n{text}");
+    }
+    // No kubelet: etcd.service is enabled and restarted without waiting for it (a member of
+    // a new cluster is ready only once a quorum runs).
+    assert_eq!(
+        host.log(),
+        "systemctl daemon-reload\nsystemctl enable --quiet etcd.service\nsystemctl restart --no-block etcd.service\nsystemctl enable --now etcdpack-expiry.timer\n"
+    );
+    let t = host.changes();
+    assert!(!t.keys().any(|p| p.contains("kubelet") || p.contains("manifests")), "{:?}", t.keys());
+    assert_eq!(t["/etc/systemd/system/etcd.service"].0, 0o644);
+    assert_eq!(t["/usr/local/bin/etcd"], (0o755, 0, 0, bundle_file(&bundle, "rootfs/usr/local/bin/etcd")));
+    assert_eq!(t["/usr/local/bin/etcdutl"].0, 0o755);
+    // etcd reads its server and peer pairs and writes its data dir as the user etcd; the
+    // CA key and the client pairs stay root's.
+    for (path, mode) in [("etcd/server.key", 0o600), ("etcd/server.crt", 0o644), ("etcd/peer.key", 0o600)] {
+        let f = &t[&format!("/etc/kubernetes/pki/{path}")];
+        assert_eq!((f.0, f.1, f.2), (mode, uid, gid), "{path}");
+    }
+    for path in ["etcd/ca.key", "etcd/healthcheck-client.key", "apiserver-etcd-client.key"] {
+        let f = &t[&format!("/etc/kubernetes/pki/{path}")];
+        assert_eq!((f.0, f.1, f.2), (0o600, 0, 0), "{path}");
+    }
+    assert_eq!((t["/var/lib/etcd"].0, t["/var/lib/etcd"].1), (0o700, uid));
+
+    // Second run: nothing changes (owners included) and nothing restarts.
+    let o = host.install(&bundle, &[]);
+    assert!(host_out(&o).contains("nothing to change"), "{}", host_out(&o));
+    assert_same(&host.changes(), &t, "second run");
+    assert_eq!(host.log().lines().count(), 4);
+
+    // A key that lost its owner is given back, and that alone.
+    std::os::unix::fs::chown(host.upper("/etc/kubernetes/pki/etcd/peer.key"), Some(0), Some(0)).unwrap();
+    let o = host.install(&bundle, &["--no-restart"]);
+    assert!(host_out(&o).contains("done: 1 file(s) changed"), "{}", host_out(&o));
+    assert_eq!(host.changes()["/etc/kubernetes/pki/etcd/peer.key"].1, uid);
+
+    // Rollback twice: the host is as before the first install.
+    for _ in 0..2 {
+        let o = host.install(&bundle, &["--rollback", "--no-restart"]);
+        assert!(o.status.success(), "{}", host_out(&o));
+    }
+    assert_same(&outside_backups(&host.changes()), &outside_backups(&before), "after rollback");
+}
+
+#[test]
+fn the_systemd_runtime_refuses_a_user_the_host_does_not_have() {
+    crate::needs_root!();
+    let host = Host::new("su", "10.0.0.6");
+    // This host's users: root alone.
+    host.put("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\n", 0o644);
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = unpack_to("systemd-v1.33", "infra1", tmp.path());
+    let before = host.changes();
+    let o = host.install(&bundle, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", host_out(&o));
+    assert!(host_out(&o).contains("user etcd (etcd.user) does not exist"), "{}", host_out(&o));
+    assert!(host_out(&o).contains("useradd --system"), "{}", host_out(&o));
+    assert_same(&host.changes(), &before, "refused");
 }

@@ -43,7 +43,9 @@ fn rendered(scenario: &str) {
                     })
                     .collect(),
                 "SHA256SUMS" => text(u, path).lines().map(|l| format!("<sha256>  {}\n", &l[66..])).collect(),
-                p if p.starts_with("images/") => format!("<{} bytes>", u.files[p].bytes.len()),
+                p if p.starts_with("images/") || p.starts_with("rootfs/usr/local/bin/") => {
+                    format!("<{} bytes>", u.files[p].bytes.len())
+                }
                 _ => text(u, path),
             };
             out.push_str(&format!("==> {path} ({:04o}) <==\n{body}\n", u.files[path].mode));
@@ -89,6 +91,7 @@ scenarios! {
     ipv6_v1_30 => "ipv6-v1.30",
     no_ca_key_v1_31 => "no-ca-key-v1.31",
     rsa_4096_single => "rsa-4096-single",
+    systemd_v1_33 => "systemd-v1.33",
     v1beta3_api_v1_36 => "v1beta3-api-v1.36",
 }
 
