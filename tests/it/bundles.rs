@@ -186,3 +186,54 @@ fn etcd_external_yaml_points_kubeadm_at_every_member() {
         assert_eq!(ext.endpoints, urls, "{scenario}");
     }
 }
+
+/// The systemd runtime's etcd.service runs etcd with exactly the flags of the static pod
+/// manifest that the same topology with `runtime: static-pod` gets, in the same order.
+#[test]
+fn etcd_service_carries_exactly_the_manifest_flags() {
+    let scenario = "systemd-v1.33";
+    let b = built(scenario);
+    let dir = crate::support::fixtures().join(scenario);
+    let yaml = std::fs::read_to_string(dir.join("topology.yaml")).unwrap();
+    let twin: String = yaml
+        .lines()
+        .filter(|l| !["runtime:", "user:", "binaryArchive:"].iter().any(|k| l.trim_start().starts_with(k)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let (t, d) = etcdpack::topology::parse("twin.yaml", &twin, &etcdpack::fsio::DirFiles(dir));
+    let t = t.unwrap_or_else(|| panic!("{d}"));
+    assert_eq!(t.etcd.runtime, etcdpack::layout::Runtime::StaticPod);
+    let state = State::default();
+    let env = BuildEnv {
+        state: &state,
+        now: crate::support::NOW,
+        source_date_epoch: Some(EPOCH),
+        keys: &FixedKeys::new(crate::support::SEED),
+        renewal: None,
+        reset_members: false,
+    };
+    let pods = etcdpack::build(&t, &env, &mut |_| {}).unwrap();
+    for m in &b.build.plan.members {
+        let unit = text(&b.bundles[&m.name], "rootfs/etc/systemd/system/etcd.service");
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("etc/systemd/system/etcd.service");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &unit).unwrap();
+        let (user, words) = crate::e2e::unit_command(root.path());
+        assert_eq!(user, "etcd");
+        assert_eq!(words[0], "/usr/local/bin/etcd", "{}: the archive's binary", m.name);
+
+        let pod = etcdpack::unpack::unpack(&pods.dist[&format!("{}.tar.gz", m.name)]).unwrap();
+        let manifest = text(&pod, "rootfs/etc/kubernetes/manifests/etcd.yaml");
+        use saphyr::LoadableYamlNode;
+        let doc = saphyr::YamlOwned::load_from_str(&manifest).unwrap().remove(0);
+        let command: Vec<String> = doc["spec"]["containers"][0]["command"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(command[0], "etcd");
+        assert_eq!(words[1..], command[1..], "{}: ExecStart flags = manifest flags", m.name);
+    }
+}

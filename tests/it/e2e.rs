@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Flags of etcd 3.6 manifests that Debian's etcd 3.4 does not know.
@@ -158,6 +158,130 @@ impl Member {
     pub fn pki(&self, file: &str) -> String {
         self.root.join("etc/kubernetes/pki").join(file).display().to_string()
     }
+}
+
+/// install.sh of `bundle` in the background, into the member's root; once it has installed
+/// every file (the data dir comes last), the harness starts etcd with `argv_of(root)` (as the
+/// kubelet or systemd would); returns install.sh's output and etcd's number in the lab.
+pub fn install_then_start(
+    lab: &mut Lab,
+    w: &Path,
+    m: &Member,
+    bundle: &Path,
+    args: &[&str],
+    argv_of: impl Fn(&Path) -> Vec<String>,
+) -> (Output, usize) {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &m.ns, "bash"])
+        .arg(bundle.join("install.sh"))
+        .arg("--root")
+        .arg(&m.root)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ready = m.root.join("var/lib/etcd");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        if child.try_wait().unwrap().is_some() {
+            let o = child.wait_with_output().unwrap();
+            panic!("{}: install.sh ended before it installed anything:\n{}", m.name, crate::host::out(&o));
+        }
+        assert!(Instant::now() < deadline, "{}: nothing installed in 60 s", m.name);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = w.join(format!("{}.log", m.name));
+    let proc = lab.spawn(&m.ns, &argv_of(&m.root), &log);
+    let o = child.wait_with_output().unwrap();
+    if !o.status.success() {
+        let tail: String = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>()
+            .join("\n");
+        eprintln!("--- {} (last lines, newest first)\n{tail}", m.name);
+    }
+    (o, proc)
+}
+
+/// The words of a systemd command line (`ExecStart=` value), as systemd reads them: split at
+/// blanks outside double quotes, `\\`, `\"`, `\n`, `\t` unescaped, `%%` and `$$` undoubled.
+pub fn systemd_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur: Option<String> = None;
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                cur.get_or_insert_with(String::new);
+            }
+            '\\' => {
+                let e = chars.next().expect("an escape at the end of the line");
+                cur.get_or_insert_with(String::new).push(match e {
+                    'n' => '\n',
+                    't' => '\t',
+                    other => other,
+                });
+            }
+            '%' | '$' if chars.peek() == Some(&c) => {
+                chars.next();
+                cur.get_or_insert_with(String::new).push(c);
+            }
+            '%' | '$' => panic!("an unescaped {c} in {line}: systemd would expand it"),
+            ' ' | '\t' if !quoted => words.extend(cur.take()),
+            c => cur.get_or_insert_with(String::new).push(c),
+        }
+    }
+    assert!(!quoted, "an unclosed quote in {line}");
+    words.extend(cur);
+    words
+}
+
+/// A member's etcd.service (systemd runtime): its `User=` and the words of its `ExecStart=`
+/// (continuation lines joined).
+pub fn unit_command(root: &Path) -> (String, Vec<String>) {
+    let text = std::fs::read_to_string(root.join("etc/systemd/system/etcd.service")).unwrap();
+    let user = text.lines().find_map(|l| l.strip_prefix("User=")).expect("a User= line").to_string();
+    let mut exec = String::new();
+    let mut lines = text.lines().skip_while(|l| !l.starts_with("ExecStart="));
+    let first = lines.next().expect("an ExecStart= line").trim_start_matches("ExecStart=");
+    let mut line = first;
+    loop {
+        match line.strip_suffix('\\') {
+            Some(rest) => {
+                exec.push_str(rest);
+                line = lines.next().expect("a continuation line");
+            }
+            None => {
+                exec.push_str(line);
+                break;
+            }
+        }
+    }
+    (user, systemd_words(&exec))
+}
+
+/// What systemd would run for a member's etcd.service, as the unit's `User`, host paths of
+/// the PKI and the data dir moved into `root` (the binary stays the host's).
+pub fn command_from_unit(root: &Path) -> Vec<String> {
+    let (user, words) = unit_command(root);
+    let moved = words.into_iter().map(|a| {
+        let Some((flag, value)) = a.split_once('=') else { return a };
+        if value.starts_with("/etc/kubernetes/") || value.starts_with("/var/lib/") {
+            format!("{flag}={}{value}", root.display())
+        } else {
+            a
+        }
+    });
+    ["setpriv".to_string(), format!("--reuid={user}"), format!("--regid={user}"), "--init-groups".to_string()]
+        .into_iter()
+        .chain(moved)
+        .collect()
 }
 
 /// The etcd command of a member's manifest, host paths moved into `root`.

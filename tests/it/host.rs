@@ -87,6 +87,17 @@ impl Host {
 
     /// Runs `bundle/install.sh args` on the host, as `user` (root when None).
     pub fn install_as(&self, bundle: &Path, args: &[&str], user: Option<u32>) -> Output {
+        let script = bundle.join("install.sh").display().to_string();
+        let argv: Vec<&str> = ["bash", script.as_str()].into_iter().chain(args.iter().copied()).collect();
+        self.run_as(&argv, user)
+    }
+
+    /// Runs a command on the host (its overlays mounted, its fakes first in PATH).
+    pub fn run(&self, argv: &[&str]) -> Output {
+        self.run_as(argv, None)
+    }
+
+    fn run_as(&self, argv: &[&str], user: Option<u32>) -> Output {
         let d = self.dir.path().display().to_string();
         // /var/lib starts empty, so that what the machine itself keeps there (an etcd
         // package's data dir, say) cannot leak into the simulated host.
@@ -103,7 +114,7 @@ impl Host {
         };
         // Each simulated host has its own /run/lock (install.sh's lock), on a tmpfs.
         let script = format!(
-            "set -e; {mounts} mkdir -p /run/lock; mount -t tmpfs tmpfs /run/lock; export PATH={d}/fakebin:$PATH FAKE_LOG={d}/fake.log; {drop}bash \"$@\""
+            "set -e; {mounts} mkdir -p /run/lock; mount -t tmpfs tmpfs /run/lock; export PATH={d}/fakebin:$PATH FAKE_LOG={d}/fake.log; {drop}\"$@\""
         );
         Command::new("ip")
             .args([
@@ -119,8 +130,7 @@ impl Host {
                 &script,
                 "host",
             ])
-            .arg(bundle.join("install.sh"))
-            .args(args)
+            .args(argv)
             .output()
             .unwrap()
     }

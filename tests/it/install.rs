@@ -861,6 +861,9 @@ fn ids_of(user: &str) -> (u32, u32) {
 #[test]
 fn the_systemd_runtime_installs_etcd_service_its_binaries_and_gives_etcd_its_files() {
     crate::needs_root!();
+    if !crate::support::have_tool("systemd-analyze") {
+        return;
+    }
     let (uid, gid) = ids_of("etcd");
     let host = Host::new("sd", "10.0.0.6");
     let before = host.changes();
@@ -900,6 +903,18 @@ fn the_systemd_runtime_installs_etcd_service_its_binaries_and_gives_etcd_its_fil
         assert_eq!((f.0, f.1, f.2), (0o600, 0, 0), "{path}");
     }
     assert_eq!((t["/var/lib/etcd"].0, t["/var/lib/etcd"].1), (0o700, uid));
+
+    // systemd accepts the units as installed (the binaries they run present).
+    let units = ["etcd.service", "etcdpack-expiry.service", "etcdpack-expiry.timer"]
+        .map(|u| format!("/etc/systemd/system/{u}"));
+    let mut argv = vec!["systemd-analyze", "verify"];
+    argv.extend(units.iter().map(String::as_str));
+    let o = host.run(&argv);
+    assert!(
+        o.status.success() && o.stderr.is_empty() && o.stdout.is_empty(),
+        "systemd-analyze: {}",
+        host_out(&o)
+    );
 
     // Second run: nothing changes (owners included) and nothing restarts.
     let o = host.install(&bundle, &[]);

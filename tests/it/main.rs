@@ -16,6 +16,7 @@ mod lifecycle;
 mod members;
 mod snapshots;
 mod state;
+mod systemd;
 mod tidy;
 mod validation;
 mod verify;

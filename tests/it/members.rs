@@ -7,8 +7,8 @@
 //! changed.
 
 use crate::e2e::{
-    Lab, Member, Writer, command_from_manifest, etcdctl, install_in as install, run, unpack_dist, url,
-    wait_healthy,
+    Lab, Member, Writer, command_from_manifest, etcdctl, install_in as install, install_then_start, run,
+    unpack_dist, url, wait_healthy,
 };
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -51,43 +51,7 @@ fn unpack(w: &Path, name: &str, step: &str) -> PathBuf {
 /// install.sh of a join in the background; once it has installed the manifest, the harness
 /// starts etcd from it (as the kubelet would); returns install.sh's output and etcd's number.
 fn join(lab: &mut Lab, w: &Path, m: &Member, bundle: &Path, args: &[&str]) -> (Output, usize) {
-    let child = Command::new("ip")
-        .args(["netns", "exec", &m.ns, "bash"])
-        .arg(bundle.join("install.sh"))
-        .arg("--root")
-        .arg(&m.root)
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The data dir is made after every file is in place (the manifest last of them).
-    let ready = m.root.join("var/lib/etcd");
-    let deadline = Instant::now() + std::time::Duration::from_secs(60);
-    let mut child = child;
-    while !ready.exists() {
-        if child.try_wait().unwrap().is_some() {
-            let o = child.wait_with_output().unwrap();
-            panic!("{}: install.sh ended before it installed anything:\n{}", m.name, text(&o));
-        }
-        assert!(Instant::now() < deadline, "{}: nothing installed in 60 s", m.name);
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let (argv, _) = command_from_manifest(&m.root, false);
-    let log = w.join(format!("{}.log", m.name));
-    let proc = lab.spawn(&m.ns, &argv, &log);
-    let o = child.wait_with_output().unwrap();
-    if !o.status.success() {
-        let tail: String = std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .rev()
-            .take(15)
-            .collect::<Vec<_>>()
-            .join("\n");
-        eprintln!("--- {} (last lines, newest first)\n{tail}", m.name);
-    }
-    (o, proc)
+    install_then_start(lab, w, m, bundle, args, |root| command_from_manifest(root, false).0)
 }
 
 /// `member list` as (name, peer URL, learner), sorted by name.
