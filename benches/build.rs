@@ -38,6 +38,7 @@ fn env(state: &State) -> BuildEnv<'_> {
         keys: &OsKeys,
         renewal: None,
         reset_members: false,
+        emit: Default::default(),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Command-line types (clap derive) and nothing else.
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// Compile one etcd topology into signed, kubeadm-exact bundles, one per etcd host.
@@ -57,6 +57,10 @@ pub enum Command {
         /// topology's members as a new cluster
         #[arg(long)]
         reset_members: bool,
+        /// Also write delivery files: `cloud-init` (dist/<member>.user-data) or `ansible`
+        /// (dist/ansible/); repeat or separate with commas for both
+        #[arg(long, value_enum, value_delimiter = ',', value_name = "CHANNEL")]
+        emit: Vec<Channel>,
     },
     /// Renew leaf certificates: new keys and certificates from the same CA (old ones are
     /// retired, never deleted), then write dist/ as build does; names the hosts that need the
@@ -77,6 +81,9 @@ pub enum Command {
         /// State folder [default: <topology stem>.state beside the topology]
         #[arg(long)]
         state: Option<PathBuf>,
+        /// Also write delivery files, as build does
+        #[arg(long, value_enum, value_delimiter = ',', value_name = "CHANNEL")]
+        emit: Vec<Channel>,
     },
     /// List when each certificate expires (from a topology's state folder, a state folder or
     /// bundles); exit 1 when any expires within the window
@@ -115,4 +122,21 @@ pub enum Command {
         #[arg(long)]
         pubkey: Option<PathBuf>,
     },
+}
+
+/// A delivery channel `--emit` writes files for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Channel {
+    /// dist/<member>.user-data: #cloud-config that writes the signed bundle and installs it
+    CloudInit,
+    /// dist/ansible/: inventory.yml, site.yml and install-bundle.yml
+    Ansible,
+}
+
+/// What the channels ask for.
+pub fn emit_of(channels: &[Channel]) -> etcdpack::emit::Emit {
+    etcdpack::emit::Emit {
+        cloud_init: channels.contains(&Channel::CloudInit),
+        ansible: channels.contains(&Channel::Ansible),
+    }
 }

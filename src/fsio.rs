@@ -323,7 +323,28 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
 fn is_dist_file(name: &str) -> bool {
     name.ends_with(".tar.gz")
         || name.ends_with(".tar.gz.sig")
+        || name.ends_with(".user-data")
         || ["SHA256SUMS", "SHA256SUMS.sig", "signing-key.pub", "plan.json"].contains(&name)
+}
+
+/// The folder of `--emit ansible` inside `dist/`, and the files it may hold.
+const ANSIBLE_DIR: &str = "ansible";
+const ANSIBLE_FILES: [&str; 3] = ["inventory.yml", "site.yml", "install-bundle.yml"];
+
+/// Whether `dist/<name>` is etcdpack's own: a file it writes, or its ansible folder holding
+/// only the playbook's files.
+fn is_own_entry(out: &Path, name: &str, file_type: fs::FileType) -> bool {
+    if file_type.is_file() {
+        return is_dist_file(name);
+    }
+    file_type.is_dir()
+        && name == ANSIBLE_DIR
+        && fs::read_dir(out.join(name)).is_ok_and(|entries| {
+            entries.filter_map(|e| e.ok()).all(|e| {
+                e.file_type().is_ok_and(|t| t.is_file())
+                    && ANSIBLE_FILES.contains(&e.file_name().to_string_lossy().as_ref())
+            })
+        })
 }
 
 /// Replaces `out` as a whole: everything is written to a sibling folder first, so a failed
@@ -398,7 +419,7 @@ pub fn check_out(out: &Path) -> Result<()> {
         for entry in fs::read_dir(out).map_err(|e| Error::io("cannot list", out, e))? {
             let entry = entry.map_err(|e| Error::io("cannot list", out, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !is_dist_file(&name) || !entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+            if !entry.file_type().is_ok_and(|t| is_own_entry(out, &name, t)) {
                 return Err(Error::ForeignOutput { path: out.to_path_buf(), file: name });
             }
         }
@@ -418,9 +439,14 @@ fn write_dist_checked(out: &Path, files: &std::collections::BTreeMap<String, Vec
     let result = (|| {
         mkdirs(&tmp, 0o755)?;
         for (name, bytes) in files {
-            // Bundles hold private keys: readable by the building user only.
-            let mode = if name.ends_with(".tar.gz") { 0o600 } else { 0o644 };
-            write_atomic(&tmp.join(name), bytes, mode)?;
+            // Bundles (and user-data carrying one) hold private keys: readable by the building
+            // user only.
+            let mode = if name.ends_with(".tar.gz") || name.ends_with(".user-data") { 0o600 } else { 0o644 };
+            let path = tmp.join(name);
+            if let Some(dir) = path.parent().filter(|d| *d != tmp) {
+                mkdirs(dir, 0o755)?;
+            }
+            write_atomic(&path, bytes, mode)?;
         }
         if out.exists() {
             fs::rename(out, &old).map_err(|e| Error::io("cannot move aside", out, e))?;

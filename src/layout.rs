@@ -96,8 +96,12 @@ pub mod templates {
     pub const ETCD_EXTERNAL: &str = "etcd-external.yaml";
     /// The systemd runtime's `etcd.service`.
     pub const ETCD_UNIT: &str = "etcd.service";
+    /// cloud-init user-data carrying a member's bundle (`build --emit cloud-init`).
+    pub const USER_DATA: &str = "user-data";
+    /// The Ansible inventory (`build --emit ansible`).
+    pub const ANSIBLE_INVENTORY: &str = "ansible-inventory.yml";
     /// Every id the planner can emit.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 12] = [
         KUBEADMCFG,
         ETCD_MANIFEST,
         KUBELET_CONF,
@@ -108,6 +112,8 @@ pub mod templates {
         EXPIRY_TIMER,
         ETCD_EXTERNAL,
         ETCD_UNIT,
+        USER_DATA,
+        ANSIBLE_INVENTORY,
     ];
 }
 

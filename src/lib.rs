@@ -16,6 +16,7 @@
 
 pub mod der;
 pub mod diag;
+pub mod emit;
 pub mod error;
 pub mod etcdflags;
 pub mod expiry;
@@ -85,12 +86,17 @@ pub struct BuildEnv<'a> {
     pub renewal: Option<&'a pki::Renewal>,
     /// `build --reset-members`: forget the recorded members and bootstrap anew.
     pub reset_members: bool,
+    /// `build --emit`: cloud-init user-data, an Ansible playbook.
+    pub emit: emit::Emit,
 }
 
 /// Runs the whole pipeline. `phase` is called with each stage's name when it ends, so the
 /// shell can time stages without the core reading a clock.
 pub fn build(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static str)) -> Result<Build> {
     let (plan, membership) = plan_for(t, env.state, env.reset_members)?;
+    if let Some(why) = emit::refusal(&plan, env.emit) {
+        return Err(Error::Usage(why));
+    }
     phase("plan");
     let pre = preflight(t, &plan, env.state, env.now, env.renewal)?;
     let (pki, mut state_update) =
@@ -124,9 +130,20 @@ pub fn build(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static st
     dist.insert("signing-key.pub".into(), signer.public_pem().into_bytes());
     dist.insert("plan.json".into(), plan_json(&plan, &pki, Some(&digests)).into_bytes());
     phase("sign");
-    let warnings = pre.warnings(env.now);
+    let mut warnings = pre.warnings(env.now);
     let changes =
         rollout::changes(&plan, env.state.record.built.as_ref(), &runtime, Some(&digests), &pre.decisions);
+    let fingerprint = signer.fingerprint();
+    let internal = |e: render::RenderError| Error::Internal(e.to_string());
+    let hb = render::compiled().map_err(internal)?;
+    if env.emit.cloud_init {
+        let (files, said) = emit::cloud_init(hb, &plan, &dist, &fingerprint).map_err(internal)?;
+        dist.extend(files);
+        warnings.extend(said);
+    }
+    if env.emit.ansible {
+        dist.extend(emit::ansible(hb, &plan, &digests, &changes, &fingerprint).map_err(internal)?);
+    }
     // The state remembers what shipped, so the next build can say what it changes.
     let mut record = state_update.record.clone().unwrap_or_else(|| env.state.record.clone());
     record.built = Some(rollout::built(&plan, &runtime, &digests));
@@ -136,7 +153,7 @@ pub fn build(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static st
     Ok(Build {
         membership,
         changes,
-        fingerprint: signer.fingerprint(),
+        fingerprint,
         plan,
         decisions: pre.decisions,
         pki,

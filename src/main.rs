@@ -87,13 +87,15 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Plan { topology, state, json } => plan_cmd(&topology, state, json),
-        Command::Build { topology, out, state, timings, reset_members } => {
-            build(&topology, &out, state, BuildOpts { timings, reset_members, ..BuildOpts::default() })
+        Command::Build { topology, out, state, timings, reset_members, emit } => {
+            let emit = cli::emit_of(&emit);
+            build(&topology, &out, state, BuildOpts { timings, reset_members, emit, ..BuildOpts::default() })
         }
-        Command::Renew { topology, members, within, out, state } => {
+        Command::Renew { topology, members, within, out, state, emit } => {
             let within = within.as_deref().map(parse_window).transpose()?;
             let renewal = etcdpack::pki::Renewal { members, within };
-            build(&topology, &out, state, BuildOpts { renewal: Some(&renewal), ..BuildOpts::default() })
+            let emit = cli::emit_of(&emit);
+            build(&topology, &out, state, BuildOpts { renewal: Some(&renewal), emit, ..BuildOpts::default() })
         }
         Command::Verify { bundles, pubkey } => verify_cmd(&bundles, pubkey.as_deref()),
         Command::Inspect { bundles, pubkey } => inspect_cmd(&bundles, pubkey.as_deref()),
@@ -340,6 +342,7 @@ struct BuildOpts<'a> {
     timings: bool,
     renewal: Option<&'a etcdpack::pki::Renewal>,
     reset_members: bool,
+    emit: etcdpack::emit::Emit,
 }
 
 fn build(path: &Path, out: &Path, state: Option<PathBuf>, opts: BuildOpts<'_>) -> Result<()> {
@@ -379,7 +382,7 @@ fn build_locked(
     start: Instant,
     opts: &BuildOpts<'_>,
 ) -> Result<()> {
-    let (timings, renewal, reset_members) = (opts.timings, opts.renewal, opts.reset_members);
+    let (timings, renewal, reset_members, emit) = (opts.timings, opts.renewal, opts.reset_members, opts.emit);
     for said in fsio::recover(state_dir, out_dir)? {
         errln!("note: {said}");
     }
@@ -394,6 +397,7 @@ fn build_locked(
         keys: &progress,
         renewal,
         reset_members,
+        emit,
     };
     let result = etcdpack::build(t, &env, &mut |name| marks.push((name, Instant::now())));
     if progress.shown && progress.done.load(Ordering::Relaxed) > 0 {

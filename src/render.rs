@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The templates, embedded at build time; the id is the path under `templates/` without `.hbs`.
-pub const TEMPLATES: [(&str, &str); 10] = [
+pub const TEMPLATES: [(&str, &str); 12] = [
     (templates::KUBEADMCFG, include_str!("../templates/kubeadmcfg.yaml.hbs")),
     (templates::ETCD_MANIFEST, include_str!("../templates/etcd.yaml.hbs")),
     (templates::KUBELET_CONF, include_str!("../templates/kubelet.conf.hbs")),
@@ -27,6 +27,8 @@ pub const TEMPLATES: [(&str, &str); 10] = [
     (templates::EXPIRY_TIMER, include_str!("../templates/etcdpack-expiry.timer.hbs")),
     (templates::ETCD_EXTERNAL, include_str!("../templates/etcd-external.yaml.hbs")),
     (templates::ETCD_UNIT, include_str!("../templates/etcd.service.hbs")),
+    (templates::USER_DATA, include_str!("../templates/user-data.hbs")),
+    (templates::ANSIBLE_INVENTORY, include_str!("../templates/ansible-inventory.yml.hbs")),
 ];
 
 /// One file of a bundle, ready to pack.
@@ -103,7 +105,7 @@ pub fn go_duration(secs: u64) -> String {
 }
 
 /// The templates, compiled once per process.
-fn compiled() -> Result<&'static Handlebars<'static>, RenderError> {
+pub fn compiled() -> Result<&'static Handlebars<'static>, RenderError> {
     static REGISTRY: std::sync::OnceLock<Result<Handlebars<'static>, RenderError>> =
         std::sync::OnceLock::new();
     match REGISTRY.get_or_init(registry) {
@@ -658,10 +660,20 @@ mod tests {
     fn every_template_is_registered_and_every_planned_id_exists() {
         let ids: Vec<&str> = TEMPLATES.iter().map(|t| t.0).collect();
         assert_eq!(ids, templates::ALL.to_vec());
-        let on_disk: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/templates"))
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
+        let on_disk: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".hbs").to_string())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|f| f != "ansible")
+            .map(|f| f.trim_end_matches(".hbs").to_string())
             .collect();
+        // templates/ansible/ holds the playbook's files, shipped verbatim.
+        let mut verbatim: Vec<String> = std::fs::read_dir(format!("{dir}/ansible"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        verbatim.sort();
+        assert_eq!(verbatim, ["install-bundle.yml", "site.yml"]);
         for f in &on_disk {
             assert!(ids.contains(&f.as_str()), "templates/{f}.hbs is not used");
         }

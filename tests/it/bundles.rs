@@ -128,6 +128,7 @@ fn same_state_same_epoch_gives_identical_bytes() {
             keys: &keys,
             renewal: None,
             reset_members: false,
+            emit: Default::default(),
         },
         &mut |_| {},
     )
@@ -144,6 +145,7 @@ fn same_state_same_epoch_gives_identical_bytes() {
             keys: &keys,
             renewal: None,
             reset_members: false,
+            emit: Default::default(),
         },
         &mut |_| {},
     )
@@ -211,6 +213,7 @@ fn etcd_service_carries_exactly_the_manifest_flags() {
         keys: &FixedKeys::new(crate::support::SEED),
         renewal: None,
         reset_members: false,
+        emit: Default::default(),
     };
     let pods = etcdpack::build(&t, &env, &mut |_| {}).unwrap();
     for m in &b.build.plan.members {

@@ -28,6 +28,7 @@ fn run(dir: &Path, text: &str, seed: u64, now: i64, renewal: Option<&Renewal>) -
         keys: &FixedKeys::new(seed),
         renewal,
         reset_members: false,
+        emit: Default::default(),
     };
     let b = etcdpack::build(&t, &env, &mut |_| {})?;
     fsio::apply_state_update(dir, &b.state_update)?;
@@ -307,6 +308,7 @@ fn a_moved_member_replaces_its_old_address_and_a_removed_one_gets_a_keyless_leav
         keys: &FixedKeys::new(5),
         renewal: None,
         reset_members: true,
+        emit: Default::default(),
     };
     let reset = etcdpack::build(&t, &env, &mut |_| {}).unwrap();
     assert!(!reset.dist.contains_key("infra3.tar.gz"));

@@ -2,11 +2,13 @@
 
 mod support;
 
+mod ansible;
 mod bundles;
 mod certs;
 mod cli;
 mod crash;
 mod day2;
+mod delivery;
 mod e2e;
 mod golden;
 mod host;

@@ -33,6 +33,7 @@ fn build_at(dir: &Path, text: &str, seed: u64, now: i64) -> Result<etcdpack::Bui
             keys: &FixedKeys::new(seed),
             renewal: None,
             reset_members: false,
+            emit: Default::default(),
         },
         &mut |_| {},
     )?;

@@ -175,6 +175,7 @@ pub fn built(scenario: &str) -> Arc<Built> {
             keys: &FixedKeys::new(SEED),
             renewal: None,
             reset_members: false,
+            emit: Default::default(),
         };
         let build = etcdpack::build(&topology, &env, &mut |_| {}).unwrap();
         let bundles = build

@@ -1,0 +1,165 @@
+//! Delivery beyond USB and scp, made from the signed `dist/` alone: cloud-init user-data that
+//! carries one member's bundle, its signature and the signing key, and an Ansible inventory
+//! and playbook that check every signature on the controller and install one host at a time.
+
+use crate::plan::Plan;
+use crate::rollout::{HostChange, install_order};
+use base64::Engine;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// What `build --emit` asks for besides the bundles.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Emit {
+    /// `dist/<member>.user-data` for every member.
+    pub cloud_init: bool,
+    /// `dist/ansible/`.
+    pub ansible: bool,
+}
+
+/// Files for `dist/`, by name.
+pub type Files = BTreeMap<String, Vec<u8>>;
+
+/// The user-data size above which some clouds refuse it (EC2 takes 16 KiB).
+pub const USER_DATA_LIMIT: usize = 16 * 1024;
+/// Where the user-data writes the bundle on the host.
+pub const CLOUD_INIT_DIR: &str = "/var/lib/etcdpack/cloud-init";
+/// How long the user-data's install.sh waits for a healthy member.
+pub const CLOUD_INIT_WAIT_SECS: u32 = 600;
+/// The playbook, verbatim (Jinja, not a handlebars template).
+pub const SITE_YML: &str = include_str!("../templates/ansible/site.yml");
+/// The tasks that install one host's bundle, verbatim.
+pub const INSTALL_BUNDLE_YML: &str = include_str!("../templates/ansible/install-bundle.yml");
+
+/// Why the plan cannot go by cloud-init, if it cannot: a bundle that ships an image or
+/// binary archive is far above what any cloud takes as user-data. Checked before any key
+/// is made.
+pub fn refusal(plan: &Plan, emit: Emit) -> Option<String> {
+    if !emit.cloud_init {
+        return None;
+    }
+    let what = match (&plan.image_archive, plan.systemd.as_ref().filter(|s| !s.binaries.is_empty())) {
+        (Some(image), _) => format!("the image archive {image}"),
+        (None, Some(_)) => "the etcd binaries of etcd.binaryArchive".to_string(),
+        (None, None) => return None,
+    };
+    Some(format!(
+        "--emit cloud-init: every bundle carries {what}, far more than cloud-init user-data can hold (16 KiB on EC2)\n  help: deliver these bundles by USB, scp or --emit ansible, or drop the archive from the topology (then install.sh needs the image or binary on the host)"
+    ))
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// `dist/<member>.user-data` for every member (and every leaving member), with a warning for
+/// each one above [`USER_DATA_LIMIT`].
+pub fn cloud_init(
+    hb: &handlebars::Handlebars<'_>,
+    plan: &Plan,
+    dist: &Files,
+    fingerprint: &str,
+) -> Result<(Files, Vec<String>), crate::render::RenderError> {
+    let mut files = BTreeMap::new();
+    let mut warnings = Vec::new();
+    let key = &dist["signing-key.pub"];
+    for (name, address) in hosts(plan) {
+        let bundle = &dist[&format!("{name}.tar.gz")];
+        let ctx = json!({
+            "cluster": plan.cluster,
+            "member": name,
+            "address": address,
+            "fingerprint": fingerprint,
+            "dir": CLOUD_INIT_DIR,
+            "wait": CLOUD_INIT_WAIT_SECS,
+            "key_b64": b64(key),
+            "sig_b64": b64(&dist[&format!("{name}.tar.gz.sig")]),
+            "bundle_b64": b64(bundle),
+        });
+        let text = hb
+            .render(crate::layout::templates::USER_DATA, &ctx)
+            .map_err(|e| crate::render::RenderError { template: "user-data".into(), why: e.to_string() })?;
+        let file = format!("{name}.user-data");
+        if text.len() > USER_DATA_LIMIT {
+            warnings.push(format!(
+                "dist/{file} is {:.1} KiB, above the 16 KiB user-data limit of EC2 (other clouds take more: Azure 64 KiB, GCE 256 KiB); where it is refused, deliver dist/{name}.tar.gz by scp or --emit ansible",
+                text.len() as f64 / 1024.0
+            ));
+        }
+        files.insert(file, text.into_bytes());
+    }
+    Ok((files, warnings))
+}
+
+/// Every host a bundle goes to, by name with its address: the members, then those leaving.
+fn hosts(plan: &Plan) -> Vec<(String, String)> {
+    let members = plan.members.iter().map(|m| (m.name.clone(), m.address.to_string()));
+    let leaving = plan.leaving.iter().map(|l| (l.name.clone(), address_of(&l.peer_url)));
+    members.chain(leaving).collect()
+}
+
+/// The host of a peer URL (`https://[fd00::6]:2380` → `fd00::6`).
+fn address_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => rest.rsplit_once(':').map_or(rest, |(h, _)| h),
+    };
+    host.to_string()
+}
+
+/// `dist/ansible/`: the inventory (hosts in install order: those this build changes first,
+/// in the order the build names, then the others), the playbook and its tasks.
+pub fn ansible(
+    hb: &handlebars::Handlebars<'_>,
+    plan: &Plan,
+    digests: &BTreeMap<String, String>,
+    changes: &[HostChange],
+    fingerprint: &str,
+) -> Result<Files, crate::render::RenderError> {
+    let all = hosts(plan);
+    let mut order: Vec<&str> = install_order(changes)
+        .into_iter()
+        .map(|c| c.member.as_str())
+        .filter(|m| all.iter().any(|(n, _)| n == m))
+        .collect();
+    for (name, _) in &all {
+        if !order.contains(&name.as_str()) {
+            order.push(name);
+        }
+    }
+    let host_list: Vec<serde_json::Value> = order
+        .iter()
+        .map(|name| {
+            let address = &all.iter().find(|(n, _)| n == name).expect("a host of the plan").1;
+            json!({ "name": name, "address": address, "sha256": digests.get(*name) })
+        })
+        .collect();
+    let cp = &plan.control_plane.name;
+    let ctx = json!({
+        "cluster": plan.cluster,
+        "fingerprint": fingerprint,
+        "hosts": host_list,
+        "control_plane": cp,
+        "control_plane_sha256": digests.get(cp),
+    });
+    let inventory = hb.render(crate::layout::templates::ANSIBLE_INVENTORY, &ctx).map_err(|e| {
+        crate::render::RenderError { template: "ansible inventory".into(), why: e.to_string() }
+    })?;
+    Ok(BTreeMap::from([
+        ("ansible/inventory.yml".to_string(), inventory.into_bytes()),
+        ("ansible/site.yml".to_string(), SITE_YML.as_bytes().to_vec()),
+        ("ansible/install-bundle.yml".to_string(), INSTALL_BUNDLE_YML.as_bytes().to_vec()),
+    ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_url_gives_its_host() {
+        assert_eq!(address_of("https://10.0.0.6:2380"), "10.0.0.6");
+        assert_eq!(address_of("https://[fd00::6]:2380"), "fd00::6");
+    }
+}

@@ -1,0 +1,158 @@
+//! Delivery by Ansible: `build --emit ansible` writes a playbook that ansible-lint accepts;
+//! ansible-core runs it against local connections, each member into its own root, a real
+//! cluster comes up from those roots, a second run changes nothing, and a bundle altered
+//! after the build stops the play on the controller before any host is touched.
+
+use crate::e2e::{Lab, Member, command_from_manifest, url, wait_healthy};
+use crate::support::have_tool;
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const TOPOLOGY: &str = "cluster: pushed\nkubernetesVersion: v1.33.6\npki: { keyAlgorithm: ECDSA-P256 }\nmembers:\n  - { name: a0, address: 10.0.0.50 }\n  - { name: a1, address: 10.0.0.51 }\n  - { name: a2, address: 10.0.0.52 }\n";
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Builds TOPOLOGY in `w` with the Ansible files.
+fn build(w: &Path) {
+    std::fs::write(w.join("t.yaml"), TOPOLOGY).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_etcdpack"))
+        .args(["build", "t.yaml", "--emit", "ansible"])
+        .current_dir(w)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// An Ansible tool with its state kept in `w` (nothing written to the home folder).
+fn ansible(tool: &str, w: &Path) -> Command {
+    let mut c = Command::new(tool);
+    c.env("LC_ALL", "C.UTF-8")
+        .env("ANSIBLE_HOME", w.join(".ansible"))
+        .env("ANSIBLE_LOCAL_TEMP", w.join(".ansible/tmp"))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("ANSIBLE_FORCE_COLOR", "0")
+        .env("NO_COLOR", "1");
+    c
+}
+
+#[test]
+fn the_playbook_passes_ansible_lint() {
+    if !have_tool("ansible-lint") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    build(w);
+    let o = ansible("ansible-lint", w)
+        .args(["--offline", "site.yml", "install-bundle.yml", "inventory.yml"])
+        .current_dir(w.join("dist/ansible"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("0 failure(s), 0 warning(s)"), "{}", text(&o));
+}
+
+/// The recap line of each host: `host: ok=N changed=N ... failed=N`.
+fn recap(o: &Output) -> Vec<(String, usize, usize)> {
+    let out = String::from_utf8_lossy(&o.stdout);
+    out.lines()
+        .skip_while(|l| !l.starts_with("PLAY RECAP"))
+        .skip(1)
+        .filter(|l| l.contains("changed="))
+        .map(|l| {
+            let field = |k: &str| -> usize {
+                l.split_whitespace().find_map(|f| f.strip_prefix(k)).unwrap().parse().unwrap()
+            };
+            (l.split_whitespace().next().unwrap().to_string(), field("changed="), field("failed="))
+        })
+        .collect()
+}
+
+#[test]
+fn the_playbook_installs_every_member_into_its_root_and_a_second_run_changes_nothing() {
+    crate::needs_root!();
+    if !have_tool("ansible-playbook") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    build(w);
+    let names = ["a0", "a1", "a2"];
+    // The test's own inventory: local connections, one root (and bundle folder) per member,
+    // no become (already root), no --wait (the harness starts etcd afterwards).
+    let mut hosts = String::from("etcd:\n  hosts:\n");
+    for n in names {
+        hosts.push_str(&format!(
+            "    {n}:\n      ansible_connection: local\n      etcdpack_root: {root}\n      etcdpack_dir: {dir}\n",
+            root = w.join(format!("root-{n}")).display(),
+            dir = w.join(format!("incoming-{n}")).display()
+        ));
+        std::fs::create_dir_all(w.join(format!("root-{n}"))).unwrap();
+    }
+    hosts.push_str("  vars:\n    etcdpack_become: false\n    etcdpack_wait: 0\n    ansible_python_interpreter: \"{{ ansible_playbook_python }}\"\n");
+    std::fs::write(w.join("hosts.yml"), hosts).unwrap();
+    let play = || {
+        ansible("ansible-playbook", w)
+            .args(["-i", "dist/ansible/inventory.yml", "-i", "hosts.yml", "dist/ansible/site.yml"])
+            .current_dir(w)
+            .output()
+            .unwrap()
+    };
+
+    let o = play();
+    assert!(o.status.success(), "{}", text(&o));
+    let first = recap(&o);
+    for n in names {
+        // The folder, the unpacked bundle and install.sh: three changes on a new host.
+        assert!(first.contains(&(n.to_string(), 3, 0)), "{n}: {first:?}\n{}", text(&o));
+    }
+    assert!(first.contains(&("localhost".to_string(), 0, 0)), "{first:?}");
+
+    // A real cluster from those roots.
+    let addresses: Vec<IpAddr> = ["10.0.0.50", "10.0.0.51", "10.0.0.52"].map(|a| a.parse().unwrap()).to_vec();
+    let mut lab = Lab::new("an");
+    let namespaces = lab.network(&addresses);
+    let members: Vec<Member> = names
+        .iter()
+        .zip(&addresses)
+        .zip(namespaces)
+        .map(|((n, a), ns)| Member {
+            name: n.to_string(),
+            address: *a,
+            root: w.join(format!("root-{n}")),
+            ns,
+        })
+        .collect();
+    for m in &members {
+        let (argv, _) = command_from_manifest(&m.root, false);
+        lab.spawn(&m.ns, &argv, &w.join(format!("{}.log", m.name)));
+    }
+    let endpoints: Vec<String> = addresses.iter().map(|a| url(a, 2379)).collect();
+    wait_healthy(&members, &endpoints.join(","), w);
+
+    // The second run: every host ok, nothing changed.
+    let o = play();
+    assert!(o.status.success(), "{}", text(&o));
+    let second = recap(&o);
+    assert_eq!(second.len(), 4, "{second:?}");
+    assert!(
+        second.iter().all(|(_, changed, failed)| *changed == 0 && *failed == 0),
+        "{second:?}\n{}",
+        text(&o)
+    );
+
+    // A bundle altered after the build: the controller's check stops the play, no host runs.
+    let bundle = w.join("dist/a1.tar.gz");
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 1;
+    std::fs::write(&bundle, bytes).unwrap();
+    let o = play();
+    assert!(!o.status.success(), "{}", text(&o));
+    let third = recap(&o);
+    assert_eq!(third, [("localhost".to_string(), 0, 1)], "{}", text(&o));
+    assert!(text(&o).contains("Check each bundle's signature"), "{}", text(&o));
+}

@@ -1,0 +1,194 @@
+//! Delivery by cloud-init: every scenario's user-data passes `cloud-init schema` (Debian's
+//! cloud-init), carries its member's bundle, signature and signing key byte for byte (and
+//! the signature checks as its runcmd checks it), is warned about above 16 KiB, and is refused
+//! for bundles that carry an archive.
+
+use crate::support::{built, have_tool, scenarios};
+use base64::Engine;
+use etcdpack::emit;
+use saphyr::LoadableYamlNode;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+/// The user-data of every member of a scenario, as `build --emit cloud-init` writes them.
+fn user_data(scenario: &str) -> (BTreeMap<String, Vec<u8>>, Vec<String>) {
+    let b = built(scenario);
+    let hb = etcdpack::render::compiled().unwrap();
+    emit::cloud_init(hb, &b.build.plan, &b.build.dist, &b.build.fingerprint).unwrap()
+}
+
+/// Scenarios whose bundles can go by cloud-init (no image or binary archive).
+fn small_scenarios() -> Vec<String> {
+    scenarios()
+        .into_iter()
+        .filter(|s| {
+            emit::refusal(&built(s).build.plan, emit::Emit { cloud_init: true, ansible: false }).is_none()
+        })
+        .collect()
+}
+
+#[test]
+fn every_user_data_passes_cloud_init_schema() {
+    if !have_tool("cloud-init") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for scenario in small_scenarios() {
+        for (name, bytes) in user_data(&scenario).0 {
+            let path = dir.path().join(format!("{scenario}-{name}"));
+            std::fs::write(&path, bytes).unwrap();
+            files.push(path);
+        }
+    }
+    assert!(files.len() >= 30, "{} user-data files", files.len());
+    // Two at a time (the machine has two cores): each run is a Python start.
+    let results: Vec<(String, std::process::Output)> = std::thread::scope(|s| {
+        let halves: Vec<_> = files
+            .chunks(files.len().div_ceil(2))
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|p| {
+                            let o = Command::new("cloud-init")
+                                .args(["schema", "--config-file"])
+                                .arg(p)
+                                .output()
+                                .unwrap();
+                            (p.display().to_string(), o)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        halves.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    for (path, o) in results {
+        let said = crate::host::out(&o);
+        assert!(o.status.success() && said.contains("Valid cloud-config"), "{path}: {said}");
+        assert!(!said.to_lowercase().contains("deprecat"), "{path}: {said}");
+    }
+}
+
+fn b64(s: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+#[test]
+fn user_data_carries_the_signed_bundle_byte_for_byte() {
+    let scenario = "guide-v1.34";
+    let b = built(scenario);
+    let (files, _) = user_data(scenario);
+    assert_eq!(files.len(), b.build.plan.members.len());
+    for m in &b.build.plan.members {
+        let text = String::from_utf8(files[&format!("{}.user-data", m.name)].clone()).unwrap();
+        assert!(text.starts_with("#cloud-config\n"), "{}", m.name);
+        let doc = saphyr::YamlOwned::load_from_str(&text).unwrap().remove(0);
+        let written: BTreeMap<String, (Vec<u8>, String)> = doc["write_files"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                assert_eq!(f["encoding"].as_str(), Some("b64"));
+                assert_eq!(f["owner"].as_str(), Some("root:root"));
+                let name = f["path"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+                (name, (b64(f["content"].as_str().unwrap()), f["permissions"].as_str().unwrap().to_string()))
+            })
+            .collect();
+        let bundle = format!("{}.tar.gz", m.name);
+        let sig = format!("{bundle}.sig");
+        assert_eq!(written[&bundle], (b.build.dist[&bundle].clone(), "0600".to_string()), "{bundle}");
+        assert_eq!(written[&sig].0, b.build.dist[&sig], "{sig}");
+        assert_eq!(written["signing-key.pub"].0, b.build.dist["signing-key.pub"]);
+
+        // runcmd's script, run over the written files with install.sh replaced by a marker:
+        // the signature checks, the bundle unpacks, install.sh is called with --wait.
+        let script = doc["runcmd"][0][2].as_str().unwrap().to_string();
+        assert_eq!(doc["runcmd"][0][0].as_str(), Some("sh"));
+        let dir = tempfile::tempdir().unwrap();
+        for (name, (bytes, _)) in &written {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        let local = script
+            .replace(emit::CLOUD_INIT_DIR, &dir.path().display().to_string())
+            .replace(&format!("./{}/install.sh", m.name), &format!("echo would run ./{}/install.sh", m.name));
+        let o = Command::new("sh").args(["-ec", &local]).output().unwrap();
+        let said = crate::host::out(&o);
+        assert!(o.status.success(), "{said}");
+        assert!(said.contains("Verified OK"), "{said}");
+        assert!(said.contains(&format!("would run ./{}/install.sh --wait 600", m.name)), "{said}");
+        assert!(dir.path().join(&m.name).join("install.sh").is_file());
+
+        // A user-data whose bundle was altered stops at the signature.
+        let mut bad = written[&bundle].0.clone();
+        let i = bad.len() / 2;
+        bad[i] ^= 1;
+        std::fs::write(dir.path().join(&bundle), bad).unwrap();
+        std::fs::remove_dir_all(dir.path().join(&m.name)).unwrap();
+        let o = Command::new("sh").args(["-ec", &local]).output().unwrap();
+        assert!(!o.status.success(), "{}", crate::host::out(&o));
+        assert!(!dir.path().join(&m.name).exists(), "nothing unpacked after a failed signature");
+    }
+}
+
+fn etcdpack(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_etcdpack")).args(args).current_dir(dir).output().unwrap()
+}
+
+#[test]
+fn a_user_data_above_16_kib_is_warned_and_an_archive_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    // RSA keys: every user-data is above 16 KiB.
+    std::fs::write(
+        w.join("t.yaml"),
+        "cluster: big\nkubernetesVersion: v1.34.2\nmembers:\n  - { name: a0, address: 10.0.0.6 }\n",
+    )
+    .unwrap();
+    let o = etcdpack(w, &["build", "t.yaml", "--emit", "cloud-init"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let size = std::fs::metadata(w.join("dist/a0.user-data")).unwrap().len() as f64 / 1024.0;
+    assert!(size > 16.0, "{size}");
+    assert!(
+        err.contains(&format!(
+            "warning: dist/a0.user-data is {size:.1} KiB, above the 16 KiB user-data limit of EC2"
+        )),
+        "{err}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(w.join("dist/a0.user-data")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "a user-data holds private keys");
+    // A second build reuses dist/ (its user-data are etcdpack's own) and stays quiet about
+    // nothing else.
+    let o = etcdpack(w, &["build", "t.yaml", "--emit", "cloud-init,ansible"]);
+    assert!(o.status.success(), "{}", crate::host::out(&o));
+    assert!(w.join("dist/ansible/site.yml").is_file());
+    // Without --emit, the next build's dist/ holds neither.
+    let o = etcdpack(w, &["build", "t.yaml"]);
+    assert!(o.status.success(), "{}", crate::host::out(&o));
+    assert!(!w.join("dist/a0.user-data").exists() && !w.join("dist/ansible").exists());
+
+    // An image archive is refused before any key is made.
+    let fixture = crate::support::fixtures().join("image-archive-v1.34");
+    let state = w.join("archive.state");
+    let o = Command::new(env!("CARGO_BIN_EXE_etcdpack"))
+        .arg("build")
+        .arg(fixture.join("topology.yaml"))
+        .args(["--emit", "cloud-init", "--out"])
+        .arg(w.join("archive-dist"))
+        .arg("--state")
+        .arg(&state)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--emit cloud-init: every bundle carries the image archive etcd-3.6.5-0.tar"),
+        "{err}"
+    );
+    assert!(err.contains("help: deliver these bundles by USB, scp or --emit ansible"), "{err}");
+    assert!(!state.exists() && !w.join("archive-dist").exists(), "nothing made");
+}
