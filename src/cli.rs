@@ -127,9 +127,11 @@ pub enum Command {
 /// A delivery channel `--emit` writes files for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Channel {
-    /// dist/<member>.user-data: #cloud-config that writes the signed bundle and installs it
+    // dist/<member>.user-data: #cloud-config that writes the signed bundle and installs it.
+    #[allow(missing_docs)]
     CloudInit,
-    /// dist/ansible/: inventory.yml, site.yml and install-bundle.yml
+    // dist/ansible/: inventory.yml, site.yml and install-bundle.yml.
+    #[allow(missing_docs)]
     Ansible,
 }
 

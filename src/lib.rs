@@ -165,26 +165,33 @@ pub fn build(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static st
 
 /// Each member's manifest digest, from the rendered bundles (members first, in plan order).
 fn runtime_digests_of(plan: &Plan, sets: &[render::FileSet]) -> BTreeMap<String, String> {
+    let runner = plan::Content::Template(plan.runtime.runner_template());
     plan.members
         .iter()
         .zip(sets)
         .filter(|(m, set)| m.name == set.member)
         .filter_map(|(m, set)| {
-            let f = m
+            let file = |f: &plan::PlannedFile| set.files.get(&f.path);
+            let unit = file(m.files.iter().find(|f| f.content == runner)?)?;
+            let binaries: Vec<String> = m
                 .files
                 .iter()
-                .find(|f| f.content == plan::Content::Template(layout::templates::ETCD_MANIFEST))?;
-            Some((m.name.clone(), set.files.get(&f.path)?.sha256.clone()))
+                .filter(|f| matches!(f.content, plan::Content::Binary(_)))
+                .filter_map(|f| Some(file(f)?.sha256.clone()))
+                .collect();
+            Some((m.name.clone(), render::runner_digest(&unit.bytes, &binaries)))
         })
         .collect()
 }
 
-/// Each member's manifest digest, rendered without keys (for `plan`).
+/// Each member's runtime digest (manifest, or unit and binaries), rendered without keys (for
+/// `plan`).
 pub fn runtime_digests(plan: &Plan) -> Result<BTreeMap<String, String>> {
+    let binaries = render::binary_digests(plan);
     plan.members
         .iter()
         .map(|m| {
-            let d = render::runtime_digest(plan, m).map_err(|e| Error::Internal(e.to_string()))?;
+            let d = render::runtime_digest(plan, m, &binaries).map_err(|e| Error::Internal(e.to_string()))?;
             Ok((m.name.clone(), d))
         })
         .collect()

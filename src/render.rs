@@ -116,19 +116,35 @@ pub fn compiled() -> Result<&'static Handlebars<'static>, RenderError> {
 
 /// The SHA-256 (hex) of what runs etcd on a member (its static pod manifest, or its unit
 /// and the binaries it runs): when it changes, installing the bundle restarts etcd. Needs no
-/// keys, so `plan` can tell.
-pub fn runtime_digest(plan: &Plan, m: &MemberPlan) -> Result<String, RenderError> {
+/// keys, so `plan` can tell. `binaries` are the binaries' SHA-256 (hex), as
+/// [`binary_digests`] gives them.
+pub fn runtime_digest(plan: &Plan, m: &MemberPlan, binaries: &[String]) -> Result<String, RenderError> {
     let hb = compiled()?;
     let id = plan.runtime.runner_template();
     let text = hb
         .render(id, &context(plan, m))
         .map_err(|e| RenderError { template: id.into(), why: e.to_string() })?;
+    Ok(runner_digest(clean(&text).as_bytes(), binaries))
+}
+
+/// The SHA-256 (hex) of each binary the plan ships, in order.
+pub fn binary_digests(plan: &Plan) -> Vec<String> {
+    plan.systemd
+        .iter()
+        .flat_map(|s| &s.binaries)
+        .map(|(_, b)| hex::encode(Sha256::digest(b.as_slice())))
+        .collect()
+}
+
+/// What runs etcd, as one digest: the runner file's SHA-256 when nothing else runs with it
+/// (a static pod), else that of the file followed by each binary's SHA-256 (hex).
+pub fn runner_digest(runner: &[u8], binaries: &[String]) -> String {
     let mut digest = Sha256::new();
-    digest.update(clean(&text).as_bytes());
-    for (_, bytes) in plan.systemd.iter().flat_map(|s| &s.binaries) {
-        digest.update(Sha256::digest(bytes.as_slice()));
+    digest.update(runner);
+    for b in binaries {
+        digest.update(b.as_bytes());
     }
-    Ok(hex::encode(digest.finalize()))
+    hex::encode(digest.finalize())
 }
 
 /// One argument of a systemd `ExecStart=` line, read back by systemd as `arg`: `%` and `$`

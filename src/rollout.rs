@@ -87,7 +87,11 @@ pub fn changes(
                 if what.is_empty() {
                     what.push("flags or settings".into());
                 }
-                reasons.push(format!("manifest changed ({}): etcd restarts", what.join(", ")));
+                let runner = match plan.runtime {
+                    crate::layout::Runtime::StaticPod => "manifest",
+                    crate::layout::Runtime::Systemd => "etcd.service",
+                };
+                reasons.push(format!("{runner} changed ({}): etcd restarts", what.join(", ")));
             }
             let certs: Vec<String> = decisions
                 .iter()

@@ -937,7 +937,7 @@ fn the_systemd_runtime_installs_etcd_service_its_binaries_and_gives_etcd_its_fil
 }
 
 #[test]
-fn the_systemd_runtime_refuses_a_user_the_host_does_not_have() {
+fn the_systemd_runtime_refuses_a_missing_user_and_a_running_static_pod() {
     crate::needs_root!();
     let host = Host::new("su", "10.0.0.6");
     // This host's users: root alone.
@@ -949,5 +949,12 @@ fn the_systemd_runtime_refuses_a_user_the_host_does_not_have() {
     assert_eq!(o.status.code(), Some(1), "{}", host_out(&o));
     assert!(host_out(&o).contains("user etcd (etcd.user) does not exist"), "{}", host_out(&o));
     assert!(host_out(&o).contains("useradd --system"), "{}", host_out(&o));
+    assert_same(&host.changes(), &before, "refused");
+    // A host where etcd runs as a static pod does not get a second etcd from etcd.service.
+    host.put("/etc/kubernetes/manifests/etcd.yaml", "a static pod\n", 0o600);
+    let before = host.changes();
+    let o = host.install(&bundle, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", host_out(&o));
+    assert!(host_out(&o).contains("etcd runs as a static pod of the kubelet"), "{}", host_out(&o));
     assert_same(&host.changes(), &before, "refused");
 }

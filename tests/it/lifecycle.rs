@@ -346,3 +346,25 @@ fn a_change_that_loses_quorum_in_one_step_is_refused_with_the_safe_way() {
     );
     assert_eq!(fsio::load_state(dir.path()).unwrap().record, before, "a refusal writes nothing");
 }
+
+#[test]
+fn under_systemd_an_upgrade_restarts_through_etcd_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = THREE.replace("members:", "etcd: { runtime: systemd, user: etcd }\nmembers:");
+    run(dir.path(), &plain, 1, NOW, None).unwrap();
+    let b = run(dir.path(), &plain.replace("v1.33.6", "v1.34.2"), 2, NOW, None).unwrap();
+    assert_eq!(
+        to_install(&b),
+        [("infra0", true), ("infra1", true), ("infra2", true), ("control-plane", false)]
+    );
+    assert!(
+        b.changes[0].reasons[0].contains(
+            "etcd.service changed (kubernetesVersion v1.33.6 -> v1.34.2, etcd 3.5.24-0 -> 3.6.5-0): etcd restarts"
+        ),
+        "{:?}",
+        b.changes
+    );
+    // A renewal touches no unit: nothing restarts.
+    let r = run(dir.path(), &plain.replace("v1.33.6", "v1.34.2"), 3, NOW, Some(&Renewal::default())).unwrap();
+    assert!(r.changes.iter().all(|c| c.install && !c.restart), "{:?}", r.changes);
+}
