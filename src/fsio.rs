@@ -18,6 +18,18 @@ impl FileSource for DirFiles {
     fn read(&self, path: &str) -> std::result::Result<Vec<u8>, String> {
         fs::read(self.0.join(path)).map_err(|e| e.to_string())
     }
+
+    /// Refuses a file above `max` before reading it.
+    fn read_at_most(&self, path: &str, max: u64) -> std::result::Result<Vec<u8>, String> {
+        use std::io::Read;
+        let mut f = fs::File::open(self.0.join(path)).map_err(|e| e.to_string())?;
+        let mut bytes = Vec::new();
+        (&mut f).take(max + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+        if bytes.len() as u64 > max {
+            return Err(format!("it is larger than {} MiB", max >> 20));
+        }
+        Ok(bytes)
+    }
 }
 
 /// The default state folder: `<stem>.state/` beside the topology.

@@ -27,6 +27,15 @@ use walker::{Walker, pos};
 pub trait FileSource {
     /// The bytes of `path`, or a reason it cannot be read.
     fn read(&self, path: &str) -> Result<Vec<u8>, String>;
+
+    /// The bytes of `path` if it holds at most `max` bytes.
+    fn read_at_most(&self, path: &str, max: u64) -> Result<Vec<u8>, String> {
+        let bytes = self.read(path)?;
+        if bytes.len() as u64 > max {
+            return Err(format!("it is larger than {} MiB", max >> 20));
+        }
+        Ok(bytes)
+    }
 }
 
 /// A map of file contents, for tests and for callers that already hold the files.

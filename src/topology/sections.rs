@@ -540,9 +540,17 @@ impl Walker {
         if let Some((_, n)) = f.get("binaryArchive").filter(|_| systemd)
             && let Some(path) = self.string("etcd.binaryArchive", n)
         {
+            // Official etcd release archives are about 25 MiB.
             let archive = files
-                .read(&path)
-                .map_err(|e| (format!("cannot read `{path}`: {e}"), "give the archive's path relative to the topology file"))
+                .read_at_most(&path, MAX_BINARY_ARCHIVE)
+                .map_err(|e| {
+                    let help = if e.contains("larger than") {
+                        "an etcd release archive is about 25 MiB: give the release .tar.gz itself"
+                    } else {
+                        "give the archive's path relative to the topology file"
+                    };
+                    (format!("cannot read `{path}`: {e}"), help)
+                })
                 .and_then(|bytes| {
                     etcd_binaries(&bytes).map_err(|why| {
                         (format!("`{path}` is not an etcd release archive: {why}"), "give an etcd release .tar.gz as published (etcd-v3.5.24-linux-amd64.tar.gz), holding etcd, etcdctl and etcdutl in one folder")
@@ -876,6 +884,9 @@ fn host_local(ip: &IpAddr) -> Option<&'static str> {
         _ => None,
     }
 }
+
+/// The largest `etcd.binaryArchive` read.
+const MAX_BINARY_ARCHIVE: u64 = 512 << 20;
 
 /// A POSIX login name as useradd takes it.
 fn is_user_name(s: &str) -> bool {
