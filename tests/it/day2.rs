@@ -5,7 +5,7 @@
 //! back.
 
 use crate::e2e::{
-    Lab, Member, Writer, command_from_manifest, etcdctl, install_in as install, run, unpack_dist as unpack,
+    Lab, Member, Writer, command_from_manifest, install_in as install, keys_on, run, unpack_dist as unpack,
     url, wait_healthy,
 };
 use std::net::IpAddr;
@@ -66,18 +66,6 @@ fn snapshot(root: &Path) -> Vec<(PathBuf, String, u32)> {
             )
         })
         .collect()
-}
-
-/// Keys under `/w/` as one member holds them (a serializable read: its own copy).
-fn keys_on(m: &Member, endpoint: &str) -> usize {
-    let o = etcdctl(
-        m,
-        endpoint,
-        "apiserver-etcd-client",
-        &["get", "/w/", "--prefix", "--keys-only", "--consistency=s"],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.is_empty()).count()
 }
 
 #[test]

@@ -160,6 +160,19 @@ impl Member {
     }
 }
 
+/// Keys under `/w/` (the writer's) as one member holds them: a serializable read through
+/// `endpoint`, so its own copy.
+pub fn keys_on(m: &Member, endpoint: &str) -> usize {
+    let o = etcdctl(
+        m,
+        endpoint,
+        "apiserver-etcd-client",
+        &["get", "/w/", "--prefix", "--keys-only", "--consistency=s"],
+    );
+    assert!(o.status.success(), "{}", crate::host::out(&o));
+    String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.is_empty()).count()
+}
+
 /// install.sh of `bundle` in the background, into the member's root; once it has installed
 /// every file (the data dir comes last), the harness starts etcd with `argv_of(root)` (as the
 /// kubelet or systemd would); returns install.sh's output and etcd's number in the lab.

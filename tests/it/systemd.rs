@@ -3,7 +3,7 @@
 //! member added (learner, then promoted) and started the same way, then removed again.
 
 use crate::e2e::{
-    Lab, Member, Writer, command_from_unit, etcdctl, install_in as install, install_then_start, run,
+    Lab, Member, Writer, command_from_unit, install_in as install, install_then_start, keys_on, run,
     unpack_dist as unpack, url, wait_healthy,
 };
 use std::net::IpAddr;
@@ -36,19 +36,6 @@ fn build(w: &Path, n: usize) -> String {
 fn uid_of(user: &str) -> u32 {
     let o = run(Command::new("id").args(["-u", user]));
     String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
-}
-
-/// Keys under `/w/` as one member holds them (its own copy).
-fn keys_on(m: &Member) -> usize {
-    let e = url(&m.address, 2379);
-    let o = etcdctl(
-        m,
-        &e,
-        "apiserver-etcd-client",
-        &["get", "/w/", "--prefix", "--keys-only", "--consistency=s"],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.is_empty()).count()
 }
 
 #[test]
@@ -167,6 +154,6 @@ fn a_systemd_cluster_runs_as_its_user_renews_and_grows() {
     assert!(failed.is_empty(), "writes failed: {failed:?}");
     assert!(written > 10, "the writer wrote only {written} keys");
     for m in &members {
-        assert!(keys_on(m) >= written, "{} holds every key written", m.name);
+        assert!(keys_on(m, &url(&m.address, 2379)) >= written, "{} holds every key written", m.name);
     }
 }
