@@ -876,6 +876,8 @@ fn the_systemd_runtime_installs_etcd_service_its_binaries_and_gives_etcd_its_fil
     for step in [
         "installed /etc/systemd/system/etcd.service (mode 0644)",
         "installed /usr/local/bin/etcd (mode 0755)",
+        "installed /etc/kubernetes/pki/etcd/server.key (mode 0600, owner etcd)",
+        "installed /etc/kubernetes/pki/etcd/ca.key (mode 0600)\n",
         "data dir /var/lib/etcd (mode 0700) belongs to etcd",
         "restarted etcd.service",
     ] {
