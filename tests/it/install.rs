@@ -62,21 +62,70 @@ fn installed_files(root: &Path, tree: &BTreeMap<String, (u32, Vec<u8>)>) -> BTre
         .collect()
 }
 
+/// shellcheck's verdict on a bash script.
+fn shellcheck(script: &[u8]) -> Output {
+    let mut child = Command::new("shellcheck")
+        .args(["-s", "bash", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("shellcheck is installed by the test command");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), script).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn shellcheck_passes_on_every_installer() {
     for scenario in scenarios() {
         let b = built(&scenario);
         for (member, u) in b.every_bundle() {
-            let mut child = Command::new("shellcheck")
-                .args(["-s", "bash", "-"])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .expect("shellcheck is installed by the test command");
-            std::io::Write::write_all(child.stdin.as_mut().unwrap(), &u.files["install.sh"].bytes).unwrap();
-            let o = child.wait_with_output().unwrap();
+            let o = shellcheck(&u.files["install.sh"].bytes);
             assert!(o.status.success(), "{scenario}/{member}: {}", String::from_utf8_lossy(&o.stdout));
         }
+    }
+    // Join and leave bundles (their installers hold the membership steps), in both runtimes.
+    for runtime in ["static-pod", "systemd"] {
+        let dir = tempfile::tempdir().unwrap();
+        let topology = |names: &[&str]| {
+            let mut t = format!(
+                "cluster: c\nkubernetesVersion: v1.33.6\npki: {{ keyAlgorithm: ECDSA-P256 }}\netcd: {{ runtime: {runtime} }}\nmembers:\n"
+            );
+            for (i, n) in names.iter().enumerate() {
+                t.push_str(&format!("  - {{ name: {n}, address: 10.0.0.{} }}\n", 6 + i));
+            }
+            t
+        };
+        let mut last = None;
+        for names in [&["a", "b", "c"][..], &["a", "b", "c", "d"], &["a", "b", "c"]] {
+            let (t, d) = etcdpack::topology::parse(
+                "t.yaml",
+                &topology(names),
+                &etcdpack::fsio::DirFiles(dir.path().into()),
+            );
+            let t = t.unwrap_or_else(|| panic!("{d}"));
+            let state = etcdpack::fsio::load_state(dir.path()).unwrap();
+            let env = etcdpack::BuildEnv {
+                state: &state,
+                now: crate::support::NOW,
+                source_date_epoch: Some(1),
+                keys: &crate::support::FixedKeys::new(7),
+                renewal: None,
+                reset_members: false,
+                emit: Default::default(),
+            };
+            let b = etcdpack::build(&t, &env, &mut |_| {}).unwrap();
+            etcdpack::fsio::apply_state_update(dir.path(), &b.state_update).unwrap();
+            last = Some(b);
+            let b = last.as_ref().unwrap();
+            if let Some(bytes) = b.dist.get("d.tar.gz") {
+                let u = etcdpack::unpack::unpack(bytes).unwrap();
+                let o = shellcheck(&u.files["install.sh"].bytes);
+                assert!(o.status.success(), "{runtime}/d: {}", String::from_utf8_lossy(&o.stdout));
+            }
+        }
+        let kinds: Vec<&str> =
+            last.iter().flat_map(|b| b.plan.leaving.iter().map(|l| l.name.as_str())).collect();
+        assert_eq!(kinds, ["d"], "the last build leaves d");
     }
 }
 
