@@ -1009,3 +1009,66 @@ fn the_systemd_runtime_refuses_a_missing_user_and_a_running_static_pod() {
     assert!(host_out(&o).contains("etcd runs as a static pod of the kubelet"), "{}", host_out(&o));
     assert_same(&host.changes(), &before, "refused");
 }
+
+/// Builds `text` in process against the state folder `state`, and unpacks `member`'s bundle
+/// into `into`.
+fn build_and_unpack(state: &Path, text: &str, member: &str, into: &Path) -> std::path::PathBuf {
+    let (t, d) = etcdpack::topology::parse("t.yaml", text, &etcdpack::fsio::DirFiles(state.into()));
+    let t = t.unwrap_or_else(|| panic!("{d}"));
+    let st = etcdpack::fsio::load_state(state).unwrap();
+    let env = etcdpack::BuildEnv {
+        state: &st,
+        now: crate::support::NOW,
+        source_date_epoch: Some(1),
+        keys: &crate::support::FixedKeys::new(11),
+        renewal: None,
+        reset_members: false,
+        emit: Default::default(),
+    };
+    let b = etcdpack::build(&t, &env, &mut |_| {}).unwrap();
+    etcdpack::fsio::apply_state_update(state, &b.state_update).unwrap();
+    let u = etcdpack::unpack::unpack(&b.dist[&format!("{member}.tar.gz")]).unwrap();
+    for (path, f) in &u.files {
+        let p = into.join(member).join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, &f.bytes).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(f.mode)).unwrap();
+    }
+    into.join(member)
+}
+
+#[test]
+fn under_systemd_a_changed_unit_meets_the_quorum_guard_and_restarts_etcd_service() {
+    crate::needs_root!();
+    let host = Host::new("sq", "10.0.0.6");
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let text = "cluster: c\nkubernetesVersion: v1.33.6\npki: { keyAlgorithm: ECDSA-P256 }\netcd: { runtime: systemd, user: etcd }\nmembers:\n  - { name: a, address: 10.0.0.6 }\n  - { name: b, address: 10.0.0.7 }\n  - { name: c, address: 10.0.0.8 }\n";
+    let first = build_and_unpack(&state, text, "a", &tmp.path().join("1"));
+    let o = host.install(&first, &[]);
+    assert!(o.status.success(), "{}", host_out(&o));
+    let installed = host.changes();
+    // A flag changes: the unit changes, so etcd would restart; no other member answers here.
+    let flagged = text
+        .replace("user: etcd }", "user: etcd, extraArgs: [ { name: snapshot-count, value: \"5000\" } ] }");
+    let second = build_and_unpack(&state, &flagged, "a", &tmp.path().join("2"));
+    let o = host.install(&second, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", host_out(&o));
+    assert!(
+        host_out(&o).contains("quorum guard: only 0 of the 2 other members answered healthy"),
+        "{}",
+        host_out(&o)
+    );
+    assert_same(&host.changes(), &installed, "after the guard's refusal");
+    let o = host.install(&second, &["--force"]);
+    assert!(o.status.success(), "{}", host_out(&o));
+    let unit = String::from_utf8(host.changes()["/etc/systemd/system/etcd.service"].3.clone()).unwrap();
+    assert!(unit.contains("  --snapshot-count=5000 \\\n"), "{unit}");
+    // The first install and the forced one each restarted etcd.service.
+    assert_eq!(
+        host.log().matches("systemctl restart --no-block etcd.service\n").count(),
+        2,
+        "{}",
+        host.log()
+    );
+}
