@@ -146,14 +146,18 @@ fn a_rolling_renewal_under_a_writer_and_the_quorum_guard() {
     }
     let rolling_time = rolling.elapsed();
     std::thread::sleep(Duration::from_millis(500));
-    let (written, failed) = writer.finish();
+    let crate::e2e::Writes { written, retried, failed } = writer.finish();
     eprintln!(
-        "renew of 3 members: {:.0} ms; rolling install: {:.1} s; writer: {written} writes, {} failed",
+        "renew of 3 members: {:.0} ms; rolling install: {:.1} s; writer: {written} writes, {} retried, {} failed",
         renew_time.as_secs_f64() * 1000.0,
         rolling_time.as_secs_f64(),
+        retried.len(),
         failed.len()
     );
-    assert!(failed.is_empty(), "writes failed during the renewal: {failed:?}");
+    assert!(failed.is_empty(), "writes failed twice during the renewal: {failed:?} (retried: {retried:?})");
+    for r in &retried {
+        eprintln!("retried after: {}", r.replace('\n', " "));
+    }
     assert!(written > 10, "the writer wrote only {written} keys");
     for (m, e) in members.iter().zip(&endpoints) {
         assert_eq!(keys_on(m, e), written, "{} holds every key written", m.name);

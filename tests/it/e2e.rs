@@ -557,10 +557,24 @@ fn a_v1_37_cluster_runs_without_the_two_etcd_3_6_flags() {
 
 /// A client that writes `/w/000000`, `/w/000001`, ... one put after another through
 /// `endpoints` (from namespace `ns`, with the CA and client pair in `client`) until finished.
+/// A put that fails is tried once more, as a client of etcd would: etcd drops a proposal that
+/// a follower forwarded to a leader just as leadership moves (a transfer, a removal, an
+/// election under load), and that put then times out although nothing is wrong. Each retry
+/// is kept with the error that caused it; a put whose retry fails too is a failure.
 pub struct Writer {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     ok: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    handle: std::thread::JoinHandle<Vec<String>>,
+    handle: std::thread::JoinHandle<(Vec<String>, Vec<String>)>,
+}
+
+/// What a writer did.
+pub struct Writes {
+    /// Puts that succeeded (each key once).
+    pub written: usize,
+    /// The errors of first attempts that a retry then made good.
+    pub retried: Vec<String>,
+    /// Puts that failed twice.
+    pub failed: Vec<String>,
 }
 
 impl Writer {
@@ -572,10 +586,8 @@ impl Writer {
         let (s, n, ns, endpoints, client) =
             (stop.clone(), ok.clone(), ns.to_string(), endpoints.to_string(), client.to_path_buf());
         let handle = std::thread::spawn(move || {
-            let mut failed = Vec::new();
-            while !s.load(Ordering::Relaxed) {
-                let i = n.load(Ordering::Relaxed);
-                let o = Command::new("ip")
+            let put = |i: usize| {
+                Command::new("ip")
                     .args(["netns", "exec", &ns, "etcdctl", "--dial-timeout=2s", "--command-timeout=5s"])
                     .arg(format!("--endpoints={endpoints}"))
                     .arg(format!("--cacert={}", client.join("ca.crt").display()))
@@ -584,18 +596,22 @@ impl Writer {
                     .args(["put", &format!("/w/{i:06}"), &format!("{i}")])
                     .env("ETCDCTL_API", "3")
                     .output()
-                    .unwrap();
-                if o.status.success() {
+                    .unwrap()
+            };
+            let (mut retried, mut failed) = (Vec::new(), Vec::new());
+            while !s.load(Ordering::Relaxed) {
+                let i = n.load(Ordering::Relaxed);
+                let first = put(i);
+                if first.status.success() || put(i).status.success() {
+                    if !first.status.success() {
+                        retried.push(crate::host::out(&first));
+                    }
                     n.fetch_add(1, Ordering::Relaxed);
                 } else {
-                    failed.push(format!(
-                        "{}{}",
-                        String::from_utf8_lossy(&o.stdout),
-                        String::from_utf8_lossy(&o.stderr)
-                    ));
+                    failed.push(crate::host::out(&first));
                 }
             }
-            failed
+            (retried, failed)
         });
         Writer { stop, ok, handle }
     }
@@ -605,11 +621,11 @@ impl Writer {
         self.ok.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Stops the writer: the puts that succeeded, and the failures' messages.
-    pub fn finish(self) -> (usize, Vec<String>) {
+    /// Stops the writer and says what it did.
+    pub fn finish(self) -> Writes {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let failed = self.handle.join().unwrap();
-        (self.ok.load(std::sync::atomic::Ordering::Relaxed), failed)
+        let (retried, failed) = self.handle.join().unwrap();
+        Writes { written: self.ok.load(std::sync::atomic::Ordering::Relaxed), retried, failed }
     }
 }
 

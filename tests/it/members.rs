@@ -264,7 +264,7 @@ fn a_cluster_grows_moves_a_member_and_shrinks_under_a_writer() {
     }
     check(&[&boot[0], &d1, &boot[2]], &writer, w, "remove d3 and d4");
     times.push(("remove d3, d4", started.elapsed()));
-    let (written, failed) = writer.finish();
+    let crate::e2e::Writes { written, retried, failed } = writer.finish();
 
     // A plan that would take 3 members to 1 at once is refused, naming the safe way.
     std::fs::write(w.join("t1.yaml"), format!("{HEAD}  - {{ name: d0, address: {} }}\n", ADDRESSES[0]))
@@ -295,6 +295,9 @@ fn a_cluster_grows_moves_a_member_and_shrinks_under_a_writer() {
     for (step, t) in &times {
         eprintln!("{step}: {:.1} s", t.as_secs_f64());
     }
-    eprintln!("writer: {written} writes, {} failed", failed.len());
-    assert!(failed.is_empty(), "writes failed: {failed:?}");
+    eprintln!("writer: {written} writes, {} retried, {} failed", retried.len(), failed.len());
+    for r in &retried {
+        eprintln!("retried after: {}", r.replace('\n', " "));
+    }
+    assert!(failed.is_empty(), "writes failed twice: {failed:?} (retried: {retried:?})");
 }

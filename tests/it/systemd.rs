@@ -142,16 +142,20 @@ fn a_systemd_cluster_runs_as_its_user_renews_and_grows() {
     let leave = started.elapsed();
 
     std::thread::sleep(Duration::from_millis(300));
-    let (written, failed) = writer.finish();
+    let crate::e2e::Writes { written, retried, failed } = writer.finish();
     eprintln!(
-        "systemd runtime: bootstrap 3 {:.1} s, rolling renewal {:.1} s, add s3 {:.1} s, remove s3 {:.1} s; writer {written} writes, {} failed",
+        "systemd runtime: bootstrap 3 {:.1} s, rolling renewal {:.1} s, add s3 {:.1} s, remove s3 {:.1} s; writer {written} writes, {} retried, {} failed",
         bootstrap.as_secs_f64(),
         renewal.as_secs_f64(),
         add.as_secs_f64(),
         leave.as_secs_f64(),
+        retried.len(),
         failed.len()
     );
-    assert!(failed.is_empty(), "writes failed: {failed:?}");
+    for r in &retried {
+        eprintln!("retried after: {}", r.replace('\n', " "));
+    }
+    assert!(failed.is_empty(), "writes failed twice: {failed:?} (retried: {retried:?})");
     assert!(written > 10, "the writer wrote only {written} keys");
     for m in &members {
         assert!(keys_on(m, &url(&m.address, 2379)) >= written, "{} holds every key written", m.name);
