@@ -93,10 +93,49 @@ pub fn registry() -> Result<Handlebars<'static>, RenderError> {
     hb.register_helper("yaml", Box::new(yaml_helper));
     hb.register_helper("shell", Box::new(shell_helper));
     for (id, text) in TEMPLATES {
-        hb.register_template_string(id, text)
-            .map_err(|e| RenderError { template: id.into(), why: e.to_string() })?;
+        register(&mut hb, id, text)?;
     }
     Ok(hb)
+}
+
+/// About how many bytes each part of a long template holds.
+const PART_BYTES: usize = 2048;
+
+/// Registers `text` as template `id`. handlebars locates each token by scanning its template
+/// from the start, so compiling costs the square of the template's size: a long template (the
+/// installer, 50 KB) is cut, between lines outside any block, into partials of about
+/// [`PART_BYTES`] that `id` renders one after the other. The output is the same text.
+fn register(hb: &mut Handlebars<'static>, id: &str, text: &str) -> Result<(), RenderError> {
+    let fail = |e: handlebars::TemplateError| RenderError { template: id.into(), why: e.to_string() };
+    let parts = cut(text);
+    if parts.len() == 1 {
+        return hb.register_template_string(id, text).map_err(fail);
+    }
+    let mut whole = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        let name = format!("part_{}_{i}", id.replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
+        hb.register_partial(&name, *part).map_err(fail)?;
+        whole.push_str(&format!("{{{{> {name}}}}}"));
+    }
+    hb.register_template_string(id, whole).map_err(fail)
+}
+
+/// `text` in parts of about [`PART_BYTES`], each ending at a line end outside any block.
+fn cut(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut depth, mut at) = (0usize, 0i64, 0usize);
+    for line in text.split_inclusive('\n') {
+        depth += line.matches("{{#").count() as i64 - line.matches("{{/").count() as i64;
+        at += line.len();
+        if depth == 0 && at - start >= PART_BYTES {
+            parts.push(&text[start..at]);
+            start = at;
+        }
+    }
+    if start < text.len() || parts.is_empty() {
+        parts.push(&text[start..]);
+    }
+    parts
 }
 
 /// Go's `time.Duration` text for whole seconds (`8760h0m0s`).
@@ -642,6 +681,20 @@ mod tests {
         assert_eq!(yaml_scalar("*x"), "'*x'");
         assert_eq!(yaml_scalar("it's # here"), "'it''s # here'");
         assert_eq!(yaml_scalar("5s"), "5s");
+    }
+
+    #[test]
+    fn a_long_template_is_cut_outside_blocks_into_parts_that_make_it_whole() {
+        let install = TEMPLATES.iter().find(|t| t.0 == templates::INSTALL_SH).unwrap().1;
+        let parts = cut(install);
+        assert!(parts.len() > 10, "{} parts", parts.len());
+        assert_eq!(parts.concat(), install);
+        for p in &parts {
+            assert!(p.ends_with('\n'));
+            assert_eq!(p.matches("{{#").count(), p.matches("{{/").count(), "{p}");
+        }
+        assert_eq!(cut("short {{x}}"), ["short {{x}}"]);
+        assert_eq!(cut(""), [""]);
     }
 
     #[test]
