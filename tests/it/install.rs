@@ -919,9 +919,12 @@ fn the_systemd_runtime_installs_etcd_service_its_binaries_and_gives_etcd_its_fil
     let tmp = tempfile::tempdir().unwrap();
     let bundle = unpack_to("systemd-v1.33", "infra0", tmp.path());
 
-    let o = host.install(&bundle, &[]);
+    // The first member of a new cluster: --wait cannot wait for a quorum nobody else runs yet
+    // (as when Ansible installs one host after the other), and says so.
+    let o = host.install(&bundle, &["--wait", "30"]);
     let text = host_out(&o);
     assert!(o.status.success(), "{text}");
+    assert!(text.contains("a new cluster: no other member answers yet"), "{text}");
     for step in [
         "installed /etc/systemd/system/etcd.service (mode 0644)",
         "installed /usr/local/bin/etcd (mode 0755)",
