@@ -52,8 +52,9 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// `dist/<member>.user-data` for every member (and every leaving member), with a warning for
-/// each one above [`USER_DATA_LIMIT`].
+/// `dist/<member>.user-data` for every member, with a warning for each one above
+/// [`USER_DATA_LIMIT`]. A leaving member gets none: cloud-init runs when a host first boots,
+/// and a host that leaves has long been running.
 pub fn cloud_init(
     hb: &handlebars::Handlebars<'_>,
     plan: &Plan,
@@ -63,7 +64,8 @@ pub fn cloud_init(
     let mut files = BTreeMap::new();
     let mut warnings = Vec::new();
     let key = &dist["signing-key.pub"];
-    for (name, address) in hosts(plan) {
+    for m in &plan.members {
+        let (name, address) = (&m.name, m.address.to_string());
         let bundle = &dist[&format!("{name}.tar.gz")];
         let ctx = json!({
             "cluster": plan.cluster,
@@ -91,13 +93,6 @@ pub fn cloud_init(
     Ok((files, warnings))
 }
 
-/// Every host a bundle goes to, by name with its address: the members, then those leaving.
-fn hosts(plan: &Plan) -> Vec<(String, String)> {
-    let members = plan.members.iter().map(|m| (m.name.clone(), m.address.to_string()));
-    let leaving = plan.leaving.iter().map(|l| (l.name.clone(), address_of(&l.peer_url)));
-    members.chain(leaving).collect()
-}
-
 /// The host of a peer URL (`https://[fd00::6]:2380` → `fd00::6`).
 fn address_of(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
@@ -108,8 +103,10 @@ fn address_of(url: &str) -> String {
     host.to_string()
 }
 
-/// `dist/ansible/`: the inventory (hosts in install order: those this build changes first,
-/// in the order the build names, then the others), the playbook and its tasks.
+/// `dist/ansible/`: the inventory (the members in install order: those this build changes
+/// first, in the order the build names, then the others; the members that leave in a group of
+/// their own, which site.yml runs after the control plane, as the build's order says), the
+/// playbook and its tasks.
 pub fn ansible(
     hb: &handlebars::Handlebars<'_>,
     plan: &Plan,
@@ -117,29 +114,32 @@ pub fn ansible(
     changes: &[HostChange],
     fingerprint: &str,
 ) -> Result<Files, crate::render::RenderError> {
-    let all = hosts(plan);
+    let members: Vec<(String, String)> =
+        plan.members.iter().map(|m| (m.name.clone(), m.address.to_string())).collect();
     let mut order: Vec<&str> = install_order(changes)
         .into_iter()
         .map(|c| c.member.as_str())
-        .filter(|m| all.iter().any(|(n, _)| n == m))
+        .filter(|m| members.iter().any(|(n, _)| n == m))
         .collect();
-    for (name, _) in &all {
+    for (name, _) in &members {
         if !order.contains(&name.as_str()) {
             order.push(name);
         }
     }
-    let host_list: Vec<serde_json::Value> = order
+    let host =
+        |name: &str, address: &str| json!({ "name": name, "address": address, "sha256": digests.get(name) });
+    let member_hosts: Vec<serde_json::Value> = order
         .iter()
-        .map(|name| {
-            let address = &all.iter().find(|(n, _)| n == name).expect("a host of the plan").1;
-            json!({ "name": name, "address": address, "sha256": digests.get(*name) })
-        })
+        .map(|name| host(name, &members.iter().find(|(n, _)| n == name).expect("a member of the plan").1))
         .collect();
+    let leaving: Vec<serde_json::Value> =
+        plan.leaving.iter().map(|l| host(&l.name, &address_of(&l.peer_url))).collect();
     let cp = &plan.control_plane.name;
     let ctx = json!({
         "cluster": plan.cluster,
         "fingerprint": fingerprint,
-        "hosts": host_list,
+        "hosts": member_hosts,
+        "leaving": leaving,
         "control_plane": cp,
         "control_plane_sha256": digests.get(cp),
     });

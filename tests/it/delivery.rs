@@ -192,3 +192,55 @@ fn a_user_data_above_16_kib_is_warned_and_an_archive_refused() {
     assert!(err.contains("help: deliver these bundles by USB, scp or --emit ansible"), "{err}");
     assert!(!state.exists() && !w.join("archive-dist").exists(), "nothing made");
 }
+
+#[test]
+fn a_leaving_member_goes_by_ansible_last_and_gets_no_user_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    let topology = |n: usize| {
+        let mut t =
+            "cluster: shrink\nkubernetesVersion: v1.34.2\npki: { keyAlgorithm: ECDSA-P256 }\nmembers:\n"
+                .to_string();
+        for i in 0..n {
+            t.push_str(&format!("  - {{ name: m{i}, address: 10.0.0.{} }}\n", 6 + i));
+        }
+        t
+    };
+    std::fs::write(w.join("t.yaml"), topology(4)).unwrap();
+    assert!(etcdpack(w, &["build", "t.yaml"]).status.success());
+    std::fs::write(w.join("t.yaml"), topology(3)).unwrap();
+    let o = etcdpack(w, &["build", "t.yaml", "--emit", "cloud-init,ansible"]);
+    assert!(o.status.success(), "{}", crate::host::out(&o));
+    let names: Vec<String> = std::fs::read_dir(w.join("dist"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".user-data"))
+        .collect();
+    let mut names = names;
+    names.sort();
+    assert_eq!(names, ["m0.user-data", "m1.user-data", "m2.user-data"]);
+    let inventory = std::fs::read_to_string(w.join("dist/ansible/inventory.yml")).unwrap();
+    let doc = saphyr::YamlOwned::load_from_str(&inventory).unwrap().remove(0);
+    let group = |g: &str| -> Vec<(String, String, String)> {
+        doc["all"]["children"][g]["hosts"]
+            .as_mapping()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                let field = |f: &str| v[f].as_str().unwrap().to_string();
+                (k.as_str().unwrap().to_string(), field("ansible_host"), field("etcdpack_sha256"))
+            })
+            .collect()
+    };
+    // Nothing changed for m0..m2 (topology order); m3 takes its leave bundle in its own
+    // group, which site.yml runs after the control plane.
+    let names: Vec<String> = group("etcd").into_iter().map(|h| h.0).collect();
+    assert_eq!(names, ["m0", "m1", "m2"], "{inventory}");
+    let leaving = group("etcd_leaving");
+    assert_eq!(leaving.len(), 1, "{inventory}");
+    assert_eq!((leaving[0].0.as_str(), leaving[0].1.as_str()), ("m3", "10.0.0.9"));
+    let digest = leaving[0].2.clone();
+    let bytes = std::fs::read(w.join("dist/m3.tar.gz")).unwrap();
+    use sha2::Digest;
+    assert_eq!(digest, hex::encode(sha2::Sha256::digest(&bytes)), "the digest names m3's leave bundle");
+}
