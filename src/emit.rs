@@ -3,6 +3,7 @@
 //! and playbook that check every signature on the controller and install one host at a time.
 
 use crate::plan::Plan;
+use crate::render::render_template as render;
 use crate::rollout::{HostChange, install_order};
 use base64::Engine;
 use serde_json::json;
@@ -63,7 +64,7 @@ pub fn cloud_init(
 ) -> Result<(Files, Vec<String>), crate::render::RenderError> {
     let mut files = BTreeMap::new();
     let mut warnings = Vec::new();
-    let key = &dist["signing-key.pub"];
+    let key = b64(&dist["signing-key.pub"]);
     for m in &plan.members {
         let (name, address) = (&m.name, m.address.to_string());
         let bundle = &dist[&format!("{name}.tar.gz")];
@@ -74,13 +75,11 @@ pub fn cloud_init(
             "fingerprint": fingerprint,
             "dir": CLOUD_INIT_DIR,
             "wait": CLOUD_INIT_WAIT_SECS,
-            "key_b64": b64(key),
+            "key_b64": key,
             "sig_b64": b64(&dist[&format!("{name}.tar.gz.sig")]),
             "bundle_b64": b64(bundle),
         });
-        let text = hb
-            .render(crate::layout::templates::USER_DATA, &ctx)
-            .map_err(|e| crate::render::RenderError { template: "user-data".into(), why: e.to_string() })?;
+        let text = render(hb, crate::layout::templates::USER_DATA, &ctx)?;
         let file = format!("{name}.user-data");
         if text.len() > USER_DATA_LIMIT {
             warnings.push(format!(
@@ -114,24 +113,18 @@ pub fn ansible(
     changes: &[HostChange],
     fingerprint: &str,
 ) -> Result<Files, crate::render::RenderError> {
-    let members: Vec<(String, String)> =
-        plan.members.iter().map(|m| (m.name.clone(), m.address.to_string())).collect();
-    let mut order: Vec<&str> = install_order(changes)
-        .into_iter()
-        .map(|c| c.member.as_str())
-        .filter(|m| members.iter().any(|(n, _)| n == m))
-        .collect();
-    for (name, _) in &members {
-        if !order.contains(&name.as_str()) {
-            order.push(name);
-        }
-    }
     let host =
         |name: &str, address: &str| json!({ "name": name, "address": address, "sha256": digests.get(name) });
-    let member_hosts: Vec<serde_json::Value> = order
-        .iter()
-        .map(|name| host(name, &members.iter().find(|(n, _)| n == name).expect("a member of the plan").1))
-        .collect();
+    let changed =
+        install_order(changes).into_iter().filter_map(|c| plan.members.iter().find(|m| m.name == c.member));
+    let mut order: Vec<&crate::plan::MemberPlan> = Vec::new();
+    for m in changed.chain(&plan.members) {
+        if !order.iter().any(|o| o.name == m.name) {
+            order.push(m);
+        }
+    }
+    let member_hosts: Vec<serde_json::Value> =
+        order.iter().map(|m| host(&m.name, &m.address.to_string())).collect();
     let leaving: Vec<serde_json::Value> =
         plan.leaving.iter().map(|l| host(&l.name, &address_of(&l.peer_url))).collect();
     let cp = &plan.control_plane.name;
@@ -143,9 +136,7 @@ pub fn ansible(
         "control_plane": cp,
         "control_plane_sha256": digests.get(cp),
     });
-    let inventory = hb.render(crate::layout::templates::ANSIBLE_INVENTORY, &ctx).map_err(|e| {
-        crate::render::RenderError { template: "ansible inventory".into(), why: e.to_string() }
-    })?;
+    let inventory = render(hb, crate::layout::templates::ANSIBLE_INVENTORY, &ctx)?;
     Ok(BTreeMap::from([
         ("ansible/inventory.yml".to_string(), inventory.into_bytes()),
         ("ansible/site.yml".to_string(), SITE_YML.as_bytes().to_vec()),

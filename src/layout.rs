@@ -73,6 +73,8 @@ impl Owner {
 pub const ETCD_UNIT_PATH: &str = "/etc/systemd/system/etcd.service";
 /// Where the binaries of `etcd.binaryArchive` install.
 pub const LOCAL_BIN: &str = "/usr/local/bin";
+/// The binaries of an etcd release archive a bundle may ship (`etcd` first).
+pub const ETCD_BINARIES: [&str; 3] = ["etcd", "etcdctl", "etcdutl"];
 
 /// Template ids (paths under `templates/` without `.hbs`).
 pub mod templates {

@@ -134,15 +134,17 @@ pub fn build(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static st
     let changes =
         rollout::changes(&plan, env.state.record.built.as_ref(), &runtime, Some(&digests), &pre.decisions);
     let fingerprint = signer.fingerprint();
-    let internal = |e: render::RenderError| Error::Internal(e.to_string());
-    let hb = render::compiled().map_err(internal)?;
-    if env.emit.cloud_init {
-        let (files, said) = emit::cloud_init(hb, &plan, &dist, &fingerprint).map_err(internal)?;
-        dist.extend(files);
-        warnings.extend(said);
-    }
-    if env.emit.ansible {
-        dist.extend(emit::ansible(hb, &plan, &digests, &changes, &fingerprint).map_err(internal)?);
+    if env.emit != emit::Emit::default() {
+        let internal = |e: render::RenderError| Error::Internal(e.to_string());
+        let hb = render::compiled().map_err(internal)?;
+        if env.emit.cloud_init {
+            let (files, said) = emit::cloud_init(hb, &plan, &dist, &fingerprint).map_err(internal)?;
+            dist.extend(files);
+            warnings.extend(said);
+        }
+        if env.emit.ansible {
+            dist.extend(emit::ansible(hb, &plan, &digests, &changes, &fingerprint).map_err(internal)?);
+        }
     }
     // The state remembers what shipped, so the next build can say what it changes.
     let mut record = state_update.record.clone().unwrap_or_else(|| env.state.record.clone());

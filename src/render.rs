@@ -138,6 +138,15 @@ fn cut(text: &str) -> Vec<&str> {
     parts
 }
 
+/// Renders template `id` with `ctx` (a failure names the template).
+pub fn render_template(
+    hb: &Handlebars<'_>,
+    id: &str,
+    ctx: &serde_json::Value,
+) -> Result<String, RenderError> {
+    hb.render(id, ctx).map_err(|e| RenderError { template: id.into(), why: e.to_string() })
+}
+
 /// Go's `time.Duration` text for whole seconds (`8760h0m0s`).
 pub fn go_duration(secs: u64) -> String {
     format!("{}h{}m{}s", secs / 3600, secs % 3600 / 60, secs % 60)
@@ -160,9 +169,7 @@ pub fn compiled() -> Result<&'static Handlebars<'static>, RenderError> {
 pub fn runtime_digest(plan: &Plan, m: &MemberPlan, binaries: &[String]) -> Result<String, RenderError> {
     let hb = compiled()?;
     let id = plan.runtime.runner_template();
-    let text = hb
-        .render(id, &context(plan, m))
-        .map_err(|e| RenderError { template: id.into(), why: e.to_string() })?;
+    let text = render_template(hb, id, &context(plan, m))?;
     Ok(runner_digest(clean(&text).as_bytes(), binaries))
 }
 
@@ -457,9 +464,7 @@ fn render_files(
     for f in planned {
         let bytes: Vec<u8> = match &f.content {
             Content::Template(id) => {
-                let text = hb
-                    .render(id, ctx)
-                    .map_err(|e| RenderError { template: id.to_string(), why: e.to_string() })?;
+                let text = render_template(hb, id, ctx)?;
                 clean(&text).into_bytes()
             }
             Content::Cert(leaf) => leaves[leaf].cert_pem.clone().into_bytes(),

@@ -313,7 +313,7 @@ fn check_layout(r: &mut Report, u: &Unpacked, kind: Kind, runtime: crate::layout
         .find_map(|p| p.strip_prefix("images/"))
         .filter(|n| !n.contains('/') && n.ends_with(".tar"));
     // The binaries of an etcd release archive (systemd) are optional.
-    let binaries: Vec<String> = ["etcd", "etcdctl", "etcdutl"].map(String::from).to_vec();
+    let binaries: Vec<String> = crate::layout::ETCD_BINARIES.map(String::from).to_vec();
     // Likewise the expiry timer (`monitoring.expiryTimer`) is optional.
     let paths = |optional: bool| -> Vec<String> {
         let files = match kind {

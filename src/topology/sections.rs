@@ -925,7 +925,7 @@ pub(super) fn etcd_binaries(bytes: &[u8]) -> Result<(Option<String>, Binaries), 
         if top.get_or_insert_with(|| dir.clone()) != &dir {
             return Err(format!("more than one top folder (`{}` and `{dir}`)", top.unwrap_or_default()));
         }
-        if !matches!(name.as_str(), "etcd" | "etcdctl" | "etcdutl") {
+        if !crate::layout::ETCD_BINARIES.contains(&name.as_str()) {
             continue;
         }
         if entry.header().entry_type() != tar::EntryType::Regular {

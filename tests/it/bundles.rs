@@ -202,20 +202,10 @@ fn etcd_service_carries_exactly_the_manifest_flags() {
         .filter(|l| !["runtime:", "user:", "binaryArchive:"].iter().any(|k| l.trim_start().starts_with(k)))
         .map(|l| format!("{l}\n"))
         .collect();
-    let (t, d) = etcdpack::topology::parse("twin.yaml", &twin, &etcdpack::fsio::DirFiles(dir));
-    let t = t.unwrap_or_else(|| panic!("{d}"));
-    assert_eq!(t.etcd.runtime, etcdpack::layout::Runtime::StaticPod);
-    let state = State::default();
-    let env = BuildEnv {
-        state: &state,
-        now: crate::support::NOW,
-        source_date_epoch: Some(EPOCH),
-        keys: &FixedKeys::new(crate::support::SEED),
-        renewal: None,
-        reset_members: false,
-        emit: Default::default(),
-    };
-    let pods = etcdpack::build(&t, &env, &mut |_| {}).unwrap();
+    assert_eq!(crate::support::topology_of(&twin).etcd.runtime, etcdpack::layout::Runtime::StaticPod);
+    let state = tempfile::tempdir().unwrap();
+    let pods = crate::support::build_in(state.path(), &twin, crate::support::SEED, crate::support::NOW, None)
+        .unwrap();
     for m in &b.build.plan.members {
         let unit = text(&b.bundles[&m.name], "rootfs/etc/systemd/system/etcd.service");
         let root = tempfile::tempdir().unwrap();

@@ -8,8 +8,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn unpack_to(scenario: &str, member: &str, dir: &Path) -> std::path::PathBuf {
-    let b = built(scenario);
-    let bytes = &b.build.dist[&format!("{member}.tar.gz")];
+    untar(&built(scenario).build.dist, member, dir)
+}
+
+/// Unpacks `<member>.tar.gz` of `dist` into `dir` and returns the bundle folder.
+fn untar(dist: &BTreeMap<String, Vec<u8>>, member: &str, dir: &Path) -> std::path::PathBuf {
+    let bytes = &dist[&format!("{member}.tar.gz")];
     let mut raw = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut raw).unwrap();
     tar::Archive::new(&raw[..]).unpack(dir).unwrap();
@@ -97,31 +101,14 @@ fn shellcheck_passes_on_every_installer() {
         };
         let mut last = None;
         for names in [&["a", "b", "c"][..], &["a", "b", "c", "d"], &["a", "b", "c"]] {
-            let (t, d) = etcdpack::topology::parse(
-                "t.yaml",
-                &topology(names),
-                &etcdpack::fsio::DirFiles(dir.path().into()),
-            );
-            let t = t.unwrap_or_else(|| panic!("{d}"));
-            let state = etcdpack::fsio::load_state(dir.path()).unwrap();
-            let env = etcdpack::BuildEnv {
-                state: &state,
-                now: crate::support::NOW,
-                source_date_epoch: Some(1),
-                keys: &crate::support::FixedKeys::new(7),
-                renewal: None,
-                reset_members: false,
-                emit: Default::default(),
-            };
-            let b = etcdpack::build(&t, &env, &mut |_| {}).unwrap();
-            etcdpack::fsio::apply_state_update(dir.path(), &b.state_update).unwrap();
-            last = Some(b);
-            let b = last.as_ref().unwrap();
+            let b =
+                crate::support::build_in(dir.path(), &topology(names), 7, crate::support::NOW, None).unwrap();
             if let Some(bytes) = b.dist.get("d.tar.gz") {
                 let u = etcdpack::unpack::unpack(bytes).unwrap();
                 let o = shellcheck(&u.files["install.sh"].bytes);
                 assert!(o.status.success(), "{runtime}/d: {}", String::from_utf8_lossy(&o.stdout));
             }
+            last = Some(b);
         }
         let kinds: Vec<&str> =
             last.iter().flat_map(|b| b.plan.leaving.iter().map(|l| l.name.as_str())).collect();
@@ -1016,28 +1003,8 @@ fn the_systemd_runtime_refuses_a_missing_user_and_a_running_static_pod() {
 /// Builds `text` in process against the state folder `state`, and unpacks `member`'s bundle
 /// into `into`.
 fn build_and_unpack(state: &Path, text: &str, member: &str, into: &Path) -> std::path::PathBuf {
-    let (t, d) = etcdpack::topology::parse("t.yaml", text, &etcdpack::fsio::DirFiles(state.into()));
-    let t = t.unwrap_or_else(|| panic!("{d}"));
-    let st = etcdpack::fsio::load_state(state).unwrap();
-    let env = etcdpack::BuildEnv {
-        state: &st,
-        now: crate::support::NOW,
-        source_date_epoch: Some(1),
-        keys: &crate::support::FixedKeys::new(11),
-        renewal: None,
-        reset_members: false,
-        emit: Default::default(),
-    };
-    let b = etcdpack::build(&t, &env, &mut |_| {}).unwrap();
-    etcdpack::fsio::apply_state_update(state, &b.state_update).unwrap();
-    let u = etcdpack::unpack::unpack(&b.dist[&format!("{member}.tar.gz")]).unwrap();
-    for (path, f) in &u.files {
-        let p = into.join(member).join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, &f.bytes).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(f.mode)).unwrap();
-    }
-    into.join(member)
+    let b = crate::support::build_in(state, text, 11, crate::support::NOW, None).unwrap();
+    untar(&b.dist, member, into)
 }
 
 #[test]

@@ -1,39 +1,13 @@
 //! Day 2 in process: `renew` (which leaves, what is retired, which bundles change and which
 //! stay byte-identical), and what a new version means (restarts, their order, downgrades).
 
-use crate::support::{FixedKeys, NOW, fixtures};
-use etcdpack::error::Error;
+use crate::support::{FixedKeys, NOW, build_in as run, topology_of};
 use etcdpack::pki::{Action, Renewal};
-use etcdpack::{Build, BuildEnv, fsio, topology};
-use std::path::Path;
+use etcdpack::{Build, BuildEnv, fsio};
 
 const THREE: &str = "cluster: c\nkubernetesVersion: v1.33.6\npki: { keyAlgorithm: ECDSA-P256, certValidity: 720h }\nmembers:\n  - { name: infra0, address: 10.0.0.6 }\n  - { name: infra1, address: 10.0.0.7 }\n  - { name: infra2, address: 10.0.0.8 }\n";
 
 const DAY: i64 = 86400;
-
-fn topology_of(text: &str) -> topology::Topology {
-    let (t, d) = topology::parse("t.yaml", text, &fsio::DirFiles(fixtures()));
-    t.unwrap_or_else(|| panic!("{d}"))
-}
-
-/// Builds (or, with `renewal`, renews) `text` against the state in `dir` at `now`, and writes
-/// the state back. Each call takes its keys from its own `seed`.
-fn run(dir: &Path, text: &str, seed: u64, now: i64, renewal: Option<&Renewal>) -> Result<Build, Error> {
-    let t = topology_of(text);
-    let state = fsio::load_state(dir)?;
-    let env = BuildEnv {
-        state: &state,
-        now,
-        source_date_epoch: Some(1),
-        keys: &FixedKeys::new(seed),
-        renewal,
-        reset_members: false,
-        emit: Default::default(),
-    };
-    let b = etcdpack::build(&t, &env, &mut |_| {})?;
-    fsio::apply_state_update(dir, &b.state_update)?;
-    Ok(b)
-}
 
 fn renewal(members: &[&str], within: Option<i64>) -> Renewal {
     Renewal { members: members.iter().map(|m| m.to_string()).collect(), within }

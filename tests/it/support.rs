@@ -190,6 +190,37 @@ pub fn built(scenario: &str) -> Arc<Built> {
     .clone()
 }
 
+/// A topology from YAML text (files it names are read from tests/fixtures).
+pub fn topology_of(text: &str) -> Topology {
+    let (t, d) = topology::parse("t.yaml", text, &fsio::DirFiles(fixtures()));
+    t.unwrap_or_else(|| panic!("{d}"))
+}
+
+/// Builds (or, with `renewal`, renews) `text` against the state folder `dir` at `now`, and
+/// writes the state back. Each call takes its keys from its own `seed`.
+pub fn build_in(
+    dir: &std::path::Path,
+    text: &str,
+    seed: u64,
+    now: i64,
+    renewal: Option<&etcdpack::pki::Renewal>,
+) -> Result<Build, etcdpack::error::Error> {
+    let t = topology_of(text);
+    let state = fsio::load_state(dir)?;
+    let env = BuildEnv {
+        state: &state,
+        now,
+        source_date_epoch: Some(1),
+        keys: &FixedKeys::new(seed),
+        renewal,
+        reset_members: false,
+        emit: Default::default(),
+    };
+    let b = etcdpack::build(&t, &env, &mut |_| {})?;
+    fsio::apply_state_update(dir, &b.state_update)?;
+    Ok(b)
+}
+
 /// A bundle file as text.
 pub fn text(u: &Unpacked, path: &str) -> String {
     String::from_utf8(u.files.get(path).unwrap_or_else(|| panic!("{path} missing")).bytes.clone()).unwrap()
