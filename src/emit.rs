@@ -3,7 +3,6 @@
 //! and playbook that check every signature on the controller and install one host at a time.
 
 use crate::plan::Plan;
-use crate::render::render_template as render;
 use crate::rollout::{HostChange, install_order};
 use base64::Engine;
 use serde_json::json;
@@ -57,7 +56,7 @@ fn b64(bytes: &[u8]) -> String {
 /// [`USER_DATA_LIMIT`]. A leaving member gets none: cloud-init runs when a host first boots,
 /// and a host that leaves has long been running.
 pub fn cloud_init(
-    hb: &handlebars::Handlebars<'_>,
+    hb: &crate::render::Templates,
     plan: &Plan,
     dist: &Files,
     fingerprint: &str,
@@ -79,7 +78,7 @@ pub fn cloud_init(
             "sig_b64": b64(&dist[&format!("{name}.tar.gz.sig")]),
             "bundle_b64": b64(bundle),
         });
-        let text = render(hb, crate::layout::templates::USER_DATA, &ctx)?;
+        let text = hb.render(crate::layout::templates::USER_DATA, &ctx)?;
         let file = format!("{name}.user-data");
         if text.len() > USER_DATA_LIMIT {
             warnings.push(format!(
@@ -107,7 +106,7 @@ fn address_of(url: &str) -> String {
 /// their own, which site.yml runs after the control plane, as the build's order says), the
 /// playbook and its tasks.
 pub fn ansible(
-    hb: &handlebars::Handlebars<'_>,
+    hb: &crate::render::Templates,
     plan: &Plan,
     digests: &BTreeMap<String, String>,
     changes: &[HostChange],
@@ -136,7 +135,7 @@ pub fn ansible(
         "control_plane": cp,
         "control_plane_sha256": digests.get(cp),
     });
-    let inventory = render(hb, crate::layout::templates::ANSIBLE_INVENTORY, &ctx)?;
+    let inventory = hb.render(crate::layout::templates::ANSIBLE_INVENTORY, &ctx)?;
     Ok(BTreeMap::from([
         ("ansible/inventory.yml".to_string(), inventory.into_bytes()),
         ("ansible/site.yml".to_string(), SITE_YML.as_bytes().to_vec()),
