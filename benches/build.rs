@@ -39,6 +39,7 @@ fn env(state: &State) -> BuildEnv<'_> {
         renewal: None,
         reset_members: false,
         emit: Default::default(),
+        previous: None,
     }
 }
 

@@ -159,27 +159,62 @@ const STAGING: &str = ".staging";
 /// build was interrupted after its commit point; the next build completes it.
 const JOURNAL: &str = ".journal";
 
-/// Applies a state update all or nothing: every new file (keys, certificates, state.json) is
-/// written and synced into `.staging/`, then a journal of the renames that commit the update
-/// (retired files aside first, then each staged file into place) is written atomically, then
-/// the renames run and the journal goes. A kill before the journal leaves the state as it was
-/// (the next build removes the staging folder); a kill after it is completed by the next
-/// build. No key is ever overwritten or deleted.
-pub fn apply_state_update(dir: &Path, update: &StateUpdate) -> Result<()> {
-    if update.is_empty() {
-        return Ok(());
+/// New files of a state update, written and synced into `.staging/` by [`stage`] while the
+/// build goes on; [`commit`] takes them.
+pub struct Staged(usize);
+
+/// Writes and syncs `files` (a [`StateUpdate`]'s `create`, in order) into `.staging/`, replacing
+/// what an earlier attempt left there. Nothing in the state changes until [`commit`].
+pub fn stage(dir: &Path, files: &[NewFile]) -> Result<Staged> {
+    discard_staging(dir)?;
+    mkdirs(&dir.join(STAGING), 0o700)?;
+    let mut batch = Batch::default();
+    for (i, NewFile { bytes, mode, .. }) in files.iter().enumerate() {
+        batch.create(&dir.join(format!("{STAGING}/{i}")), bytes, *mode)?;
     }
+    batch.sync()?;
+    Ok(Staged(files.len()))
+}
+
+/// Removes `.staging/` (what [`stage`] wrote for a build that then failed).
+pub fn discard_staging(dir: &Path) -> Result<()> {
     let staging = dir.join(STAGING);
     if staging.exists() {
         fs::remove_dir_all(&staging).map_err(|e| Error::io("cannot clear", &staging, e))?;
     }
-    mkdirs(&staging, 0o700)?;
-    let mut ops: Vec<(String, String)> = update.retire.clone();
-    for (i, NewFile { path, bytes, mode }) in update.create.iter().enumerate() {
-        let staged = format!("{STAGING}/{i}");
-        write_new(&dir.join(&staged), bytes, *mode)?;
-        ops.push((staged, path.clone()));
+    Ok(())
+}
+
+/// Applies a state update all or nothing: see [`commit`].
+pub fn apply_state_update(dir: &Path, update: &StateUpdate) -> Result<()> {
+    commit(dir, None, update)
+}
+
+/// Applies a state update all or nothing: every new file (keys, certificates, state.json) is
+/// written and synced into `.staging/` (by [`stage`] ahead of time, given as `staged`, or
+/// now), then a journal of the renames that commit the update (retired files aside first,
+/// then each staged file into place) is written atomically, then the renames run and the
+/// journal goes. A kill before the journal leaves the state as it was (the next build
+/// removes the staging folder); a kill after it is completed by the next build. No key is
+/// ever overwritten or deleted.
+pub fn commit(dir: &Path, staged: Option<Staged>, update: &StateUpdate) -> Result<()> {
+    if update.is_empty() {
+        return discard_staging(dir);
     }
+    let staged = match staged {
+        Some(s) if s.0 == update.create.len() => s,
+        _ => stage(dir, &update.create)?,
+    };
+    let staging = dir.join(STAGING);
+    let mut ops: Vec<(String, String)> = update.retire.clone();
+    ops.extend(
+        update
+            .create
+            .iter()
+            .take(staged.0)
+            .enumerate()
+            .map(|(i, f)| (format!("{STAGING}/{i}"), f.path.clone())),
+    );
     if let Some(record) = &update.record {
         let mut text = serde_json::to_string_pretty(record).expect("JSON");
         text.push('\n');
@@ -197,15 +232,61 @@ pub fn apply_state_update(dir: &Path, update: &StateUpdate) -> Result<()> {
 
 /// Writes a new file (never over an existing one) and syncs it.
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let mut f = OpenOptions::new()
-        .create_new(true)
-        .write(true)
-        .mode(mode)
-        .open(path)
-        .map_err(|e| Error::io("cannot create", path, e))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| Error::io("cannot write", path, e))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::io("cannot set mode of", path, e))
+    let mut batch = Batch::default();
+    batch.create(path, bytes, mode)?;
+    batch.sync()
+}
+
+/// New files made durable together. Each is handed to the kernel for writeback as soon as it
+/// is written, and all are synced at the end, when most of them are on disk already: one
+/// `fsync` after another, each waiting for its own journal commit, took three times as long.
+#[derive(Default)]
+struct Batch {
+    files: Vec<(PathBuf, File)>,
+}
+
+impl Batch {
+    /// At most this many files stay open before the batch syncs them.
+    const OPEN: usize = 128;
+
+    /// Creates `path` (never over an existing file, never through a symlink) with `bytes`
+    /// and `mode`.
+    fn create(&mut self, path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+        let mut f = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(mode)
+            .open(path)
+            .map_err(|e| Error::io("cannot create", path, e))?;
+        f.write_all(bytes).map_err(|e| Error::io("cannot write", path, e))?;
+        start_writeback(&f);
+        f.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io("cannot set mode of", path, e))?;
+        self.files.push((path.to_path_buf(), f));
+        if self.files.len() >= Self::OPEN {
+            self.sync_pending()?;
+        }
+        Ok(())
+    }
+
+    fn sync_pending(&mut self) -> Result<()> {
+        for (path, f) in self.files.drain(..) {
+            f.sync_all().map_err(|e| Error::io("cannot write", &path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Syncs every file the batch created.
+    fn sync(mut self) -> Result<()> {
+        self.sync_pending()
+    }
+}
+
+/// Starts writing `f`'s data back to disk without waiting. On Linux, `POSIX_FADV_DONTNEED`
+/// starts writeback of a file's dirty pages at once (mm/fadvise.c), as `sync_file_range`
+/// would; it is only a hint, and the `fsync` that follows still decides.
+fn start_writeback(f: &File) {
+    let _ = rustix::fs::fadvise(f, 0, None, rustix::fs::Advice::DontNeed);
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -361,9 +442,59 @@ fn is_own_entry(out: &Path, name: &str, file_type: fs::FileType) -> bool {
 
 /// Replaces `out` as a whole: everything is written to a sibling folder first, so a failed
 /// build leaves the previous `out` as it was.
-pub fn write_dist(out: &Path, files: &std::collections::BTreeMap<String, Vec<u8>>) -> Result<()> {
+///
+/// Returns whether it wrote anything: when `out` holds exactly these files already (same
+/// names, bytes and modes, nothing else), it is left as it is.
+pub fn write_dist(out: &Path, files: &std::collections::BTreeMap<String, Vec<u8>>) -> Result<bool> {
     check_out(out)?;
-    write_dist_checked(out, files)
+    if holds_exactly(out, files) {
+        return Ok(false);
+    }
+    write_dist_checked(out, files)?;
+    Ok(true)
+}
+
+/// The mode of `dist/<name>`: bundles (and user-data carrying one) hold private keys, so
+/// they are readable by the building user only.
+fn dist_mode(name: &str) -> u32 {
+    if name.ends_with(".tar.gz") || name.ends_with(".user-data") { 0o600 } else { 0o644 }
+}
+
+/// Whether `out` holds exactly `files`: the same names (and no other), each a regular file
+/// with the same mode and bytes.
+fn holds_exactly(out: &Path, files: &std::collections::BTreeMap<String, Vec<u8>>) -> bool {
+    let mut present = Vec::new();
+    let Ok(entries) = fs::read_dir(out) else { return false };
+    for e in entries {
+        let Ok(e) = e else { return false };
+        let name = e.file_name().to_string_lossy().into_owned();
+        match e.file_type() {
+            Ok(t) if t.is_dir() && name == ANSIBLE_DIR => {
+                let Ok(inner) = fs::read_dir(e.path()) else { return false };
+                for i in inner {
+                    let Ok(i) = i else { return false };
+                    present.push(format!("{name}/{}", i.file_name().to_string_lossy()));
+                }
+            }
+            _ => present.push(name),
+        }
+    }
+    present.len() == files.len()
+        && files.iter().all(|(name, bytes)| {
+            let path = out.join(name);
+            fs::symlink_metadata(&path).is_ok_and(|m| {
+                m.is_file()
+                    && m.len() == bytes.len() as u64
+                    && m.permissions().mode() & 0o7777 == dist_mode(name)
+            }) && fs::read(&path).is_ok_and(|b| b == *bytes)
+        })
+}
+
+/// The tarball `out/<member>.tar.gz`, if it is a regular file that can be read.
+pub fn read_previous_bundle(out: &Path, member: &str) -> Option<Vec<u8>> {
+    let path = out.join(format!("{member}.tar.gz"));
+    fs::symlink_metadata(&path).ok().filter(|m| m.is_file())?;
+    fs::read(path).ok()
 }
 
 /// A path made absolute, with `.` and `..` folded and symlinks of its existing part resolved,
@@ -450,16 +581,19 @@ fn write_dist_checked(out: &Path, files: &std::collections::BTreeMap<String, Vec
     let old = parent.join(format!(".{base}.old-{}", std::process::id()));
     let result = (|| {
         mkdirs(&tmp, 0o755)?;
+        let mut batch = Batch::default();
         for (name, bytes) in files {
-            // Bundles (and user-data carrying one) hold private keys: readable by the building
-            // user only.
-            let mode = if name.ends_with(".tar.gz") || name.ends_with(".user-data") { 0o600 } else { 0o644 };
             let path = tmp.join(name);
             if let Some(dir) = path.parent().filter(|d| *d != tmp) {
                 mkdirs(dir, 0o755)?;
             }
-            write_atomic(&path, bytes, mode)?;
+            batch.create(&path, bytes, dist_mode(name))?;
         }
+        batch.sync()?;
+        if tmp.join(ANSIBLE_DIR).is_dir() {
+            sync_dir(&tmp.join(ANSIBLE_DIR))?;
+        }
+        sync_dir(&tmp)?;
         if out.exists() {
             fs::rename(out, &old).map_err(|e| Error::io("cannot move aside", out, e))?;
         }

@@ -88,41 +88,96 @@ pub struct BuildEnv<'a> {
     pub reset_members: bool,
     /// `build --emit`: cloud-init user-data, an Ansible playbook.
     pub emit: emit::Emit,
+    /// The tarball the last build wrote for a bundle (by member name), if the shell can read
+    /// it. A tarball whose digest the state recorded and which holds exactly the new tar is
+    /// kept as it is instead of being compressed again.
+    pub previous: Option<Previous<'a>>,
 }
 
-/// Runs the whole pipeline. `phase` is called with each stage's name when it ends, so the
-/// shell can time stages without the core reading a clock.
+/// Reads the tarball the last build wrote for a bundle (see [`BuildEnv::previous`]).
+pub type Previous<'a> = &'a (dyn Fn(&str) -> Option<Vec<u8>> + Sync);
+
+/// Runs the whole pipeline: [`issue`], then [`finish`]. `phase` is called with each stage's
+/// name when it ends, so the shell can time stages without the core reading a clock.
 pub fn build(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static str)) -> Result<Build> {
+    let issued = issue(t, env, phase)?;
+    finish(issued, env, phase)
+}
+
+/// The first half of a build: the plan, its checks, and every key and certificate. Its
+/// [`StateUpdate`] already holds every new file of the state folder (only the record changes
+/// later), so the shell can start writing them while [`finish`] renders and packs.
+pub struct Issued {
+    plan: Plan,
+    membership: membership::Membership,
+    pre: pki::Preflight,
+    pki: Pki,
+    /// Changes for the state folder (its record is completed by [`finish`]).
+    pub state_update: StateUpdate,
+}
+
+/// Plans `t`, checks the plan against the state and issues what it needs.
+pub fn issue(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static str)) -> Result<Issued> {
     let (plan, membership) = plan_for(t, env.state, env.reset_members)?;
     if let Some(why) = emit::refusal(&plan, env.emit) {
         return Err(Error::Usage(why));
     }
     phase("plan");
     let pre = preflight(t, &plan, env.state, env.now, env.renewal)?;
-    let (pki, mut state_update) =
+    let (pki, state_update) =
         pki::issue(&plan, env.state, &pre, ca_source(t), env.now, env.keys).map_err(issue_error)?;
     phase("issue");
+    Ok(Issued { plan, membership, pre, pki, state_update })
+}
+
+/// The second half of a build: renders, packs and signs the bundles of what [`issue`] made.
+pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static str)) -> Result<Build> {
+    let Issued { plan, membership, pre, pki, mut state_update } = issued;
     let sets = render::render(&plan, &pki).map_err(|e| Error::Internal(e.to_string()))?;
     phase("render");
     let mtime = env
         .source_date_epoch
         .or_else(|| state_update.record.as_ref().unwrap_or(&env.state.record).epoch.map(|e| e.max(0) as u64))
         .unwrap_or(0);
-    let tarballs: Vec<(String, Vec<u8>)> =
-        sets.par_iter().map(|s| (s.member.clone(), pack::pack(s, mtime))).collect();
-    let runtime = runtime_digests_of(&plan, &sets);
-    phase("pack");
+    let recorded = |member: &str| {
+        let built = env.state.record.built.as_ref()?;
+        match built.members.get(member) {
+            Some(m) => Some(m.bundle_sha256.clone()),
+            None if member == plan.control_plane.name => built.control_plane_sha256.clone(),
+            None => None,
+        }
+    };
     let signer = sign::Signer256::from_pem(&pki.signing_key_pem)
         .map_err(|e| Error::StateCorrupt { path: "the state folder".into(), what: e.to_string() })?;
+    // (member, tarball, its digest, its signature)
+    let tarballs: Vec<(String, Vec<u8>, String, Vec<u8>)> = sets
+        .par_iter()
+        .map(|s| {
+            let tar = pack::tar(s, mtime);
+            let kept = recorded(&s.member).and_then(|digest| {
+                let old = env.previous?(&s.member)?;
+                (hex::encode(Sha256::digest(&old)) == digest && pack::holds(&old, &tar))
+                    .then_some((old, digest))
+            });
+            let (bytes, digest) = kept.unwrap_or_else(|| {
+                let bytes = pack::gzip(&tar);
+                let digest = hex::encode(Sha256::digest(&bytes));
+                (bytes, digest)
+            });
+            let sig = signer.sign(&bytes);
+            (s.member.clone(), bytes, digest, sig)
+        })
+        .collect();
+    let runtime = runtime_digests_of(&plan, &sets);
+    phase("pack");
     let mut dist = BTreeMap::new();
     let mut sums = String::new();
     let mut digests = BTreeMap::new();
-    for (member, bytes) in tarballs {
+    for (member, bytes, digest, sig) in tarballs {
         let name = format!("{member}.tar.gz");
-        let digest = hex::encode(Sha256::digest(&bytes));
         sums.push_str(&format!("{digest}  {name}\n"));
         digests.insert(member, digest);
-        dist.insert(format!("{name}.sig"), signer.sign(&bytes));
+        dist.insert(format!("{name}.sig"), sig);
         dist.insert(name, bytes);
     }
     dist.insert("SHA256SUMS.sig".into(), signer.sign(sums.as_bytes()));

@@ -348,6 +348,7 @@ struct BuildOpts<'a> {
 fn build(path: &Path, out: &Path, state: Option<PathBuf>, opts: BuildOpts<'_>) -> Result<()> {
     let renewal = opts.renewal;
     let start = Instant::now();
+    etcdpack::render::prepare();
     let t = load(path)?;
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) => Some(v.trim().parse::<u64>().map_err(|_| Error::Usage(format!("SOURCE_DATE_EPOCH={v} is not a number of seconds\n  help: set it to a Unix time such as 1700000000, or unset it")))?),
@@ -398,14 +399,33 @@ fn build_locked(
         renewal,
         reset_members,
         emit,
+        previous: Some(&|member: &str| fsio::read_previous_bundle(out_dir, member)),
     };
-    let result = etcdpack::build(t, &env, &mut |name| marks.push((name, Instant::now())));
+    let mut mark = |name| marks.push((name, Instant::now()));
+    let issued = etcdpack::issue(t, &env, &mut mark);
     if progress.shown && progress.done.load(Ordering::Relaxed) > 0 {
         err(format_args!("\r\x1b[K"));
     }
-    let b = result?;
-    fsio::apply_state_update(state_dir, &b.state_update)?;
-    fsio::write_dist(out_dir, &b.dist)?;
+    let issued = issued?;
+    // The state's new files are written (staged, not yet committed) while the bundles are
+    // rendered and packed.
+    let files = issued.state_update.create.clone();
+    let (staged, result) = std::thread::scope(|s| {
+        let staging = (!files.is_empty()).then(|| s.spawn(|| fsio::stage(state_dir, &files)));
+        let result = etcdpack::finish(issued, &env, &mut mark);
+        (staging.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))), result)
+    });
+    let (b, staged) = match (result, staged.transpose()) {
+        (Ok(b), Ok(staged)) => (b, staged),
+        (Err(e), _) | (_, Err(e)) => {
+            // Nothing was committed: what was staged goes.
+            let _ = fsio::discard_staging(state_dir);
+            return Err(e);
+        }
+    };
+    // A failure from here on is completed or undone by the next build (see fsio::recover).
+    fsio::commit(state_dir, staged, &b.state_update)?;
+    let wrote = fsio::write_dist(out_dir, &b.dist)?;
     marks.push(("write", Instant::now()));
 
     for w in &b.warnings {
@@ -425,13 +445,11 @@ fn build_locked(
     }
     let key_state = if b.pki.signing_key_new { "new" } else { "reuse" };
     outln!("signing key {} ({key_state}); pin it on the hosts that verify bundles", b.fingerprint);
-    outln!(
-        "wrote {} member bundles and the {} bundle to {}; state {}",
-        p.members.len(),
-        p.control_plane.name,
-        out_dir.display(),
-        state_dir.display()
-    );
+    let what = format!("{} member bundles and the {} bundle", p.members.len(), p.control_plane.name);
+    match wrote {
+        true => outln!("wrote {what} to {}; state {}", out_dir.display(), state_dir.display()),
+        false => outln!("{} holds these {what} already; state {}", out_dir.display(), state_dir.display()),
+    }
     if renewal.is_some() {
         let renewed = b.decisions.iter().filter(|d| matches!(d.action, Action::Renew(_))).count();
         outln!("renewed {renewed} certificate(s)");

@@ -2,7 +2,8 @@
 //!
 //! Entries are sorted, every header field is set explicitly (mode, uid/gid 0, empty owner
 //! names, one mtime), directories get kubeadm's modes, and the gzip header carries no
-//! timestamp, so the same files always give the same bytes.
+//! timestamp, so the same files always give the same bytes. Compressing dominates packing, so
+//! a rebuild keeps the previous tarball when it holds exactly the same tar ([`holds`]).
 
 use crate::render::FileSet;
 use flate2::{Compression, GzBuilder};
@@ -16,6 +17,11 @@ fn dir_mode(path: &str) -> u32 {
 
 /// Packs one member's files under `<member>/`; `mtime` is seconds since the epoch.
 pub fn pack(set: &FileSet, mtime: u64) -> Vec<u8> {
+    gzip(&tar(set, mtime))
+}
+
+/// The uncompressed tar of one member's files under `<member>/`.
+pub fn tar(set: &FileSet, mtime: u64) -> Vec<u8> {
     let mut dirs = BTreeSet::new();
     dirs.insert(set.member.clone());
     for path in set.files.keys() {
@@ -31,8 +37,7 @@ pub fn pack(set: &FileSet, mtime: u64) -> Vec<u8> {
     entries.extend(set.files.iter().map(|(p, f)| (format!("{}/{p}", set.member), Some(f))));
     entries.sort_by(|a, b| a.0.cmp(&b.0));
 
-    let gz = GzBuilder::new().mtime(0).operating_system(255).write(Vec::new(), Compression::default());
-    let mut tar = tar::Builder::new(gz);
+    let mut tar = tar::Builder::new(Vec::new());
     tar.mode(tar::HeaderMode::Deterministic);
     for (path, file) in entries {
         let mut h = tar::Header::new_gnu();
@@ -56,9 +61,26 @@ pub fn pack(set: &FileSet, mtime: u64) -> Vec<u8> {
             }
         }
     }
-    let mut gz = tar.into_inner().expect("tar into memory");
-    gz.flush().expect("gzip into memory");
+    tar.into_inner().expect("tar into memory")
+}
+
+/// `tar`, gzip-compressed with no timestamp in the header.
+pub fn gzip(tar: &[u8]) -> Vec<u8> {
+    let mut gz = GzBuilder::new().mtime(0).operating_system(255).write(Vec::new(), Compression::default());
+    gz.write_all(tar).expect("gzip into memory");
     gz.finish().expect("gzip into memory")
+}
+
+/// Whether `gz` is one gzip stream that holds exactly `tar` (it is read no further than
+/// `tar`'s length, plus one byte to see that nothing follows).
+pub fn holds(gz: &[u8], tar: &[u8]) -> bool {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(tar.len() + 1);
+    let mut d = flate2::bufread::GzDecoder::new(gz);
+    match d.by_ref().take(tar.len() as u64 + 1).read_to_end(&mut out) {
+        Ok(_) => out == tar && d.into_inner().is_empty(),
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]
@@ -101,5 +123,22 @@ mod tests {
         assert!(seen.contains(&("infra0/rootfs/etc/kubernetes/manifests/".into(), 0o700)));
         assert!(seen.contains(&("infra0/install.sh".into(), 0o755)));
         assert!(seen.contains(&("infra0/rootfs/etc/kubernetes/manifests/etcd.yaml".into(), 0o600)));
+    }
+
+    #[test]
+    fn a_tarball_holds_only_the_tar_it_was_made_from() {
+        let tar = tar(&set(), 1_700_000_000);
+        let gz = gzip(&tar);
+        assert!(holds(&gz, &tar));
+        let mut other = set();
+        other.files.insert("install.sh".into(), BundleFile::new(0o755, b"c".to_vec()));
+        assert!(!holds(&gz, &super::tar(&other, 1_700_000_000)));
+        assert!(!holds(&gz, &super::tar(&set(), 1_700_000_001)));
+        assert!(!holds(&gz, &tar[..tar.len() - 1]));
+        assert!(!holds(&gz[..gz.len() - 4], &tar), "a cut stream");
+        let mut longer = gz.clone();
+        longer.extend_from_slice(&gz);
+        assert!(!holds(&longer, &tar), "a second stream after it");
+        assert!(!holds(b"not gzip", &tar));
     }
 }

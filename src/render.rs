@@ -244,6 +244,12 @@ pub fn go_duration(secs: u64) -> String {
     format!("{}h{}m{}s", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
+/// Starts compiling the templates on the thread pool and returns at once, so that the
+/// shell's reading of the topology and the state overlaps it; [`compiled`] waits for it.
+pub fn prepare() {
+    rayon::spawn(|| drop(compiled()));
+}
+
 /// The templates, compiled once per process.
 pub fn compiled() -> Result<&'static Templates, RenderError> {
     static REGISTRY: std::sync::OnceLock<Result<Templates, RenderError>> = std::sync::OnceLock::new();
@@ -333,14 +339,17 @@ pub fn render(plan: &Plan, pki: &Pki) -> Result<Vec<FileSet>, RenderError> {
         })
         .collect();
     let shared = Shared { image: image.as_ref(), binaries: &binaries };
-    // Members are independent: render them on every core.
-    let mut sets: Vec<FileSet> =
-        plan.members.par_iter().map(|m| render_member(hb, plan, m, pki, shared)).collect::<Result<_, _>>()?;
-    sets.push(render_control_plane(hb, plan, pki)?);
-    for l in &plan.leaving {
-        sets.push(render_leave(hb, plan, l, pki)?);
-    }
-    Ok(sets)
+    // Bundles are independent: render them on every core (members, the control plane, then
+    // the leaving members).
+    let members = plan.members.len();
+    (0..members + 1 + plan.leaving.len())
+        .into_par_iter()
+        .map(|i| match i {
+            i if i < members => render_member(hb, plan, &plan.members[i], pki, shared),
+            i if i == members => render_control_plane(hb, plan, pki),
+            i => render_leave(hb, plan, &plan.leaving[i - members - 1], pki),
+        })
+        .collect()
 }
 
 #[derive(Serialize)]

@@ -129,6 +129,7 @@ fn same_state_same_epoch_gives_identical_bytes() {
             renewal: None,
             reset_members: false,
             emit: Default::default(),
+            previous: None,
         },
         &mut |_| {},
     )
@@ -146,6 +147,7 @@ fn same_state_same_epoch_gives_identical_bytes() {
             renewal: None,
             reset_members: false,
             emit: Default::default(),
+            previous: None,
         },
         &mut |_| {},
     )

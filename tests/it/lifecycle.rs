@@ -283,6 +283,7 @@ fn a_moved_member_replaces_its_old_address_and_a_removed_one_gets_a_keyless_leav
         renewal: None,
         reset_members: true,
         emit: Default::default(),
+        previous: None,
     };
     let reset = etcdpack::build(&t, &env, &mut |_| {}).unwrap();
     assert!(!reset.dist.contains_key("infra3.tar.gz"));

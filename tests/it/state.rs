@@ -34,6 +34,7 @@ fn build_at(dir: &Path, text: &str, seed: u64, now: i64) -> Result<etcdpack::Bui
             renewal: None,
             reset_members: false,
             emit: Default::default(),
+            previous: None,
         },
         &mut |_| {},
     )?;

@@ -176,6 +176,7 @@ pub fn built(scenario: &str) -> Arc<Built> {
             renewal: None,
             reset_members: false,
             emit: Default::default(),
+            previous: None,
         };
         let build = etcdpack::build(&topology, &env, &mut |_| {}).unwrap();
         let bundles = build
@@ -215,6 +216,7 @@ pub fn build_in(
         renewal,
         reset_members: false,
         emit: Default::default(),
+        previous: None,
     };
     let b = etcdpack::build(&t, &env, &mut |_| {})?;
     fsio::apply_state_update(dir, &b.state_update)?;
