@@ -490,10 +490,13 @@ fn holds_exactly(out: &Path, files: &std::collections::BTreeMap<String, Vec<u8>>
         })
 }
 
-/// The tarball `out/<member>.tar.gz`, if it is a regular file that can be read.
+/// The tarball `out/<member>.tar.gz`, if it is a regular file no larger than a bundle can be
+/// (see [`crate::unpack::MAX_UNPACKED_BYTES`]) that can be read.
 pub fn read_previous_bundle(out: &Path, member: &str) -> Option<Vec<u8>> {
     let path = out.join(format!("{member}.tar.gz"));
-    fs::symlink_metadata(&path).ok().filter(|m| m.is_file())?;
+    fs::symlink_metadata(&path)
+        .ok()
+        .filter(|m| m.is_file() && m.len() <= crate::unpack::MAX_UNPACKED_BYTES)?;
     fs::read(path).ok()
 }
 

@@ -163,6 +163,76 @@ fn build_twice_is_byte_identical_and_signatures_pass_openssl() {
 }
 
 #[test]
+fn a_rebuild_keeps_what_the_last_build_wrote() {
+    use std::os::unix::fs::MetadataExt;
+    let ws = workspace();
+    let d = ws.path();
+    assert_eq!(code(&etcdpack(d, &["build", "etcd.yaml"])), 0);
+    let dist = d.join("dist");
+    let inode = |n: &str| std::fs::metadata(dist.join(n)).unwrap().ino();
+    let before = read_dir_bytes(&dist);
+    let (folder, bundle) = (std::fs::metadata(&dist).unwrap().ino(), inode("infra0.tar.gz"));
+
+    // Nothing changed: dist/ is the same folder with the same files, and the build says so.
+    let o = etcdpack(d, &["build", "etcd.yaml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("dist holds these 3 member bundles and the control-plane bundle already"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!((std::fs::metadata(&dist).unwrap().ino(), inode("infra0.tar.gz")), (folder, bundle));
+    assert_eq!(before, read_dir_bytes(&dist));
+
+    // A file changed by hand is written again (the whole folder is replaced).
+    std::fs::write(dist.join("infra0.tar.gz.sig"), b"forged").unwrap();
+    let o = etcdpack(d, &["build", "etcd.yaml"]);
+    assert!(stdout(&o).contains("wrote 3 member bundles"), "{}", stdout(&o));
+    assert_eq!(before, read_dir_bytes(&dist));
+
+    // A tarball the last build wrote with another compressor (an earlier etcdpack release)
+    // holds the same tar: it is kept byte for byte, so no host has to install it again.
+    let tar = |gz: &[u8]| {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut out).unwrap();
+        out
+    };
+    let old = std::fs::read(dist.join("infra0.tar.gz")).unwrap();
+    let mut other = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(1));
+    std::io::Write::write_all(&mut other, &tar(&old)).unwrap();
+    let other = other.finish().unwrap();
+    assert_ne!(other, old);
+    let sha = |b: &[u8]| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b))
+    };
+    let record = d.join("etcd.state/state.json");
+    let text = std::fs::read_to_string(&record).unwrap();
+    assert!(text.contains(&sha(&old)));
+    std::fs::write(&record, text.replace(&sha(&old), &sha(&other))).unwrap();
+    std::fs::write(dist.join("infra0.tar.gz"), &other).unwrap();
+    let o = etcdpack(d, &["build", "etcd.yaml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(std::fs::read(dist.join("infra0.tar.gz")).unwrap(), other, "the tarball was made again");
+    assert!(stdout(&o).contains("no host needs"), "{}", stdout(&o));
+    let o = etcdpack(d, &["verify", "dist/infra0.tar.gz"]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+
+    // A tarball whose digest the state did not record is not kept, even with the same tar.
+    std::fs::write(dist.join("infra1.tar.gz"), &{
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(1));
+        std::io::Write::write_all(&mut e, &tar(&std::fs::read(dist.join("infra1.tar.gz")).unwrap())).unwrap();
+        e.finish().unwrap()
+    })
+    .unwrap();
+    assert_eq!(code(&etcdpack(d, &["build", "etcd.yaml"])), 0);
+    let again = read_dir_bytes(&dist);
+    let infra1 =
+        |files: &[(String, Vec<u8>)]| files.iter().find(|f| f.0 == "infra1.tar.gz").unwrap().1.clone();
+    assert_eq!(infra1(&again), infra1(&before));
+}
+
+#[test]
 fn dist_is_replaced_whole_or_not_at_all() {
     let ws = workspace();
     let d = ws.path();

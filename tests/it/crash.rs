@@ -1,4 +1,5 @@
-//! Builds killed at every rename (strace injects SIGKILL at the Nth rename): each kill point
+//! Builds killed at every rename, and at every fsync of the thread that stages the state's
+//! new files (strace injects SIGKILL at the Nth call, counted per thread): each kill point
 //! must leave a state folder and an output folder that the next build accepts, recovers and
 //! reports, with no key lost and no partial file left behind.
 
@@ -11,12 +12,23 @@ fn etcdpack(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_etcdpack")).args(args).current_dir(dir).output().unwrap()
 }
 
-/// `etcdpack build` killed at its `n`th rename; true when it was killed (false: it finished).
-fn killed_build(dir: &Path, n: usize) -> bool {
+/// Renames: the commit of a state update, and of dist/.
+const RENAMES: &str = "rename,renameat,renameat2";
+/// Syncs. strace counts calls per thread, and the staging thread makes its syncs (one per
+/// new file) before the main thread makes its first: the Nth sync kill point is the staging
+/// thread's. The main thread's syncs (the record, the journal, dist/) come after the staged
+/// files are complete, between the same renames the rename kill points stop at.
+const SYNCS: &str = "fsync,fdatasync";
+
+/// `etcdpack build` killed at its `n`th call of `calls`; true when it was killed (false: it
+/// finished).
+fn killed_build(dir: &Path, calls: &str, n: usize) -> bool {
     assert!(n < 500, "the build never finished under strace");
     let o = Command::new("strace")
-        .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=rename,renameat,renameat2", "-e"])
-        .arg(format!("inject=rename,renameat,renameat2:signal=SIGKILL:when={n}"))
+        .args(["-f", "-qq", "-o", "/dev/null", "-e"])
+        .arg(format!("trace={calls}"))
+        .arg("-e")
+        .arg(format!("inject={calls}:signal=SIGKILL:when={n}"))
         .arg(env!("CARGO_BIN_EXE_etcdpack"))
         .args(["build", "t.yaml"])
         .current_dir(dir)
@@ -50,15 +62,15 @@ fn copy_tree(from: &Path, to: &Path) {
     assert!(o.status.success());
 }
 
-/// Kills `build` at every rename, starting each time from `base`, and checks the recovery.
-/// Returns the number of kill points.
-fn every_kill_point(base: &Path, topology: &str, check: impl Fn(&Path)) -> usize {
+/// Kills `build` at every call of `calls`, starting each time from `base`, and checks the
+/// recovery. Returns the number of kill points.
+fn every_kill_point(base: &Path, topology: &str, calls: &str, check: impl Fn(&Path)) -> usize {
     for n in 1.. {
         let w = tempfile::tempdir().unwrap();
         let d = w.path();
         copy_tree(base, d);
         std::fs::write(d.join("t.yaml"), topology).unwrap();
-        if !killed_build(d, n) {
+        if !killed_build(d, calls, n) {
             assert!(leftovers(d).is_empty(), "a finished build left {:?}", leftovers(d));
             return n - 1;
         }
@@ -80,8 +92,17 @@ fn every_kill_point(base: &Path, topology: &str, check: impl Fn(&Path)) -> usize
 fn a_fresh_build_killed_at_any_rename_is_recovered_by_the_next() {
     crate::needs_root!();
     let base = tempfile::tempdir().unwrap();
-    let points = every_kill_point(base.path(), TOPOLOGY, |_| {});
+    let points = every_kill_point(base.path(), TOPOLOGY, RENAMES, |_| {});
     assert!(points >= 30, "only {points} renames in a fresh build");
+}
+
+#[test]
+fn a_fresh_build_killed_while_staging_the_state_is_recovered_by_the_next() {
+    crate::needs_root!();
+    let base = tempfile::tempdir().unwrap();
+    let points = every_kill_point(base.path(), TOPOLOGY, SYNCS, |_| {});
+    // The CA's pair, the signing key, four pairs per member and the control plane's pair.
+    assert_eq!(points, 2 + 1 + 3 * 8 + 2, "syncs of the staging thread");
 }
 
 #[test]
@@ -93,7 +114,7 @@ fn a_reissue_killed_at_any_rename_loses_no_key() {
     let old_key = std::fs::read(base.path().join("t.state/members/infra1/server.key")).unwrap();
     let ca = std::fs::read(base.path().join("t.state/ca.key")).unwrap();
     let moved = TOPOLOGY.replace("10.0.0.7", "10.0.0.17");
-    let points = every_kill_point(base.path(), &moved, |d| {
+    let points = every_kill_point(base.path(), &moved, RENAMES, |d| {
         // The CA is the same, and the replaced server key is kept in retired/.
         assert_eq!(std::fs::read(d.join("t.state/ca.key")).unwrap(), ca);
         let retired: Vec<Vec<u8>> = std::fs::read_dir(d.join("t.state/retired/infra1"))
