@@ -440,20 +440,6 @@ fn is_own_entry(out: &Path, name: &str, file_type: fs::FileType) -> bool {
         })
 }
 
-/// Replaces `out` as a whole: everything is written to a sibling folder first, so a failed
-/// build leaves the previous `out` as it was.
-///
-/// Returns whether it wrote anything: when `out` holds exactly these files already (same
-/// names, bytes and modes, nothing else), it is left as it is.
-pub fn write_dist(out: &Path, files: &std::collections::BTreeMap<String, Vec<u8>>) -> Result<bool> {
-    check_out(out)?;
-    if holds_exactly(out, files) {
-        return Ok(false);
-    }
-    write_dist_checked(out, files)?;
-    Ok(true)
-}
-
 /// The mode of `dist/<name>`: bundles (and user-data carrying one) hold private keys, so
 /// they are readable by the building user only.
 fn dist_mode(name: &str) -> u32 {
@@ -573,21 +559,45 @@ pub fn check_out(out: &Path) -> Result<()> {
     Ok(())
 }
 
-fn write_dist_checked(out: &Path, files: &std::collections::BTreeMap<String, Vec<u8>>) -> Result<()> {
+/// A new `dist/`, written and synced beside the old one, waiting to replace it: `dist/` is
+/// replaced as a whole, so a failed build leaves the previous one as it was.
+pub struct NewDist {
+    out: PathBuf,
+    tmp: PathBuf,
+    old: PathBuf,
+}
+
+/// Writes `files` into a sibling folder of `out` (checked with [`check_out`] first), synced,
+/// ready to replace it; `None` when `out` holds exactly these files already (same names,
+/// bytes and modes, nothing else), and is left as it is. A build prepares
+/// its `dist/` before it commits the state, so that a folder it cannot write stops it with
+/// nothing changed.
+pub fn prepare_dist(
+    out: &Path,
+    files: &std::collections::BTreeMap<String, Vec<u8>>,
+) -> Result<Option<NewDist>> {
+    check_out(out)?;
+    if holds_exactly(out, files) {
+        return Ok(None);
+    }
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     mkdirs(&parent, 0o755)?;
     let base = out.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "dist".into());
-    let tmp = parent.join(format!(".{base}.new-{}", std::process::id()));
-    let old = parent.join(format!(".{base}.old-{}", std::process::id()));
-    let result = (|| {
-        mkdirs(&tmp, 0o755)?;
+    let new = NewDist {
+        out: out.to_path_buf(),
+        tmp: parent.join(format!(".{base}.new-{}", std::process::id())),
+        old: parent.join(format!(".{base}.old-{}", std::process::id())),
+    };
+    let tmp = &new.tmp;
+    let written = (|| {
+        mkdirs(tmp, 0o755)?;
         let mut batch = Batch::default();
         for (name, bytes) in files {
             let path = tmp.join(name);
-            if let Some(dir) = path.parent().filter(|d| *d != tmp) {
+            if let Some(dir) = path.parent().filter(|d| d != tmp) {
                 mkdirs(dir, 0o755)?;
             }
             batch.create(&path, bytes, dist_mode(name))?;
@@ -596,21 +606,42 @@ fn write_dist_checked(out: &Path, files: &std::collections::BTreeMap<String, Vec
         if tmp.join(ANSIBLE_DIR).is_dir() {
             sync_dir(&tmp.join(ANSIBLE_DIR))?;
         }
-        sync_dir(&tmp)?;
-        if out.exists() {
-            fs::rename(out, &old).map_err(|e| Error::io("cannot move aside", out, e))?;
-        }
-        fs::rename(&tmp, out).map_err(|e| Error::io("cannot rename into", out, e))
+        sync_dir(tmp)
     })();
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&tmp);
-        if old.exists() && !out.exists() {
-            let _ = fs::rename(&old, out);
+    match written {
+        Ok(()) => Ok(Some(new)),
+        Err(e) => {
+            new.discard();
+            Err(e)
         }
-        return result;
     }
-    if old.exists() {
-        fs::remove_dir_all(&old).map_err(|e| Error::io("cannot remove", &old, e))?;
+}
+
+impl NewDist {
+    /// Replaces `dist/` with the new folder (the old one is moved aside, then removed).
+    pub fn publish(self) -> Result<()> {
+        let (out, tmp, old) = (&self.out, &self.tmp, &self.old);
+        let result = (|| {
+            if out.exists() {
+                fs::rename(out, old).map_err(|e| Error::io("cannot move aside", out, e))?;
+            }
+            fs::rename(tmp, out).map_err(|e| Error::io("cannot rename into", out, e))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_dir_all(tmp);
+            if old.exists() && !out.exists() {
+                let _ = fs::rename(old, out);
+            }
+            return result;
+        }
+        if old.exists() {
+            fs::remove_dir_all(old).map_err(|e| Error::io("cannot remove", old, e))?;
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Removes the new folder, leaving `dist/` as it was.
+    pub fn discard(self) {
+        let _ = fs::remove_dir_all(&self.tmp);
+    }
 }

@@ -233,6 +233,36 @@ fn a_rebuild_keeps_what_the_last_build_wrote() {
 }
 
 #[test]
+fn a_build_that_cannot_write_its_output_changes_no_state() {
+    let ws = workspace();
+    let d = ws.path();
+    assert_eq!(code(&etcdpack(d, &["build", "etcd.yaml"])), 0);
+    let state = |d: &Path| {
+        let mut files: Vec<(String, Vec<u8>)> = walkdir::WalkDir::new(d.join("etcd.state"))
+            .into_iter()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| (e.path().display().to_string(), std::fs::read(e.path()).unwrap()))
+            .collect();
+        files.sort();
+        files
+    };
+    let before = state(d);
+    // A new address re-issues two certificates; the output folder's parent is a file.
+    let text = std::fs::read_to_string(d.join("etcd.yaml")).unwrap();
+    std::fs::write(d.join("etcd.yaml"), text.replace("10.0.0.7", "10.0.0.17")).unwrap();
+    std::fs::write(d.join("blocker"), "a file").unwrap();
+    let o = etcdpack(d, &["build", "etcd.yaml", "--out", "blocker/dist"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("blocker"), "{}", stderr(&o));
+    assert_eq!(before, state(d), "the state changed although no bundle was written");
+    // The next build with a folder it can write issues them.
+    let o = etcdpack(d, &["build", "etcd.yaml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("infra1           etcd-server              re-issue"), "{}", stdout(&o));
+}
+
+#[test]
 fn dist_is_replaced_whole_or_not_at_all() {
     let ws = workspace();
     let d = ws.path();
