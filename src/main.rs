@@ -431,7 +431,9 @@ fn build_locked(
     };
     // A failure from here on is completed or undone by the next build (see fsio::recover).
     if let Err(e) = fsio::commit(state_dir, staged, &b.state_update) {
-        dist.map(fsio::NewDist::discard);
+        if let Some(dist) = dist {
+            dist.discard();
+        }
         return Err(e);
     }
     let wrote = dist.is_some();
