@@ -160,11 +160,12 @@ const STAGING: &str = ".staging";
 const JOURNAL: &str = ".journal";
 
 /// New files of a state update, written and synced into `.staging/` by [`stage`] while the
-/// build goes on; [`commit`] takes them.
+/// build goes on; [`land`] commits them.
 pub struct Staged(usize);
 
 /// Writes and syncs `files` (a [`StateUpdate`]'s `create`, in order) into `.staging/`, replacing
-/// what an earlier attempt left there. Nothing in the state changes until [`commit`].
+/// what an earlier attempt left there. Nothing in the state changes until [`land`] commits
+/// them.
 pub fn stage(dir: &Path, files: &[NewFile]) -> Result<Staged> {
     discard_staging(dir)?;
     mkdirs(&dir.join(STAGING), 0o700)?;
@@ -185,7 +186,7 @@ pub fn discard_staging(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Applies a state update all or nothing: see [`commit`].
+/// Applies a state update all or nothing (as [`land`] does, without `dist/`).
 pub fn apply_state_update(dir: &Path, update: &StateUpdate) -> Result<()> {
     commit(dir, None, update)
 }
@@ -197,7 +198,7 @@ pub fn apply_state_update(dir: &Path, update: &StateUpdate) -> Result<()> {
 /// journal goes. A kill before the journal leaves the state as it was (the next build
 /// removes the staging folder); a kill after it is completed by the next build. No key is
 /// ever overwritten or deleted.
-pub fn commit(dir: &Path, staged: Option<Staged>, update: &StateUpdate) -> Result<()> {
+fn commit(dir: &Path, staged: Option<Staged>, update: &StateUpdate) -> Result<()> {
     if update.is_empty() {
         return discard_staging(dir);
     }
@@ -559,9 +560,40 @@ pub fn check_out(out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Lands a finished build: writes its `dist/` beside the old one, commits the state update
+/// (its new files `staged` ahead, or not), then puts the new `dist/` in place. A `dist/`
+/// that cannot be written stops it before the state changes; a failure after the commit is
+/// completed or undone by the next build ([`recover`]). Returns whether `dist/` was written
+/// (false: it held exactly these files already).
+pub fn land(
+    state_dir: &Path,
+    out: &Path,
+    staged: Option<Staged>,
+    update: &StateUpdate,
+    files: &std::collections::BTreeMap<String, Vec<u8>>,
+) -> Result<bool> {
+    let dist = match prepare_dist(out, files) {
+        Ok(dist) => dist,
+        Err(e) => {
+            let _ = discard_staging(state_dir);
+            return Err(e);
+        }
+    };
+    if let Err(e) = commit(state_dir, staged, update) {
+        if let Some(dist) = dist {
+            dist.discard();
+        }
+        return Err(e);
+    }
+    match dist {
+        Some(dist) => dist.publish().map(|()| true),
+        None => Ok(false),
+    }
+}
+
 /// A new `dist/`, written and synced beside the old one, waiting to replace it: `dist/` is
 /// replaced as a whole, so a failed build leaves the previous one as it was.
-pub struct NewDist {
+struct NewDist {
     out: PathBuf,
     tmp: PathBuf,
     old: PathBuf,
@@ -569,13 +601,8 @@ pub struct NewDist {
 
 /// Writes `files` into a sibling folder of `out` (checked with [`check_out`] first), synced,
 /// ready to replace it; `None` when `out` holds exactly these files already (same names,
-/// bytes and modes, nothing else), and is left as it is. A build prepares
-/// its `dist/` before it commits the state, so that a folder it cannot write stops it with
-/// nothing changed.
-pub fn prepare_dist(
-    out: &Path,
-    files: &std::collections::BTreeMap<String, Vec<u8>>,
-) -> Result<Option<NewDist>> {
+/// bytes and modes, nothing else), and is left as it is.
+fn prepare_dist(out: &Path, files: &std::collections::BTreeMap<String, Vec<u8>>) -> Result<Option<NewDist>> {
     check_out(out)?;
     if holds_exactly(out, files) {
         return Ok(None);
@@ -619,7 +646,7 @@ pub fn prepare_dist(
 
 impl NewDist {
     /// Replaces `dist/` with the new folder (the old one is moved aside, then removed).
-    pub fn publish(self) -> Result<()> {
+    fn publish(self) -> Result<()> {
         let (out, tmp, old) = (&self.out, &self.tmp, &self.old);
         let result = (|| {
             if out.exists() {
@@ -641,7 +668,7 @@ impl NewDist {
     }
 
     /// Removes the new folder, leaving `dist/` as it was.
-    pub fn discard(self) {
+    fn discard(self) {
         let _ = fs::remove_dir_all(&self.tmp);
     }
 }

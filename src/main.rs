@@ -415,31 +415,15 @@ fn build_locked(
         let result = etcdpack::finish(issued, &env, &mut mark);
         (staging.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))), result)
     });
-    // dist/ is written beside the old one before the state is committed: a folder that
-    // cannot be written stops the build with nothing changed.
-    let prepared = match (result, staged.transpose()) {
-        (Ok(b), Ok(staged)) => fsio::prepare_dist(out_dir, &b.dist).map(|dist| (b, staged, dist)),
-        (Err(e), _) | (_, Err(e)) => Err(e),
-    };
-    let (b, staged, dist) = match prepared {
-        Ok(p) => p,
-        Err(e) => {
+    let (b, staged) = match (result, staged.transpose()) {
+        (Ok(b), Ok(staged)) => (b, staged),
+        (Err(e), _) | (_, Err(e)) => {
             // Nothing was committed: what was staged goes.
             let _ = fsio::discard_staging(state_dir);
             return Err(e);
         }
     };
-    // A failure from here on is completed or undone by the next build (see fsio::recover).
-    if let Err(e) = fsio::commit(state_dir, staged, &b.state_update) {
-        if let Some(dist) = dist {
-            dist.discard();
-        }
-        return Err(e);
-    }
-    let wrote = dist.is_some();
-    if let Some(dist) = dist {
-        dist.publish()?;
-    }
+    let wrote = fsio::land(state_dir, out_dir, staged, &b.state_update, &b.dist)?;
     marks.push(("write", Instant::now()));
 
     for w in &b.warnings {

@@ -91,9 +91,9 @@ fn json_text(v: &serde_json::Value) -> String {
 /// handlebars' compiler finds the line and column of every token by scanning its template
 /// from the start, so compiling costs about the square of a template's size (the 50 KB
 /// installer alone took 33 ms). Two steps keep it small, without changing a byte of output:
-/// the whole lines of text between two tags are lifted out ([`lift`]) and written back at
+/// the whole lines of text between two tags are lifted out (`lift`) and written back at
 /// render time by the `lifted` helper, and what remains is cut between lines outside any
-/// block into parts of about [`PART_BYTES`] ([`cut`]), compiled on every core and rendered
+/// block into parts of about `PART_BYTES` (`cut`), compiled on every core and rendered
 /// one after the other with the same context.
 pub struct Templates {
     hb: Handlebars<'static>,
