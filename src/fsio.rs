@@ -286,9 +286,14 @@ impl Batch {
 /// Starts writing `f`'s data back to disk without waiting. On Linux, `POSIX_FADV_DONTNEED`
 /// starts writeback of a file's dirty pages at once (mm/fadvise.c), as `sync_file_range`
 /// would; it is only a hint, and the `fsync` that follows still decides.
+#[cfg(target_os = "linux")]
 fn start_writeback(f: &File) {
     let _ = rustix::fs::fadvise(f, 0, None, rustix::fs::Advice::DontNeed);
 }
+
+/// Elsewhere (a build on a macOS laptop), the `fsync` alone.
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_: &File) {}
 
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("cannot sync", dir, e))
