@@ -202,20 +202,12 @@ fn commit(dir: &Path, staged: Option<Staged>, update: &StateUpdate) -> Result<()
     if update.is_empty() {
         return discard_staging(dir);
     }
-    let staged = match staged {
-        Some(s) if s.0 == update.create.len() => s,
-        _ => stage(dir, &update.create)?,
-    };
+    if staged.is_none_or(|s| s.0 != update.create.len()) {
+        stage(dir, &update.create)?;
+    }
     let staging = dir.join(STAGING);
     let mut ops: Vec<(String, String)> = update.retire.clone();
-    ops.extend(
-        update
-            .create
-            .iter()
-            .take(staged.0)
-            .enumerate()
-            .map(|(i, f)| (format!("{STAGING}/{i}"), f.path.clone())),
-    );
+    ops.extend(update.create.iter().enumerate().map(|(i, f)| (format!("{STAGING}/{i}"), f.path.clone())));
     if let Some(record) = &update.record {
         let mut text = serde_json::to_string_pretty(record).expect("JSON");
         text.push('\n');
@@ -453,25 +445,10 @@ fn dist_mode(name: &str) -> u32 {
 }
 
 /// Whether `out` holds exactly `files`: the same names (and no other), each a regular file
-/// with the same mode and bytes.
+/// with the same mode and bytes. Run after [`check_out`], so `out` holds nothing but regular
+/// files: as many as `files`, each of them one of `files`, are the same set.
 fn holds_exactly(out: &Path, files: &std::collections::BTreeMap<String, Vec<u8>>) -> bool {
-    let mut present = Vec::new();
-    let Ok(entries) = fs::read_dir(out) else { return false };
-    for e in entries {
-        let Ok(e) = e else { return false };
-        let name = e.file_name().to_string_lossy().into_owned();
-        match e.file_type() {
-            Ok(t) if t.is_dir() && name == ANSIBLE_DIR => {
-                let Ok(inner) = fs::read_dir(e.path()) else { return false };
-                for i in inner {
-                    let Ok(i) = i else { return false };
-                    present.push(format!("{name}/{}", i.file_name().to_string_lossy()));
-                }
-            }
-            _ => present.push(name),
-        }
-    }
-    present.len() == files.len()
+    walk_files(out).len() == files.len()
         && files.iter().all(|(name, bytes)| {
             let path = out.join(name);
             fs::symlink_metadata(&path).is_ok_and(|m| {
