@@ -102,16 +102,20 @@ pub struct Templates {
 
 impl Templates {
     /// Renders template `id` with `ctx` (a failure names the template).
-    pub fn render(&self, id: &str, ctx: &serde_json::Value) -> Result<String, RenderError> {
+    pub fn render(&self, id: &str, ctx: serde_json::Value) -> Result<String, RenderError> {
+        self.render_in(id, &handlebars::Context::from(ctx))
+    }
+
+    /// Renders template `id` in a context made once for several templates.
+    fn render_in(&self, id: &str, ctx: &handlebars::Context) -> Result<String, RenderError> {
         let fail = |e: handlebars::RenderError| RenderError { template: id.into(), why: e.to_string() };
         let parts = self
             .parts
             .get(id)
             .ok_or_else(|| RenderError { template: id.into(), why: "no such template".into() })?;
-        let ctx = handlebars::Context::from(ctx.clone());
         let mut out = String::new();
         for part in parts {
-            out.push_str(&self.hb.render_with_context(part, &ctx).map_err(fail)?);
+            out.push_str(&self.hb.render_with_context(part, ctx).map_err(fail)?);
         }
         Ok(out)
     }
@@ -266,7 +270,7 @@ pub fn compiled() -> Result<&'static Templates, RenderError> {
 pub fn runtime_digest(plan: &Plan, m: &MemberPlan, binaries: &[String]) -> Result<String, RenderError> {
     let hb = compiled()?;
     let id = plan.runtime.runner_template();
-    let text = hb.render(id, &context(plan, m))?;
+    let text = hb.render(id, context(plan, m))?;
     Ok(runner_digest(clean(&text).as_bytes(), binaries))
 }
 
@@ -478,7 +482,7 @@ fn render_member(
     pki: &Pki,
     shared: Shared<'_>,
 ) -> Result<FileSet, RenderError> {
-    let mut files = render_files(hb, &m.files, &context(plan, m), pki, &m.name, shared)?;
+    let mut files = render_files(hb, &m.files, context(plan, m), pki, &m.name, shared)?;
     if let Some(f) = m.files.iter().find(|f| f.content == Content::BundleEnv) {
         files.insert(f.path.clone(), BundleFile::new(f.mode, bundle_env(plan, m, pki).into_bytes()));
     }
@@ -535,7 +539,7 @@ fn render_leave(
         "install_files": [],
         "cluster_members": plan.members.iter().map(|o| json!({"name": o.name, "clientUrl": o.client_url})).collect::<Vec<_>>(),
     });
-    let files = render_files(hb, &l.files, &ctx, pki, "", Shared::default())?;
+    let files = render_files(hb, &l.files, ctx, pki, "", Shared::default())?;
     let meta = json!({ "peerUrl": l.peer_url, "role": "leave" });
     let json = bundle_json(plan, Kind::Leave, &l.name, meta, &l.files, pki, &files);
     Ok(seal(&l.name, &l.files, files, json))
@@ -543,7 +547,7 @@ fn render_leave(
 
 fn render_control_plane(hb: &Templates, plan: &Plan, pki: &Pki) -> Result<FileSet, RenderError> {
     let cp = &plan.control_plane;
-    let files = render_files(hb, &cp.files, &control_plane_context(plan), pki, &cp.name, Shared::default())?;
+    let files = render_files(hb, &cp.files, control_plane_context(plan), pki, &cp.name, Shared::default())?;
     let meta = json!({ "endpoints": cp.endpoints });
     let json = bundle_json(plan, Kind::ControlPlane, &cp.name, meta, &cp.files, pki, &files);
     Ok(seal(&cp.name, &cp.files, files, json))
@@ -553,18 +557,20 @@ fn render_control_plane(hb: &Templates, plan: &Plan, pki: &Pki) -> Result<FileSe
 fn render_files(
     hb: &Templates,
     planned: &[PlannedFile],
-    ctx: &serde_json::Value,
+    ctx: serde_json::Value,
     pki: &Pki,
     holder: &str,
     shared: Shared<'_>,
 ) -> Result<BTreeMap<String, BundleFile>, RenderError> {
     let none = BTreeMap::new();
     let leaves = pki.leaves.get(holder).unwrap_or(&none);
+    // One context for every template of the bundle.
+    let ctx = handlebars::Context::from(ctx);
     let mut files = BTreeMap::new();
     for f in planned {
         let bytes: Vec<u8> = match &f.content {
             Content::Template(id) => {
-                let text = hb.render(id, ctx)?;
+                let text = hb.render_in(id, &ctx)?;
                 clean(&text).into_bytes()
             }
             Content::Cert(leaf) => leaves[leaf].cert_pem.clone().into_bytes(),
