@@ -181,6 +181,41 @@ pub fn known_flags(tag: &str) -> BTreeSet<&'static str> {
     set
 }
 
+/// The `experimental-*` flags etcd 3.6 maps to a feature gate (`ExperimentalFlagToFeatureMap`
+/// in etcd's `server/features/etcd_features.go`).
+const TO_FEATURE_GATE: &[(&str, &str)] = &[
+    ("experimental-compact-hash-check-enabled", "CompactHashCheck"),
+    ("experimental-enable-lease-checkpoint", "LeaseCheckpoint"),
+    ("experimental-enable-lease-checkpoint-persist", "LeaseCheckpointPersist"),
+    ("experimental-initial-corrupt-check", "InitialCorruptCheck"),
+    ("experimental-stop-grpc-service-on-defrag", "StopGRPCServiceOnDefrag"),
+    ("experimental-txn-mode-write-with-shared-buffer", "TxnModeWriteWithSharedBuffer"),
+];
+
+/// What replaces an `experimental-*` flag that etcd 3.7 removed (etcd PR #19959; the
+/// deprecation messages of 3.6's `server/etcdmain/config.go` name each successor).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Successor {
+    /// The same setting under a flag without the prefix.
+    Flag(&'static str),
+    /// A feature gate: `--feature-gates=<Gate>=true`.
+    FeatureGate(&'static str),
+}
+
+/// The successor of `flag` when `tag` is etcd 3.7 or later and `flag` is one of the
+/// `experimental-*` flags it removed; `None` otherwise (also for a flag 3.7 has no successor
+/// of, which the unknown-flag check reports).
+pub fn removed_in_3_7(flag: &str, tag: &str) -> Option<Successor> {
+    if etcd_minor(tag).is_none_or(|m| m < 7) || !EXPERIMENTAL.contains(&flag) {
+        return None;
+    }
+    if let Some((_, gate)) = TO_FEATURE_GATE.iter().find(|(f, _)| *f == flag) {
+        return Some(Successor::FeatureGate(gate));
+    }
+    let bare = flag.strip_prefix("experimental-")?;
+    FROM_36.iter().find(|f| **f == bare).map(|f| Successor::Flag(f))
+}
+
 /// Flags that etcdpack sets from a topology field: naming them in `extraArgs` would make the
 /// manifest disagree with the certificates, the data dir or the member list. The value says
 /// which field to change instead.
@@ -215,6 +250,38 @@ mod tests {
         assert!(known_flags("custom").contains("enable-v2"));
         assert_eq!(etcd_minor("v3.6.0"), Some(6));
         assert_eq!(etcd_minor("latest"), None);
+    }
+
+    #[test]
+    fn the_experimental_flags_3_7_removed_name_their_successor() {
+        use Successor::*;
+        let t = "3.7.0-0";
+        assert_eq!(
+            removed_in_3_7("experimental-initial-corrupt-check", t),
+            Some(FeatureGate("InitialCorruptCheck"))
+        );
+        assert_eq!(
+            removed_in_3_7("experimental-compact-hash-check-enabled", t),
+            Some(FeatureGate("CompactHashCheck"))
+        );
+        assert_eq!(
+            removed_in_3_7("experimental-watch-progress-notify-interval", t),
+            Some(Flag("watch-progress-notify-interval"))
+        );
+        assert_eq!(removed_in_3_7("experimental-max-learners", t), Some(Flag("max-learners")));
+        assert_eq!(removed_in_3_7("experimental-wait-cluster-ready-timeout", t), None);
+        // 3.6 still accepts them (deprecated); a tag that names no release is not refused.
+        assert_eq!(removed_in_3_7("experimental-initial-corrupt-check", "3.6.5-0"), None);
+        assert_eq!(removed_in_3_7("experimental-initial-corrupt-check", "custom"), None);
+        assert_eq!(removed_in_3_7("snapshot-count", t), None);
+        // Every experimental flag but one has a successor that 3.7 knows.
+        for flag in EXPERIMENTAL {
+            match removed_in_3_7(flag, t) {
+                Some(Flag(f)) => assert!(known_flags(t).contains(f), "{f}"),
+                Some(FeatureGate(_)) => {}
+                None => assert_eq!(*flag, "experimental-wait-cluster-ready-timeout"),
+            }
+        }
     }
 
     #[test]

@@ -224,6 +224,51 @@ fn commit(dir: &Path, staged: Option<Staged>, update: &StateUpdate) -> Result<()
 }
 
 /// Writes a new file (never over an existing one) and syncs it.
+/// Writes a file the user named (`init`'s topology): complete or not at all, through a new
+/// temporary file beside it that is renamed over `path` (so never through a symlink at
+/// `path`); an existing `path` is replaced only with `replace`.
+pub fn write_user_file(path: &Path, bytes: &[u8], replace: bool) -> Result<()> {
+    if !replace && fs::symlink_metadata(path).is_ok() {
+        return Err(Error::Usage(format!(
+            "{} exists\n  help: choose another file or pass --force to overwrite it",
+            path.display()
+        )));
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
+    let mut f = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o644)
+        .open(&tmp)
+        .map_err(|e| Error::io("cannot write", path, e))?;
+    if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io("cannot write", path, e));
+    }
+    let landed = if replace {
+        fs::rename(&tmp, path)
+    } else {
+        // Without --force a file that appeared meanwhile is not replaced.
+        fs::hard_link(&tmp, path).and_then(|()| fs::remove_file(&tmp))
+    };
+    landed.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::Usage(format!(
+                "{} exists\n  help: choose another file or pass --force to overwrite it",
+                path.display()
+            ))
+        } else {
+            Error::io("cannot write", path, e)
+        }
+    })
+}
+
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let mut batch = Batch::default();
     batch.create(path, bytes, mode)?;

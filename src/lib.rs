@@ -19,6 +19,7 @@ pub mod diag;
 pub mod emit;
 pub mod error;
 pub mod etcdflags;
+pub mod example;
 pub mod expiry;
 pub mod extensions;
 pub mod fsio;

@@ -16,8 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-const EXAMPLE: &str = include_str!("../examples/etcd-topology.yaml");
-
 /// Standard output. A closed pipe (`etcdpack verify ... | head -1`) ends the output quietly:
 /// the command still finishes its work and exits with its own code.
 fn out(args: fmt::Arguments<'_>) {
@@ -106,34 +104,30 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn init(file: Option<PathBuf>, force: bool) -> Result<()> {
-    match file {
-        None => {
-            out(format_args!("{EXAMPLE}"));
-            Ok(())
-        }
-        Some(path) => {
-            if path.is_dir() {
-                return Err(Error::Usage(format!(
-                    "{} is a folder\n  help: name the file to write, such as {}/etcd.yaml",
-                    path.display(),
-                    path.display()
-                )));
-            }
-            if path.exists() && !force {
-                return Err(Error::Usage(format!(
-                    "{} exists\n  help: choose another file or pass --force to overwrite it",
-                    path.display()
-                )));
-            }
-            std::fs::write(&path, EXAMPLE).map_err(|e| Error::io("cannot write", &path, e))?;
-            outln!(
-                "wrote {}: the kubeadm guide's three hosts; edit it, then run `etcdpack check {}`",
-                path.display(),
-                path.display()
-            );
-            Ok(())
-        }
+    let Some(path) = file else {
+        out(format_args!("{}", etcdpack::example::EXAMPLE));
+        return Ok(());
+    };
+    if path.is_dir() {
+        return Err(Error::Usage(format!(
+            "{} is a folder\n  help: name the file to write, such as {}/etcd.yaml",
+            path.display(),
+            path.display()
+        )));
     }
+    let Some(text) = path.to_str().and_then(etcdpack::example::for_file) else {
+        return Err(Error::Usage(format!(
+            "{:?} cannot be named in the example's comments\n  help: choose a file name of UTF-8 text without control characters",
+            path.as_os_str()
+        )));
+    };
+    fsio::write_user_file(&path, text.as_bytes(), force)?;
+    let word = etcdpack::render::shell_quote(&path.to_string_lossy());
+    outln!(
+        "wrote {}: the kubeadm guide's three hosts; edit it, then run `etcdpack check {word}`",
+        path.display()
+    );
+    Ok(())
 }
 
 /// Reads a topology file: at most its size limit, and only text.

@@ -267,6 +267,10 @@ pub struct Plan {
     pub kubernetes_version: String,
     /// Version-dependent behaviour.
     pub behaviour: Behaviour,
+    /// Whether `etcd.extraArgsOrder` chose `behaviour.arg_order` (else the patch release's
+    /// default); not part of plan.json.
+    #[serde(skip)]
+    pub arg_order_given: bool,
     /// The etcd image.
     pub image: String,
     /// The etcd image tag.
@@ -406,6 +410,7 @@ pub fn plan(t: &Topology) -> Plan {
         image: format!("{repo}/etcd:{tag}"),
         image_tag: tag,
         behaviour,
+        arg_order_given: t.etcd.arg_order_given,
         data_dir,
         client_port: cport,
         peer_port: pport,
@@ -555,8 +560,13 @@ pub fn probe_endpoint(extra: &[Arg], loopback: &str) -> Probe {
             None => (authority.to_string(), ""),
         }
     };
-    let port = if port.is_empty() { Some(METRICS_PORT) } else { port.parse().ok() };
-    let Some(port) = port else { return default };
+    // Go's url.Parse refuses a port that is not all digits (kubeadm then takes the defaults);
+    // kubeadm's ParsePort refuses 0 and anything above 65535, and then keeps the URL's host
+    // and scheme with port 2381 (reference item H).
+    if !port.bytes().all(|b| b.is_ascii_digit()) {
+        return default;
+    }
+    let port = port.parse::<u16>().ok().filter(|p| *p != 0).unwrap_or(METRICS_PORT);
     Probe {
         host: if host.is_empty() { loopback.to_string() } else { host },
         port,
@@ -756,6 +766,26 @@ mod tests {
         assert_eq!(p, Probe { host: "10.1.1.1".into(), port: 2381, scheme: "HTTP" });
         let p = probe_endpoint(&[a("listen-metrics-urls", "garbage")], "127.0.0.1");
         assert_eq!(p.port, 2381);
+    }
+
+    #[test]
+    fn probe_port_out_of_range_falls_back_to_2381_keeping_host_and_scheme() {
+        // kubeadm's GetEtcdProbeEndpoint with ParsePort (reference item H).
+        for port in ["0", "65536", "70000", "99999999999999999999"] {
+            let url = format!("https://10.1.1.1:{port}");
+            let p = probe_endpoint(&[a("listen-metrics-urls", &url)], "127.0.0.1");
+            assert_eq!(p, Probe { host: "10.1.1.1".into(), port: 2381, scheme: "HTTPS" }, "{url}");
+            let url = format!("http://[fd00::1]:{port}");
+            let p = probe_endpoint(&[a("listen-metrics-urls", &url)], "::1");
+            assert_eq!(p, Probe { host: "fd00::1".into(), port: 2381, scheme: "HTTP" }, "{url}");
+        }
+        let p = probe_endpoint(&[a("listen-metrics-urls", "http://10.1.1.1:1")], "127.0.0.1");
+        assert_eq!(p.port, 1);
+        let p = probe_endpoint(&[a("listen-metrics-urls", "http://10.1.1.1:65535")], "127.0.0.1");
+        assert_eq!(p.port, 65535);
+        // A port that is not a number fails Go's url.Parse: every default, the loopback too.
+        let p = probe_endpoint(&[a("listen-metrics-urls", "https://10.1.1.1:x1")], "127.0.0.1");
+        assert_eq!(p, Probe { host: "127.0.0.1".into(), port: 2381, scheme: "HTTP" });
     }
 
     #[test]

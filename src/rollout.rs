@@ -80,6 +80,9 @@ pub fn changes(
                         "kubernetesVersion {} -> {}",
                         old.kubernetes_version, plan.kubernetes_version
                     ));
+                    if let Some(moved) = order_moves(plan, &old.kubernetes_version) {
+                        what.push(moved);
+                    }
                 }
                 if old.image_tag != plan.image_tag {
                     what.push(format!("etcd {} -> {}", old.image_tag, plan.image_tag));
@@ -169,6 +172,26 @@ fn control_plane_change(
         }
     }
     HostChange { member: name.clone(), install, restart: false, reasons, step: None }
+}
+
+/// The change of kubeadm's etcd argument order that a new `kubernetesVersion` brings when the
+/// topology leaves the order to the patch release (PR #135400 and its backports).
+fn order_moves(plan: &Plan, old_version: &str) -> Option<String> {
+    if plan.arg_order_given {
+        return None;
+    }
+    let old = crate::versions::KubeVersion::parse(old_version)?;
+    let was = crate::versions::release(&old)?.arg_order(old.patch);
+    let now = plan.behaviour.arg_order;
+    (was != now).then(|| {
+        format!(
+            "argument order {} -> {}: kubeadm {} {} the extraArgs after the sorted defaults",
+            was.name(),
+            now.name(),
+            plan.kubernetes_version,
+            if now == crate::versions::ArgOrder::Appended { "appends" } else { "no longer appends" }
+        )
+    })
 }
 
 /// Whether the plan has the members (names and peer URLs) the last build had.

@@ -43,9 +43,9 @@ impl ConfigApi {
 pub enum ArgOrder {
     /// Defaults and extraArgs merged, then all sorted by name and value (up to 1.35.x).
     Sorted,
-    /// Defaults sorted, then every extraArg in the order given (PR #135400, 1.36.0; its
-    /// backports #135850-#135853 reached late 1.32-1.35 patch releases, which ones is
-    /// UNCONFIRMED, so the topology chooses there: `etcd.extraArgsOrder`).
+    /// Defaults sorted, then every extraArg in the order given (PR #135400, 1.36.0, and its
+    /// backports #135850-#135853 from v1.32.12, v1.33.8, v1.34.4 and v1.35.1: see
+    /// [`Release::appended_from`]).
     Appended,
 }
 
@@ -81,6 +81,9 @@ pub struct Release {
     pub etcd_tags: &'static [(u32, &'static str)],
     /// The newest patch release the tag table has seen; `None` when no GA release was seen.
     pub last_known_patch: Option<u32>,
+    /// The first patch release whose kubeadm appends extraArgs after the sorted defaults
+    /// (PR #135400 or its backport); `None` when every patch release of the minor sorts all.
+    pub appended_from: Option<u32>,
     /// Where the row's values come from.
     pub source: &'static str,
 }
@@ -108,12 +111,23 @@ impl Release {
         EtcdTag { tag, known: self.last_known_patch.is_some_and(|last| patch <= last) }
     }
 
-    /// The argument orders a patch release of this minor may use; the first is the default.
-    pub fn arg_orders(&self) -> &'static [ArgOrder] {
-        match self.minor {
-            ..=31 => &[ArgOrder::Sorted],
-            32..=35 => &[ArgOrder::Sorted, ArgOrder::Appended],
-            _ => &[ArgOrder::Appended],
+    /// The argument order kubeadm of `patch` uses (reference section 2.3 and item G).
+    pub fn arg_order(&self, patch: u32) -> ArgOrder {
+        match self.appended_from {
+            Some(first) if patch >= first => ArgOrder::Appended,
+            _ => ArgOrder::Sorted,
+        }
+    }
+
+    /// The argument orders `etcd.extraArgsOrder` may choose for this minor: both where the
+    /// minor has patch releases of each (1.32-1.35), so that a topology can follow a kubeadm
+    /// build that differs from the table; the first is the default of `patch`.
+    pub fn arg_orders(&self, patch: u32) -> &'static [ArgOrder] {
+        match (self.appended_from, self.arg_order(patch)) {
+            (None, _) => &[ArgOrder::Sorted],
+            (Some(0), _) => &[ArgOrder::Appended],
+            (Some(_), ArgOrder::Sorted) => &[ArgOrder::Sorted, ArgOrder::Appended],
+            (Some(_), ArgOrder::Appended) => &[ArgOrder::Appended, ArgOrder::Sorted],
         }
     }
 }
@@ -127,6 +141,7 @@ pub const RELEASES: &[Release] = &[
         accepts_v1beta3: true,
         etcd_tags: &[(0, "3.5.10-0"), (3, "3.5.12-0"), (9, "3.5.15-0"), (11, "3.5.16-0")],
         last_known_patch: Some(15),
+        appended_from: None,
         source: "reference 2.5 per-patch table; v1beta4 not enabled before 1.31 (PR #125029)",
     },
     Release {
@@ -135,6 +150,7 @@ pub const RELEASES: &[Release] = &[
         accepts_v1beta3: true,
         etcd_tags: &[(0, "3.5.12-0"), (5, "3.5.15-0")],
         last_known_patch: Some(14),
+        appended_from: None,
         source: "reference 2.5 per-patch table; v1beta4 not enabled before 1.31 (PR #125029)",
     },
     Release {
@@ -143,6 +159,7 @@ pub const RELEASES: &[Release] = &[
         accepts_v1beta3: true,
         etcd_tags: &[(0, "3.5.15-0"), (14, "3.5.24-0")],
         last_known_patch: Some(14),
+        appended_from: None,
         source: "reference 2.5 per-patch table (.14: backport PR #135020); v1beta4 enabled by PR #125029",
     },
     Release {
@@ -151,7 +168,8 @@ pub const RELEASES: &[Release] = &[
         accepts_v1beta3: true,
         etcd_tags: &[(0, "3.5.16-0"), (10, "3.5.24-0")],
         last_known_patch: Some(13),
-        source: "reference 2.5 per-patch table (.10+: backport PR #135019)",
+        appended_from: Some(12),
+        source: "reference 2.5 per-patch table (.10+: backport PR #135019); extraArgs appended from .12 (PR #135850, CHANGELOG-1.32 since v1.32.11)",
     },
     Release {
         minor: 33,
@@ -159,7 +177,8 @@ pub const RELEASES: &[Release] = &[
         accepts_v1beta3: true,
         etcd_tags: &[(0, "3.5.21-0"), (6, "3.5.24-0")],
         last_known_patch: Some(13),
-        source: "reference 2.5 per-patch table (.6+: backport PR #135018)",
+        appended_from: Some(8),
+        source: "reference 2.5 per-patch table (.6+: backport PR #135018); extraArgs appended from .8 (PR #135851, merged 2026-01 with the other three; its changelog line not seen, README Choices)",
     },
     Release {
         minor: 34,
@@ -167,7 +186,8 @@ pub const RELEASES: &[Release] = &[
         accepts_v1beta3: true,
         etcd_tags: &[(0, "3.6.4-0"), (2, "3.6.5-0")],
         last_known_patch: Some(10),
-        source: "reference 2.5 per-patch table; named probe port PR #132776",
+        appended_from: Some(4),
+        source: "reference 2.5 per-patch table; named probe port PR #132776; extraArgs appended from .4 (PR #135852, CHANGELOG-1.34 since v1.34.3)",
     },
     Release {
         minor: 35,
@@ -175,7 +195,8 @@ pub const RELEASES: &[Release] = &[
         accepts_v1beta3: true,
         etcd_tags: &[(0, "3.6.6-0")],
         last_known_patch: Some(7),
-        source: "reference 2.5 per-patch table",
+        appended_from: Some(1),
+        source: "reference 2.5 per-patch table; extraArgs appended from .1 (PR #135853, CHANGELOG-1.35 since v1.35.0)",
     },
     Release {
         minor: 36,
@@ -183,6 +204,7 @@ pub const RELEASES: &[Release] = &[
         accepts_v1beta3: true,
         etcd_tags: &[(0, "3.6.8-0")],
         last_known_patch: Some(3),
+        appended_from: Some(0),
         source: "reference 2.5 per-patch table; experimental flags dropped (PR #135701); extraArgs order (PR #135400); v1beta3 still read (removed by PR #136016 in 1.37)",
     },
     Release {
@@ -191,6 +213,7 @@ pub const RELEASES: &[Release] = &[
         accepts_v1beta3: false,
         etcd_tags: &[(0, "3.7.0-0")],
         last_known_patch: None,
+        appended_from: Some(0),
         source: "reference 2.5: 3.7.0-0 seen at v1.37.0-rc.0, GA UNCONFIRMED; v1beta3 and PublicKeysECDSA removed (PR #136016)",
     },
 ];
@@ -339,7 +362,7 @@ mod tests {
     }
 
     fn b(m: u32, tag: &str) -> Behaviour {
-        behaviour(r(m), tag, r(m).config_api, r(m).arg_orders()[0])
+        behaviour(r(m), tag, r(m).config_api, r(m).arg_order(0))
     }
 
     #[test]
@@ -399,6 +422,31 @@ mod tests {
     }
 
     #[test]
+    fn the_backported_argument_order_starts_at_its_patch_release() {
+        // Item G of the reference: the first patch release of each minor with PR #135400.
+        for (minor, last_sorted) in [(32, 11), (33, 7), (34, 3), (35, 0)] {
+            assert_eq!(r(minor).arg_order(last_sorted), ArgOrder::Sorted, "v1.{minor}.{last_sorted}");
+            assert_eq!(
+                r(minor).arg_order(last_sorted + 1),
+                ArgOrder::Appended,
+                "v1.{minor}.{}",
+                last_sorted + 1
+            );
+            assert_eq!(r(minor).arg_order(99), ArgOrder::Appended);
+        }
+        for minor in [29, 30, 31] {
+            assert_eq!(r(minor).arg_order(99), ArgOrder::Sorted);
+        }
+        for minor in [36, 37] {
+            assert_eq!(r(minor).arg_order(0), ArgOrder::Appended);
+        }
+        // The table says where each boundary comes from.
+        for rel in RELEASES.iter().filter(|rel| matches!(rel.appended_from, Some(p) if p > 0)) {
+            assert!(rel.source.contains("extraArgs appended from"), "1.{}", rel.minor);
+        }
+    }
+
+    #[test]
     fn version_boundaries() {
         assert_eq!(b(30, "x").config_api, ConfigApi::V1Beta3);
         assert_eq!(b(31, "x").config_api, ConfigApi::V1Beta4);
@@ -410,10 +458,11 @@ mod tests {
         assert!(b(34, "x").ecdsa_p384);
         assert!(!b(33, "x").named_probe_port);
         assert!(b(34, "x").named_probe_port);
-        assert_eq!(b(35, "x").arg_order, ArgOrder::Sorted);
         assert_eq!(b(36, "x").arg_order, ArgOrder::Appended);
-        assert_eq!(r(31).arg_orders(), [ArgOrder::Sorted]);
-        assert_eq!(r(32).arg_orders(), [ArgOrder::Sorted, ArgOrder::Appended]);
+        assert_eq!(r(31).arg_orders(99), [ArgOrder::Sorted]);
+        assert_eq!(r(36).arg_orders(0), [ArgOrder::Appended]);
+        assert_eq!(r(32).arg_orders(11), [ArgOrder::Sorted, ArgOrder::Appended]);
+        assert_eq!(r(32).arg_orders(12), [ArgOrder::Appended, ArgOrder::Sorted]);
         assert!(r(36).accepts_v1beta3 && !r(37).accepts_v1beta3);
         assert!(RELEASES.iter().all(|rel| b(rel.minor, "x").key_id == KeyIdMethod::Sha1));
     }

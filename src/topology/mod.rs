@@ -126,8 +126,11 @@ pub struct EtcdSettings {
     pub peer_port: u16,
     /// User extraArgs, in file order.
     pub extra_args: Vec<Arg>,
-    /// How kubeadm orders the etcd command (`extraArgsOrder`, else the release's default).
+    /// How kubeadm orders the etcd command (`extraArgsOrder`, else the patch release's default).
     pub arg_order: ArgOrder,
+    /// Whether `extraArgsOrder` chose it (else it follows `kubernetesVersion`).
+    #[serde(skip)]
+    pub arg_order_given: bool,
     /// Image archive shipped in every bundle.
     pub image_archive: Option<ImageArchive>,
     /// How etcd runs on the members (`runtime`).

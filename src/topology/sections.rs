@@ -56,7 +56,8 @@ impl Walker {
         let config_api = self.config_api(&f, release);
         let pki = self.pki(f.get("pki").map(|x| x.1), config_api, release, files);
         let default_tag = version.as_ref().map(|(v, r, _)| r.etcd_tag(v.patch).tag);
-        let etcd = self.etcd(f.get("etcd").map(|x| x.1), config_api, release, default_tag, files);
+        let patch = version.as_ref().map(|(v, _, _)| v.patch).unwrap_or_default();
+        let etcd = self.etcd(f.get("etcd").map(|x| x.1), config_api, release, patch, default_tag, files);
         let kubelet = self.kubelet(f.get("kubelet").map(|x| x.1));
         if let (Some(e), Some((_, n))) = (&etcd, f.get("kubelet"))
             && e.runtime == crate::layout::Runtime::Systemd
@@ -322,10 +323,11 @@ impl Walker {
         node: Option<&MarkedYamlOwned>,
         config_api: Option<ConfigApi>,
         release: Option<&'static Release>,
+        patch: u32,
         default_tag: Option<&'static str>,
         files: &dyn FileSource,
     ) -> Option<EtcdSettings> {
-        let default_order = release.map(|r| r.arg_orders()[0]).unwrap_or(ArgOrder::Sorted);
+        let default_order = release.map(|r| r.arg_order(patch)).unwrap_or(ArgOrder::Sorted);
         let mut out = EtcdSettings {
             image_repository: None,
             image_tag: None,
@@ -334,6 +336,7 @@ impl Walker {
             peer_port: 2380,
             extra_args: Vec::new(),
             arg_order: default_order,
+            arg_order_given: false,
             image_archive: None,
             runtime: crate::layout::Runtime::StaticPod,
             binary: None,
@@ -424,13 +427,17 @@ impl Walker {
         if let Some((_, n)) = f.get("extraArgsOrder")
             && let Some(s) = self.string("etcd.extraArgsOrder", n)
         {
-            let allowed = release.map(|r| r.arg_orders()).unwrap_or(&[ArgOrder::Sorted, ArgOrder::Appended]);
+            let allowed =
+                release.map(|r| r.arg_orders(patch)).unwrap_or(&[ArgOrder::Sorted, ArgOrder::Appended]);
             match allowed.iter().find(|o| o.name() == s) {
-                Some(o) => out.arg_order = *o,
+                Some(o) => {
+                    out.arg_order = *o;
+                    out.arg_order_given = true;
+                }
                 None => {
                     let names: Vec<&str> = allowed.iter().map(|o| o.name()).collect();
                     let minor = release.map(|r| format!("kubeadm 1.{}", r.minor)).unwrap_or_default();
-                    self.err("etcd.extraArgsOrder", n, format!("`{s}` is not an argument order {minor} uses"), format!("use {} (`appended` exists from the 1.32-1.35 patch releases with PR #135400's backport, and is the only order from 1.36)", names.join(" or ")));
+                    self.err("etcd.extraArgsOrder", n, format!("`{s}` is not an argument order {minor} uses"), format!("use {} (`appended` is the default from v1.32.12, v1.33.8, v1.34.4 and v1.35.1, which carry PR #135400's backport, and the only order from 1.36; leave the key out to follow kubernetesVersion)", names.join(" or ")));
                     ok = false;
                 }
             }
@@ -660,6 +667,24 @@ impl Walker {
                     n,
                     format!("`{}` is set by etcdpack from the topology", arg.name),
                     format!("remove it from extraArgs and set {field} instead"),
+                );
+                ok = false;
+                continue;
+            }
+            if let Some(successor) = crate::etcdflags::removed_in_3_7(&arg.name, tag) {
+                use crate::etcdflags::Successor;
+                let help = match successor {
+                    Successor::Flag(f) => format!("write `{f}` instead: the same setting without the prefix"),
+                    Successor::FeatureGate("InitialCorruptCheck") => "remove it: kubeadm already gives etcd 3.6+ `--feature-gates=InitialCorruptCheck=true`".to_string(),
+                    Successor::FeatureGate(g) => format!(
+                        "give `feature-gates` the value `InitialCorruptCheck=true,{g}=true` instead: an extraArg `feature-gates` replaces kubeadm's `InitialCorruptCheck=true`, so keep that gate in the list"
+                    ),
+                };
+                self.err(
+                    &path,
+                    n,
+                    format!("`{}` was removed in etcd 3.7 (image tag {tag}): etcd would not start", arg.name),
+                    help,
                 );
                 ok = false;
                 continue;

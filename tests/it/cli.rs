@@ -467,6 +467,38 @@ fn bad_paths_and_inputs_get_messages_with_the_fix() {
 }
 
 #[test]
+fn init_names_the_file_it_writes_and_never_writes_through_a_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = etcdpack(d, &["init", "my site.yaml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("run `etcdpack check 'my site.yaml'`"), "{}", stdout(&o));
+    let text = std::fs::read_to_string(d.join("my site.yaml")).unwrap();
+    assert!(text.contains("# Build with: etcdpack build 'my site.yaml'  (bundles land in ./dist)"), "{text}");
+    assert!(!text.contains("etcd-topology.yaml"), "{text}");
+    // A name that would end the comment is refused, nothing written.
+    let o = etcdpack(d, &["init", "a\nkubernetesVersion: v1.29.0\n.yaml"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("without control characters"), "{}", stderr(&o));
+    // A symlink in the file's place is not followed: refused, and with --force replaced.
+    std::fs::write(d.join("target"), "keep").unwrap();
+    std::os::unix::fs::symlink(d.join("target"), d.join("link.yaml")).unwrap();
+    let o = etcdpack(d, &["init", "link.yaml"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let o = etcdpack(d, &["init", "--force", "link.yaml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(d.join("target")).unwrap(), "keep");
+    assert!(std::fs::symlink_metadata(d.join("link.yaml")).unwrap().is_file());
+    // Nothing but the files asked for: no temporary file is left behind.
+    let mut names: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["link.yaml", "my site.yaml", "target"]);
+}
+
+#[test]
 fn verify_names_the_key_it_used_and_asks_for_one_when_missing() {
     let w = workspace();
     let d = w.path();

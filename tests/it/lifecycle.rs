@@ -343,3 +343,36 @@ fn under_systemd_an_upgrade_restarts_through_etcd_service() {
     let r = run(dir.path(), &plain.replace("v1.33.6", "v1.34.2"), 3, NOW, Some(&Renewal::default())).unwrap();
     assert!(r.changes.iter().all(|c| c.install && !c.restart), "{:?}", r.changes);
 }
+
+#[test]
+fn a_patch_release_that_appends_extra_args_restarts_etcd_and_says_why() {
+    // v1.35.0 sorts every argument; v1.35.4 carries PR #135400's backport (from v1.35.1).
+    let dir = tempfile::tempdir().unwrap();
+    let old = THREE.replace("v1.33.6", "v1.35.0");
+    run(dir.path(), &old, 1, NOW, None).unwrap();
+    let b = run(dir.path(), &old.replace("v1.35.0", "v1.35.4"), 2, NOW, None).unwrap();
+    let (members, cp) = b.changes.split_at(3);
+    for c in members {
+        assert!(c.restart, "{c:?}");
+        assert_eq!(
+            c.reasons[0],
+            "manifest changed (kubernetesVersion v1.35.0 -> v1.35.4, argument order sorted -> appended: \
+             kubeadm v1.35.4 appends the extraArgs after the sorted defaults): etcd restarts"
+        );
+    }
+    assert!(!cp[0].restart, "{cp:?}");
+    // Between two patch releases of the same order nothing is said of it.
+    let c = run(dir.path(), &old.replace("v1.35.0", "v1.35.5"), 3, NOW, None).unwrap();
+    assert!(
+        c.changes.iter().all(|c| c.reasons.iter().all(|r| !r.contains("argument order"))),
+        "{:?}",
+        c.changes
+    );
+    // With the order written out, the topology keeps it across patch releases: the version
+    // moves, the order does not.
+    let dir = tempfile::tempdir().unwrap();
+    let pinned = old.replace("members:", "etcd: { extraArgsOrder: sorted }\nmembers:");
+    run(dir.path(), &pinned, 1, NOW, None).unwrap();
+    let p = run(dir.path(), &pinned.replace("v1.35.0", "v1.35.4"), 2, NOW, None).unwrap();
+    assert!(p.changes.iter().all(|c| !c.restart), "{:?}", p.changes);
+}

@@ -80,6 +80,10 @@ macro_rules! scenarios {
 }
 
 scenarios! {
+    args_order_v1_34_3 => "args-order-v1.34.3",
+    args_order_v1_34_4 => "args-order-v1.34.4",
+    args_order_v1_35_0 => "args-order-v1.35.0",
+    args_order_v1_35_4 => "args-order-v1.35.4",
     backport_order_v1_35 => "backport-order-v1.35",
     ecdsa_p256_v1_29 => "ecdsa-p256-v1.29",
     ecdsa_p256_v1_37 => "ecdsa-p256-v1.37",
