@@ -24,6 +24,7 @@ pub mod expiry;
 pub mod extensions;
 pub mod fsio;
 pub mod inspect;
+pub mod installer;
 pub mod keys;
 pub mod layout;
 pub mod membership;

@@ -564,11 +564,17 @@ fn render_files(
 ) -> Result<BTreeMap<String, BundleFile>, RenderError> {
     let none = BTreeMap::new();
     let leaves = pki.leaves.get(holder).unwrap_or(&none);
+    let installer =
+        crate::installer::Parts { files: ctx["leave"] != true, cluster_api: ctx["cluster_api"] == true };
     // One context for every template of the bundle.
     let ctx = handlebars::Context::from(ctx);
     let mut files = BTreeMap::new();
     for f in planned {
         let bytes: Vec<u8> = match &f.content {
+            Content::Template(id) if *id == templates::INSTALL_SH => {
+                let text = hb.render_in(id, &ctx)?;
+                clean(&crate::installer::assemble(&text, installer)).into_bytes()
+            }
             Content::Template(id) => {
                 let text = hb.render_in(id, &ctx)?;
                 clean(&text).into_bytes()

@@ -1,0 +1,77 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2154 # the globals are set by the bundle's data and parse_args
+# etcdpack install.sh, shared part: what every bundle's installer does the same way, whatever
+# its role (member, join, leave, control plane) and etcd runtime. It defines functions only;
+# the bundle's own part sets the globals they read: MEMBER, root (the --root folder, empty
+# on a host), host (1 on a host), dry_run (1 with --dry-run).
+
+# Messages: every line names the member.
+say() { printf 'etcdpack[%s]: %s\n' "$MEMBER" "$*"; }
+warn() { printf 'etcdpack[%s]: warning: %s\n' "$MEMBER" "$*" >&2; }
+die() { printf 'etcdpack[%s]: error: %s\n' "$MEMBER" "$*" >&2; exit 1; }
+
+i_am_root() { [ "$(id -u)" -eq 0 ]; }
+
+# Finds the bundle folder and works from it; only root changes a host.
+enter_bundle() {
+  bundle=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+  cd "$bundle" || die "cannot enter the bundle folder $bundle"
+
+  if [ "$host" -eq 1 ] && [ "$dry_run" -eq 0 ]; then
+    i_am_root || die "must run as root (try: sudo ./install.sh); --dry-run works without"
+  fi
+}
+
+# One install.sh at a time per host (or per --root): a second run stops at once instead of
+# interleaving its backup and install with the first. A dry run changes nothing, so it takes
+# no lock.
+take_lock() {
+  [ "$dry_run" -eq 0 ] || return 0
+  if ! command -v flock >/dev/null; then
+    warn "flock is missing (util-linux): cannot keep two runs of install.sh apart"
+    return 0
+  fi
+  if [ "$host" -eq 1 ]; then
+    mkdir -p /run/lock
+    exec 9>/run/lock/etcdpack-install.lock
+  else
+    exec 9<"$root"
+  fi
+  flock -n 9 || die "another install.sh is running on ${root:-this host}; wait for it to finish, then run again"
+}
+
+# 1. Verify every file before anything else: each matches SHA256SUMS, nothing else is there,
+# and nothing is a symlink, a device or a pipe.
+verify_bundle() {
+  command -v sha256sum >/dev/null || die "sha256sum is missing; install coreutils"
+  [ -f SHA256SUMS ] || die "SHA256SUMS is missing: the bundle is incomplete; unpack it again"
+  # Before any file is read: sha256sum would follow a symlink, and block on a pipe forever.
+  odd=$(find . ! -type d ! -type f | sed -e 's|^\./||' | tr '\n' ' ')
+  [ -z "$odd" ] || die "the bundle holds entries that are not regular files: ${odd}; unpack a verified copy again"
+  if ! sha256sum --quiet --strict -c SHA256SUMS >/dev/null 2>&1; then
+    sha256sum --quiet -c SHA256SUMS >&2 || true
+    die "the bundle does not match SHA256SUMS: it was altered or damaged; unpack a verified copy again"
+  fi
+  listed=$( (sed -e 's/^[0-9a-f]\{64\}  //' SHA256SUMS; echo SHA256SUMS) | LC_ALL=C sort)
+  present=$(find . -type f | sed -e 's|^\./||' | LC_ALL=C sort)
+  if [ "$listed" != "$present" ]; then
+    extra=$(LC_ALL=C comm -13 <(printf '%s\n' "$listed") <(printf '%s\n' "$present") | tr '\n' ' ')
+    die "files not listed in SHA256SUMS: ${extra}; remove them or unpack the bundle again"
+  fi
+  say "verified $(wc -l <SHA256SUMS) files against SHA256SUMS"
+}
+
+# One KEY=value line of a bundle.env.
+record_field() { sed -n "s/^$2=//p" "$1"; }
+
+# GET URL/health with the client certificate CRT/KEY of CA; true when etcd says healthy.
+healthy_at() {
+  local url=$1 ca=$2 crt=$3 key=$4
+  case "$url" in
+    https:*) curl -fsS --max-time 3 -g --cacert "$ca" --cert "$crt" --key "$key" "$url/health" 2>/dev/null ;;
+    *) curl -fsS --max-time 3 -g "$url/health" 2>/dev/null ;;
+  esac | grep -F '"health":"true"' >/dev/null
+}
+
+# The quorum of a cluster of N voting members: a majority, N/2 + 1.
+quorum_of() { printf '%s' $(($1 / 2 + 1)); }

@@ -1,0 +1,64 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2154 # the globals are set by the bundle's data and parse_args
+# etcdpack install.sh, the part of every bundle that installs files (all but leave bundles):
+# writing a file with its mode and owner, a command or only its words with --dry-run, and
+# restoring a backup. It reads the globals MEMBER, root, dry_run and sets pending (the
+# temporary file being written, for the cleanup of an interrupted run).
+
+# Runs a command, or only prints it with --dry-run.
+do_or_say() {
+  if [ "$dry_run" -eq 1 ]; then
+    say "would run: $*"
+  else
+    "$@"
+  fi
+}
+
+# Writes SRC to DEST with MODE (and OWNER, uid:gid, default root, when run as root) through
+# a temporary file that mktemp creates exclusively beside DEST, then one rename: nothing
+# planted at a predictable name (a symlink, say) is ever written through, and DEST is never
+# half-written.
+put_file() {
+  local src=$1 dest=$2 mode=$3 owner=${4:-0:0} tmp
+  tmp=$(mktemp "$dest.etcdpack-XXXXXX") || return 1
+  pending=$tmp
+  # Each step is checked here: in a condition (restore_from) set -e does not apply.
+  { cat "$src" >"$tmp" && chmod "$mode" "$tmp" && { ! i_am_root || chown "$owner" "$tmp"; } && mv -f "$tmp" "$dest"; } || return 1
+  pending=""
+}
+
+# Restores what a backup folder recorded: replaced files come back byte for byte with their
+# modes and owners, added files and created (still empty) folders go away. It restores
+# everything it can and then names exactly what it could not; it fails only then.
+restore_from() {
+  local backup=$1 kind path failed=()
+  [ -f "$backup/changes" ] || die "$backup has no list of changes; restore by hand"
+  while IFS=$'\t' read -r kind path; do
+    case "$kind" in
+      replaced)
+        if [ "$dry_run" -eq 1 ]; then say "would restore $path"; continue; fi
+        if put_file "$backup/files$path" "$root$path" "$(stat -c '%a' "$backup/files$path")" 2>/dev/null &&
+          { ! i_am_root || chown --reference="$backup/files$path" "$root$path"; }; then
+          say "restored $path"
+        else
+          [ -z "$pending" ] || rm -f "$pending"
+          pending=""
+          failed+=("$path")
+        fi
+        ;;
+      added)
+        if [ "$dry_run" -eq 1 ]; then say "would remove $path"; continue; fi
+        if rm -f "$root$path" 2>/dev/null; then say "removed $path"; else failed+=("$path"); fi
+        ;;
+      dir)
+        if [ "$dry_run" -eq 1 ]; then say "would remove folder $path if empty"; continue; fi
+        if rmdir "$root$path" 2>/dev/null; then say "removed folder $path"; fi
+        ;;
+    esac
+  done < <(tac "$backup/changes")
+  if [ ${#failed[@]} -gt 0 ]; then
+    printf 'etcdpack[%s]: error: could not restore: %s; the backup in %s holds them\n' \
+      "$MEMBER" "${failed[*]}" "$backup" >&2
+    return 1
+  fi
+}

@@ -1,0 +1,129 @@
+#!/usr/bin/env bats
+# installer/common.sh, function by function.
+
+load helpers
+bats_require_minimum_version 1.5.0
+
+setup() {
+  load_installer common
+}
+
+@test "messages name the member; die exits 1 on standard error" {
+  run say hello
+  [ "$output" = "etcdpack[t]: hello" ]
+  run --separate-stderr die broken
+  [ "$status" -eq 1 ]
+  [ -z "$output" ]
+  [ "$stderr" = "etcdpack[t]: error: broken" ]
+  run --separate-stderr warn careful
+  [ "$stderr" = "etcdpack[t]: warning: careful" ]
+}
+
+@test "verify_bundle accepts an intact bundle" {
+  make_bundle
+  run verify_bundle
+  [ "$status" -eq 0 ]
+  [ "$output" = "etcdpack[t]: verified 2 files against SHA256SUMS" ]
+}
+
+@test "verify_bundle refuses an altered file" {
+  make_bundle
+  printf 'ONE\n' >a
+  run verify_bundle
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"the bundle does not match SHA256SUMS: it was altered or damaged"* ]]
+}
+
+@test "verify_bundle refuses a file SHA256SUMS does not list" {
+  make_bundle
+  printf 'x\n' >extra
+  run verify_bundle
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"files not listed in SHA256SUMS: extra "* ]]
+}
+
+@test "verify_bundle refuses a symlink where a file belongs, even one to the right bytes" {
+  make_bundle
+  cp a "$BATS_TEST_TMPDIR/elsewhere"
+  rm a
+  ln -s "$BATS_TEST_TMPDIR/elsewhere" a
+  run verify_bundle
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"entries that are not regular files: a "* ]]
+}
+
+@test "verify_bundle refuses a folder or a pipe where a file belongs" {
+  make_bundle
+  rm sub/b
+  mkdir sub/b
+  run verify_bundle
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"does not match SHA256SUMS"* ]]
+  rm -r sub/b
+  mkfifo sub/b
+  # Bounded: sha256sum on a pipe would block forever.
+  run timeout 10 bash -c "source '$BATS_TEST_DIRNAME/../../installer/common.sh'; MEMBER=t; verify_bundle"
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"entries that are not regular files: sub/b "* ]]
+}
+
+@test "verify_bundle refuses a bundle without SHA256SUMS" {
+  make_bundle
+  rm SHA256SUMS
+  run verify_bundle
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"SHA256SUMS is missing"* ]]
+}
+
+@test "quorum_of is a majority" {
+  local n want
+  for n in 1:1 2:2 3:2 4:3 5:3 6:4 7:4 9:5; do
+    want=${n#*:}
+    [ "$(quorum_of "${n%%:*}")" = "$want" ]
+  done
+}
+
+@test "take_lock stops a second run on the same root, and a dry run takes no lock" {
+  command -v flock >/dev/null || skip "flock is missing"
+  root=$BATS_TEST_TMPDIR/root
+  mkdir -p "$root"
+  # Another run: the lock held by a process that is nothing but the holder.
+  (
+    exec 8<"$root"
+    flock 8
+    exec sleep 30
+  ) &
+  local holder=$!
+  # The holder has the lock once flock runs its command.
+  local i
+  for ((i = 0; i < 100; i++)); do
+    ! flock -n "$root" true || { sleep 0.05; continue; }
+    break
+  done
+  run take_lock
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"another install.sh is running on $root"* ]]
+  dry_run=1
+  run take_lock
+  [ "$status" -eq 0 ]
+  kill "$holder"
+  wait "$holder" || true
+  dry_run=0
+  run take_lock
+  [ "$status" -eq 0 ]
+}
+
+@test "healthy_at is true only for etcd's healthy answer" {
+  mkdir -p "$BATS_TEST_TMPDIR/up" "$BATS_TEST_TMPDIR/down"
+  printf '{"health":"true","reason":""}' >"$BATS_TEST_TMPDIR/up/health"
+  printf '{"health":"false","reason":"NOSPACE"}' >"$BATS_TEST_TMPDIR/down/health"
+  healthy_at "file://$BATS_TEST_TMPDIR/up" ca crt key
+  ! healthy_at "file://$BATS_TEST_TMPDIR/down" ca crt key
+  ! healthy_at "file://$BATS_TEST_TMPDIR/missing" ca crt key
+}
+
+@test "record_field reads one KEY=value line" {
+  printf 'CLUSTER=prod\nMEMBER=infra0\nMEMBERS=x\n' >"$BATS_TEST_TMPDIR/bundle.env"
+  [ "$(record_field "$BATS_TEST_TMPDIR/bundle.env" MEMBER)" = infra0 ]
+  [ -z "$(record_field "$BATS_TEST_TMPDIR/bundle.env" CA_SHA256)" ]
+}
