@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# shellcheck disable=SC2154 # the globals are set by the bundle's data and parse_args
+# shellcheck disable=SC2034,SC2154 # globals: set by the bundle's data, parse_args and the other parts
 # etcdpack install.sh, the part of join and leave bundles that changes the cluster's members.
 # It reads the globals MEMBER, MEMBERS (name, client URL, ...) and API_CA, API_CRT, API_KEY
 # (a client certificate of the cluster's CA), and the function healthy_at.

@@ -1,9 +1,21 @@
 # shellcheck shell=bash
-# shellcheck disable=SC2154 # the globals are set by the bundle's data and parse_args
+# shellcheck disable=SC2034,SC2154 # globals: set by the bundle's data, parse_args and the other parts
 # etcdpack install.sh, shared part: what every bundle's installer does the same way, whatever
-# its role (member, join, leave, control plane) and etcd runtime. It defines functions only;
-# the bundle's own part sets the globals they read: MEMBER, root (the --root folder, empty
-# on a host), host (1 on a host), dry_run (1 with --dry-run).
+# its role (member, join, leave, control plane) and etcd runtime. It reads the bundle's data
+# (ROLE, MEMBER, ...) and keeps the options in the globals below: root (the --root folder,
+# empty on a host), host (1 on a host), dry_run (1 with --dry-run), force, restart,
+# wait_secs, rollback.
+
+root=""
+host=1
+dry_run=0
+# shellcheck disable=SC2034 # a member's options, read by member.sh
+{
+  force=0
+  restart=1
+}
+wait_secs=""
+rollback=0
 
 # Messages: every line names the member.
 say() { printf 'etcdpack[%s]: %s\n' "$MEMBER" "$*"; }
@@ -11,6 +23,46 @@ warn() { printf 'etcdpack[%s]: warning: %s\n' "$MEMBER" "$*" >&2; }
 die() { printf 'etcdpack[%s]: error: %s\n' "$MEMBER" "$*" >&2; exit 1; }
 
 i_am_root() { [ "$(id -u)" -eq 0 ]; }
+
+# Reads the options into the globals above. --force and --no-restart are a member's (and a
+# joining member's) only: nothing else restarts etcd.
+parse_args() {
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --root) [ $# -ge 2 ] || die "--root needs a directory"; root=$2; shift 2 ;;
+      --root=*) root=${1#--root=}; shift ;;
+      --dry-run) dry_run=1; shift ;;
+      --force | --no-restart)
+        case "$ROLE" in member | join) ;; *) die "unknown option '$1' (see --help)" ;; esac
+        # shellcheck disable=SC2034 # read by member.sh
+        if [ "$1" = --force ]; then force=1; else restart=0; fi
+        shift
+        ;;
+      --wait) [ $# -ge 2 ] || die "--wait needs a number of seconds"; wait_secs=$2; shift 2 ;;
+      --wait=*) wait_secs=${1#--wait=}; shift ;;
+      --rollback) rollback=1; shift ;;
+      -h | --help) usage; exit 0 ;;
+      *) die "unknown option '$1' (see --help)" ;;
+    esac
+  done
+  case "$wait_secs" in
+    "" | *[!0-9]*) [ -z "$wait_secs" ] || die "--wait takes a whole number of seconds, not '$wait_secs'" ;;
+  esac
+
+  host=1
+  if [ -n "$root" ]; then
+    if [ -d "$root" ]; then
+      root=$(cd "$root" && pwd -P)
+    elif [ "$dry_run" -eq 1 ]; then
+      # A dry run into a root that does not exist yet: everything would be created.
+      case "$root" in /*) ;; *) root=$PWD/$root ;; esac
+      root=${root%/}
+    else
+      die "--root $root is not a directory; create it first"
+    fi
+    host=0
+  fi
+}
 
 # Finds the bundle folder and works from it; only root changes a host.
 enter_bundle() {

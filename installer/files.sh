@@ -1,9 +1,31 @@
 # shellcheck shell=bash
-# shellcheck disable=SC2154 # the globals are set by the bundle's data and parse_args
+# shellcheck disable=SC2034,SC2154 # globals: set by the bundle's data, parse_args and the other parts
 # etcdpack install.sh, the part of every bundle that installs files (all but leave bundles):
 # writing a file with its mode and owner, a command or only its words with --dry-run, and
-# restoring a backup. It reads the globals MEMBER, root, dry_run and sets pending (the
-# temporary file being written, for the cleanup of an interrupted run).
+# restoring a backup. It reads the globals MEMBER, root, dry_run, ETCD_OWNED (the install
+# paths etcd.user owns) and etcd_owner, and sets pending (the temporary file being written,
+# for the cleanup of an interrupted run).
+
+# The systemd runtime's etcd.user as uid:gid, once its preflight found it.
+etcd_owner=0:0
+
+# The owner (uid:gid) an installed PATH gets: etcd_owner (the systemd runtime's etcd.user,
+# found by preflight) for the files etcd itself reads (ETCD_OWNED), root for the rest.
+owner_of() {
+  local p
+  for p in "${ETCD_OWNED[@]}"; do
+    if [ "$p" = "$1" ]; then
+      printf '%s' "$etcd_owner"
+      return 0
+    fi
+  done
+  printf '0:0'
+}
+
+# ", owner USER" for a PATH that is not root's, for the messages.
+owner_said() {
+  [ "$(owner_of "$1")" = 0:0 ] || printf ', owner %s' "$ETCD_USER"
+}
 
 # Runs a command, or only prints it with --dry-run.
 do_or_say() {

@@ -32,6 +32,9 @@ pub enum Command {
     Plan {
         /// The topology file
         topology: PathBuf,
+        /// The last build's output folder, read to tell which hosts get a new install.sh
+        #[arg(long, default_value = "dist")]
+        out: PathBuf,
         /// State folder [default: <topology stem>.state beside the topology]
         #[arg(long)]
         state: Option<PathBuf>,

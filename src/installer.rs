@@ -1,40 +1,277 @@
-//! install.sh is assembled, not templated, wherever it can be: the bundle's rendered part
-//! (its data and the steps of its role and runtime) followed by the plain shell files of
-//! `installer/`, each shellchecked and tested with bats as itself, then the call of `main`.
+//! install.sh is assembled from plain shell files, not templated: a few lines of data made
+//! from a typed [`Data`] (what the bundle is, what it installs where, the members), then the
+//! files of `installer/` that its role and etcd runtime need, each shellchecked and tested
+//! with bats as itself, then the call of `main`.
 
-/// Functions every installer shares: messages, the bundle folder, the lock, verification
-/// against SHA256SUMS, health and quorum arithmetic.
+use crate::layout::Runtime;
+use crate::render::shell_quote;
+
+/// Functions every installer shares: options, messages, the bundle folder, the lock,
+/// verification against SHA256SUMS, health and quorum arithmetic.
 pub const COMMON: &str = include_str!("../installer/common.sh");
-/// Functions of installers that install files (all but leave bundles): writing a file with
-/// its mode and owner, a command or its words with `--dry-run`, restoring a backup.
+/// Writing a file with its mode and owner, a command or its words with `--dry-run`,
+/// restoring a backup (every role but a leave).
 pub const FILES: &str = include_str!("../installer/files.sh");
-/// Functions of installers that change the members (join and leave bundles): etcd's v3 JSON
-/// gateway through curl.
+/// The install steps with their backup: rollback, preflight, what changes, the change
+/// (every role but a leave).
+pub const APPLY: &str = include_str!("../installer/apply.sh");
+/// A member's bundle (also a joining member's).
+pub const MEMBER: &str = include_str!("../installer/member.sh");
+/// A joining member's steps: learner, promotion.
+pub const JOIN: &str = include_str!("../installer/join.sh");
+/// A leave bundle.
+pub const LEAVE: &str = include_str!("../installer/leave.sh");
+/// The control-plane bundle.
+pub const CONTROL_PLANE: &str = include_str!("../installer/control-plane.sh");
+/// The static pod runtime.
+pub const STATIC_POD: &str = include_str!("../installer/static-pod.sh");
+/// The systemd runtime.
+pub const SYSTEMD: &str = include_str!("../installer/systemd.sh");
+/// etcd's v3 JSON gateway, for the roles that change the members (join, leave).
 pub const CLUSTER_API: &str = include_str!("../installer/cluster-api.sh");
 
-/// Which shell files an installer carries besides the shared one.
+/// The first line of the part every bundle of a role and runtime shares.
+pub const SHARED_PART: &str = "# --- The installer itself: installer/*.sh of etcdpack, the same in every bundle of this role and runtime. ---";
+
+/// What a bundle's installer does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Parts {
-    /// It installs files (not a leave bundle).
-    pub files: bool,
-    /// It changes the cluster's members (a join or a leave bundle).
-    pub cluster_api: bool,
+pub enum Role {
+    /// A member of the cluster the bundles start or keep (bootstrap view).
+    Member,
+    /// A member that joins a running cluster.
+    Join,
+    /// A member that leaves the cluster.
+    Leave,
+    /// The control-plane nodes' etcd client files.
+    ControlPlane,
 }
 
-/// The whole install.sh: `rendered` (the template's output, which defines `main`), then the
-/// shell files `parts` names, then `main "$@"`. Each file's leading `# shellcheck` directives
-/// (there for the file on its own) are left out.
-pub fn assemble(rendered: &str, parts: Parts) -> String {
-    let mut out = String::with_capacity(rendered.len() + COMMON.len() + FILES.len() + CLUSTER_API.len() + 16);
-    out.push_str(rendered.trim_end_matches('\n'));
-    out.push('\n');
-    let files = [(true, COMMON), (parts.files, FILES), (parts.cluster_api, CLUSTER_API)];
-    for (_, text) in files.iter().filter(|(wanted, _)| *wanted) {
+impl Role {
+    /// Its name in the data (`ROLE=`) and in snapshot names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Join => "join",
+            Role::Leave => "leave",
+            Role::ControlPlane => "control-plane",
+        }
+    }
+}
+
+/// One file the installer installs: its path in the bundle, where it goes, its mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstallFile {
+    /// Path inside the bundle.
+    pub path: String,
+    /// Install path on the host.
+    pub install_path: String,
+    /// Mode, as four octal digits.
+    pub mode: String,
+}
+
+/// What a member's installer knows of etcd on its host (member and join roles).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdHost {
+    /// How etcd runs there.
+    pub runtime: Runtime,
+    /// The member's address.
+    pub address: String,
+    /// Its client URL.
+    pub client_url: String,
+    /// Client port.
+    pub client_port: u16,
+    /// Peer port.
+    pub peer_port: u16,
+    /// The metrics URL the probes use.
+    pub metrics_url: String,
+    /// Where the expiry timer unit installs.
+    pub expiry_timer: String,
+    /// The image archive's file name under `images/`, if one is shipped.
+    pub image_archive: Option<String>,
+    /// The kubelet binary (static pod runtime).
+    pub kubelet: Option<String>,
+    /// The etcd image (static pod runtime).
+    pub image: Option<String>,
+    /// etcd.user (systemd runtime).
+    pub etcd_user: Option<String>,
+    /// The etcd binary etcd.service runs (systemd runtime).
+    pub etcd_binary: Option<String>,
+    /// The peer URL of the member a join replaces.
+    pub replaces: Option<String>,
+}
+
+/// The data of one bundle's installer: the only part of install.sh the build makes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Data {
+    /// What it does.
+    pub role: Role,
+    /// Cluster name.
+    pub cluster: String,
+    /// Member name (the control-plane bundle's name for that bundle).
+    pub member: String,
+    /// The kubeadm release the bundles imitate.
+    pub kubernetes_version: String,
+    /// Where the installer records what it installed.
+    pub record_dir: String,
+    /// Where it keeps its backups.
+    pub backup_dir: String,
+    /// The member's peer URL (members, join, leave).
+    pub peer_url: Option<String>,
+    /// The data dir (members, join, leave).
+    pub data_dir: Option<String>,
+    /// etcd on the host (member and join).
+    pub etcd: Option<EtcdHost>,
+    /// The install paths etcd.user owns (systemd runtime).
+    pub etcd_owned: Vec<String>,
+    /// Every member of the cluster as this bundle knows it: name, client URL.
+    pub members: Vec<(String, String)>,
+    /// The files it installs, in order.
+    pub files: Vec<InstallFile>,
+}
+
+impl Data {
+    /// Its runtime, for the roles that run etcd.
+    pub fn runtime(&self) -> Option<Runtime> {
+        self.etcd.as_ref().map(|e| e.runtime)
+    }
+
+    /// The lines of the data, as bash assignments (values quoted for the shell).
+    fn assignments(&self) -> String {
+        let mut out = String::new();
+        let mut scalar = |key: &str, value: &str| {
+            out.push_str(&format!(
+                "readonly {key}={}\n",
+                if value.is_empty() { String::new() } else { shell_quote(value) }
+            ));
+        };
+        scalar("ROLE", self.role.name());
+        scalar("RUNTIME", self.runtime().map(|r| r.name()).unwrap_or_default());
+        scalar("CLUSTER", &self.cluster);
+        scalar("MEMBER", &self.member);
+        scalar("PKI_DIR", crate::plan::PKI_DIR);
+        scalar("RECORD_DIR", &self.record_dir);
+        scalar("BACKUP_DIR", &self.backup_dir);
+        if let Some(url) = &self.peer_url {
+            scalar("PEER_URL", url);
+        }
+        if let Some(dir) = &self.data_dir {
+            scalar("DATA_DIR", dir);
+        }
+        if self.role != Role::ControlPlane {
+            // What may run etcd here: a static pod's manifest, or etcdpack's etcd.service.
+            scalar("MANIFEST_DIR", crate::plan::MANIFEST_DIR);
+            scalar("MANIFEST", Runtime::StaticPod.runner_path());
+            scalar("UNIT", Runtime::Systemd.runner_path());
+        }
+        if let Some(e) = &self.etcd {
+            scalar("ADDRESS", &e.address);
+            scalar("CLIENT_URL", &e.client_url);
+            scalar("CLIENT_PORT", &e.client_port.to_string());
+            scalar("PEER_PORT", &e.peer_port.to_string());
+            scalar("METRICS_URL", &e.metrics_url);
+            scalar("RUNNER", e.runtime.runner_path());
+            scalar("EXPIRY_TIMER", &e.expiry_timer);
+            scalar("IMAGE_ARCHIVE", e.image_archive.as_deref().unwrap_or_default());
+            for (key, value) in [
+                ("KUBELET", &e.kubelet),
+                ("IMAGE", &e.image),
+                ("ETCD_USER", &e.etcd_user),
+                ("ETCD_BINARY", &e.etcd_binary),
+            ] {
+                if let Some(v) = value {
+                    scalar(key, v);
+                }
+            }
+            if self.role == Role::Join {
+                scalar("REPLACES", e.replaces.as_deref().unwrap_or_default());
+            }
+        }
+        if self.role != Role::Leave {
+            out.push_str("# The install paths etcd.user owns (the systemd runtime), as does the data dir.\n");
+            out.push_str(&array("ETCD_OWNED", self.etcd_owned.iter().map(|p| vec![p.as_str()])));
+        }
+        out.push_str("# Every member of the cluster: name, client URL (this member's included).\n");
+        out.push_str(&array("MEMBERS", self.members.iter().map(|(n, u)| vec![n.as_str(), u.as_str()])));
+        if self.role != Role::Leave {
+            out.push_str("# bundle path, install path, mode\n");
+            out.push_str(&array(
+                "FILES",
+                self.files.iter().map(|f| vec![f.path.as_str(), f.install_path.as_str(), f.mode.as_str()]),
+            ));
+        }
+        out
+    }
+
+    /// The comment that opens install.sh: what the bundle does.
+    fn title(&self) -> String {
+        match (&self.role, &self.etcd, &self.peer_url) {
+            (Role::Member | Role::Join, Some(e), _) => {
+                format!("# Installs etcd member {} ({}) of cluster {}.", self.member, e.address, self.cluster)
+            }
+            (Role::Leave, _, Some(url)) => {
+                format!("# Takes etcd member {} ({url}) out of cluster {}.", self.member, self.cluster)
+            }
+            _ => format!(
+                "# Installs the etcd client files of a control-plane node of etcd cluster {}.",
+                self.cluster
+            ),
+        }
+    }
+}
+
+/// `readonly NAME=(` with one line per entry, each word quoted, then `)`.
+fn array<'a>(name: &str, rows: impl Iterator<Item = Vec<&'a str>>) -> String {
+    let mut out = format!("readonly {name}=(\n");
+    for row in rows {
+        let words: Vec<String> = row.iter().map(|w| shell_quote(w)).collect();
+        out.push_str(&format!("  {}\n", words.join(" ")));
+    }
+    out.push_str(")\n");
+    out
+}
+
+/// The shell files of a role and runtime, in the order install.sh holds them.
+pub fn parts(role: Role, runtime: Option<Runtime>) -> Vec<&'static str> {
+    let mut parts = vec![COMMON];
+    if role != Role::Leave {
+        parts.extend([FILES, APPLY]);
+    }
+    match runtime {
+        Some(Runtime::StaticPod) => parts.push(STATIC_POD),
+        Some(Runtime::Systemd) => parts.push(SYSTEMD),
+        None => {}
+    }
+    match role {
+        Role::Member => parts.push(MEMBER),
+        Role::Join => parts.extend([MEMBER, JOIN, CLUSTER_API]),
+        Role::Leave => parts.extend([LEAVE, CLUSTER_API]),
+        Role::ControlPlane => parts.push(CONTROL_PLANE),
+    }
+    parts
+}
+
+/// The part of install.sh every bundle of `role` and `runtime` shares: [`SHARED_PART`], the
+/// shell files without their leading `# shellcheck` directives, then `main "$@"`.
+pub fn shared_part(role: Role, runtime: Option<Runtime>) -> String {
+    let mut out = format!("{SHARED_PART}\n");
+    for text in parts(role, runtime) {
         out.push('\n');
         out.push_str(body(text));
     }
     out.push_str("\nmain \"$@\"\n");
     out
+}
+
+/// The whole install.sh of a bundle.
+pub fn assemble(data: &Data) -> String {
+    format!(
+        "#!/usr/bin/env bash\n{}\n# Made by etcdpack {} for kubeadm {}.\n# Run as root from the unpacked bundle folder; --help lists the options.\nset -Eeuo pipefail\numask 022\n\n# This bundle: made by the build, read by the installer below (not every role reads every\n# value).\n# shellcheck disable=SC2034\n{{\n{}}}\n\n{}",
+        data.title(),
+        env!("CARGO_PKG_VERSION"),
+        data.kubernetes_version,
+        data.assignments(),
+        shared_part(data.role, data.runtime())
+    )
 }
 
 /// A shell file without its leading `# shellcheck` directive lines.
@@ -53,25 +290,73 @@ fn body(text: &str) -> &str {
 mod tests {
     use super::*;
 
+    const ALL: [&str; 10] =
+        [COMMON, FILES, APPLY, MEMBER, JOIN, LEAVE, CONTROL_PLANE, STATIC_POD, SYSTEMD, CLUSTER_API];
+
     #[test]
     fn shell_files_are_plain_shell() {
-        for text in [COMMON, FILES, CLUSTER_API] {
+        for text in ALL {
             assert!(!text.contains("{{"), "no template syntax in a shell file");
             assert!(text.starts_with("# shellcheck shell=bash\n"));
             assert!(!body(text).starts_with("# shellcheck"));
-            assert!(text.ends_with("}\n"), "each file ends with a function");
         }
     }
 
     #[test]
-    fn an_installer_is_its_rendered_part_then_its_files_then_main() {
-        let leave = assemble("main() { :; }\n\n", Parts { files: false, cluster_api: true });
-        assert!(leave.starts_with("main() { :; }\n\n"));
-        assert!(leave.contains(body(COMMON)) && leave.contains(body(CLUSTER_API)));
-        assert!(!leave.contains("put_file()"), "a leave bundle writes no files");
-        assert!(leave.ends_with("}\n\nmain \"$@\"\n"));
-        let member = assemble("main() { :; }", Parts { files: true, cluster_api: false });
-        assert!(member.contains("put_file()") && !member.contains("api_change()"));
-        assert_eq!(member.matches("# shellcheck").count(), 0);
+    fn each_role_and_runtime_takes_its_files() {
+        let sp = Some(Runtime::StaticPod);
+        assert_eq!(parts(Role::Member, sp), [COMMON, FILES, APPLY, STATIC_POD, MEMBER]);
+        assert_eq!(
+            parts(Role::Join, Some(Runtime::Systemd)),
+            [COMMON, FILES, APPLY, SYSTEMD, MEMBER, JOIN, CLUSTER_API]
+        );
+        // A leave installs nothing: no file writing, no rollback.
+        assert_eq!(parts(Role::Leave, None), [COMMON, LEAVE, CLUSTER_API]);
+        assert_eq!(parts(Role::ControlPlane, None), [COMMON, FILES, APPLY, CONTROL_PLANE]);
+        // Every file is some role's.
+        for text in ALL {
+            let used = [Role::Member, Role::Join, Role::Leave, Role::ControlPlane]
+                .iter()
+                .any(|r| [sp, Some(Runtime::Systemd), None].iter().any(|rt| parts(*r, *rt).contains(&text)));
+            assert!(used);
+        }
+    }
+
+    fn data(role: Role) -> Data {
+        Data {
+            role,
+            cluster: "c".into(),
+            member: "m0".into(),
+            kubernetes_version: "v1.34.2".into(),
+            record_dir: "/etc/etcdpack".into(),
+            backup_dir: "/var/lib/etcdpack/backups".into(),
+            peer_url: Some("https://10.0.0.6:2380".into()),
+            data_dir: Some("/var/lib/etcd".into()),
+            etcd: None,
+            etcd_owned: vec![],
+            members: vec![("m0".into(), "https://10.0.0.6:2379".into())],
+            files: vec![InstallFile {
+                path: "rootfs/etc/a b".into(),
+                install_path: "/etc/a b".into(),
+                mode: "0600".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn the_data_is_quoted_bash_before_the_shared_part() {
+        let text = assemble(&data(Role::Leave));
+        assert!(text.starts_with(
+            "#!/usr/bin/env bash\n# Takes etcd member m0 (https://10.0.0.6:2380) out of cluster c.\n"
+        ));
+        assert!(text.contains("readonly ROLE=leave\nreadonly RUNTIME=\n"));
+        assert!(text.contains("readonly MEMBERS=(\n  m0 https://10.0.0.6:2379\n)\n"));
+        assert!(!text.contains("FILES=("), "a leave installs no files");
+        assert!(text.ends_with(&shared_part(Role::Leave, None)));
+        let cp = assemble(&data(Role::ControlPlane));
+        assert!(cp.contains("readonly FILES=(\n  'rootfs/etc/a b' '/etc/a b' 0600\n)\n"), "{cp}");
+        assert!(cp.contains("readonly ETCD_OWNED=(\n)\n"));
+        assert_eq!(cp.matches("# shellcheck shell=").count(), 0);
+        assert_eq!(cp.matches("\nmain \"$@\"\n").count(), 1);
     }
 }

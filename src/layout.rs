@@ -86,8 +86,6 @@ pub mod templates {
     pub const KUBELET_CONF: &str = "kubelet.conf";
     /// systemd drop-in.
     pub const DROPIN: &str = "20-etcd-service-manager.conf";
-    /// Installer.
-    pub const INSTALL_SH: &str = "install.sh";
     /// The host-side expiry check (POSIX sh + openssl).
     pub const EXPIRY_SCRIPT: &str = "etcdpack-expiry";
     /// Its systemd service.
@@ -103,12 +101,11 @@ pub mod templates {
     /// The Ansible inventory (`build --emit ansible`).
     pub const ANSIBLE_INVENTORY: &str = "ansible-inventory.yml";
     /// Every id the planner can emit.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 11] = [
         KUBEADMCFG,
         ETCD_MANIFEST,
         KUBELET_CONF,
         DROPIN,
-        INSTALL_SH,
         EXPIRY_SCRIPT,
         EXPIRY_SERVICE,
         EXPIRY_TIMER,
@@ -237,7 +234,7 @@ pub struct MemberLayout<'a> {
 /// The table of a member bundle.
 fn member_rows(runtime: Runtime) -> Vec<Row> {
     let mut rows = vec![
-        row("install.sh", 0o755, Content::Template(templates::INSTALL_SH)),
+        row("install.sh", 0o755, Content::Installer),
         row("SHA256SUMS", 0o644, Content::Sums),
         row("bundle.json", 0o644, Content::BundleJson),
         row("bundle.env", 0o644, Content::BundleEnv),
@@ -299,7 +296,7 @@ fn member_rows(runtime: Runtime) -> Vec<Row> {
 fn control_plane_rows() -> Vec<Row> {
     let cert = Leaf::ApiserverEtcdClient;
     vec![
-        row("install.sh", 0o755, Content::Template(templates::INSTALL_SH)),
+        row("install.sh", 0o755, Content::Installer),
         row("SHA256SUMS", 0o644, Content::Sums),
         row("bundle.json", 0o644, Content::BundleJson),
         row("etcd-external.yaml", 0o644, Content::Template(templates::ETCD_EXTERNAL)),
@@ -338,7 +335,7 @@ fn planned(kind: Kind, rows: impl Iterator<Item = Row>) -> Vec<PlannedFile> {
 /// it installs nothing (it takes away).
 pub fn leave_files() -> Vec<PlannedFile> {
     let rows = [
-        row("install.sh", 0o755, Content::Template(templates::INSTALL_SH)),
+        row("install.sh", 0o755, Content::Installer),
         row("SHA256SUMS", 0o644, Content::Sums),
         row("bundle.json", 0o644, Content::BundleJson),
     ];

@@ -50,7 +50,7 @@ use crate::topology::Topology;
 use rayon::prelude::*;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What a build produced, before anything is written.
 pub struct Build {
@@ -188,8 +188,15 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
     dist.insert("plan.json".into(), plan_json(&plan, &pki, Some(&digests)).into_bytes());
     phase("sign");
     let mut warnings = pre.warnings(env.now);
-    let changes =
-        rollout::changes(&plan, env.state.record.built.as_ref(), &runtime, Some(&digests), &pre.decisions);
+    let installers = env.previous.map(|p| installer_changes(&plan, env.state, p)).unwrap_or_default();
+    let changes = rollout::changes(
+        &plan,
+        env.state.record.built.as_ref(),
+        &runtime,
+        Some(&digests),
+        &pre.decisions,
+        &installers,
+    );
     let fingerprint = signer.fingerprint();
     if env.emit != emit::Emit::default() {
         let internal = |e: render::RenderError| Error::Internal(e.to_string());
@@ -220,6 +227,30 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
         dist,
         warnings,
     })
+}
+
+/// The bundles whose install.sh differs from the one the last build shipped: read from that
+/// build's tarballs through `previous`, each only when its digest is the one the state
+/// recorded. A bundle without such a tarball is not named (nothing is known of it).
+pub fn installer_changes(plan: &Plan, state: &State, previous: Previous<'_>) -> BTreeSet<String> {
+    let Some(built) = state.record.built.as_ref() else { return BTreeSet::new() };
+    render::installers(plan)
+        .into_iter()
+        .filter(|(name, text)| {
+            let recorded = match built.members.get(name) {
+                Some(m) => Some(&m.bundle_sha256),
+                None if *name == plan.control_plane.name => built.control_plane_sha256.as_ref(),
+                None => None,
+            };
+            let old = recorded.and_then(|digest| {
+                let old = previous(name)?;
+                (hex::encode(Sha256::digest(&old)) == *digest).then_some(old)
+            });
+            old.and_then(|old| unpack::unpack(&old).ok())
+                .is_some_and(|u| u.files.get("install.sh").is_none_or(|f| f.bytes != text.as_bytes()))
+        })
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// Each member's manifest digest, from the rendered bundles (members first, in plan order).

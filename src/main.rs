@@ -84,7 +84,7 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Plan { topology, state, json } => plan_cmd(&topology, state, json),
+        Command::Plan { topology, out, state, json } => plan_cmd(&topology, &out, state, json),
         Command::Build { topology, out, state, timings, reset_members, emit } => {
             let emit = cli::emit_of(&emit);
             build(&topology, &out, state, BuildOpts { timings, reset_members, emit, ..BuildOpts::default() })
@@ -217,7 +217,7 @@ fn print_changes(changes: &[etcdpack::rollout::HostChange], out_dir: Option<&Pat
     }
 }
 
-fn plan_cmd(path: &Path, state: Option<PathBuf>, json: bool) -> Result<()> {
+fn plan_cmd(path: &Path, out: &Path, state: Option<PathBuf>, json: bool) -> Result<()> {
     let t = load(path)?;
     let state_dir = state.unwrap_or_else(|| fsio::default_state_dir(path));
     let st = fsio::load_state(&state_dir)?;
@@ -226,7 +226,10 @@ fn plan_cmd(path: &Path, state: Option<PathBuf>, json: bool) -> Result<()> {
     // The same checks build runs before it creates anything: the same refusals.
     let pre = etcdpack::preflight(&t, &p, &st, now, None)?;
     let runtime = etcdpack::runtime_digests(&p)?;
-    let changes = etcdpack::rollout::changes(&p, st.record.built.as_ref(), &runtime, None, &pre.decisions);
+    let previous = |member: &str| fsio::read_previous_bundle(out, member);
+    let installers = etcdpack::installer_changes(&p, &st, &previous);
+    let changes =
+        etcdpack::rollout::changes(&p, st.record.built.as_ref(), &runtime, None, &pre.decisions, &installers);
     for w in pre.warnings(now) {
         errln!("warning: {w}");
     }

@@ -123,6 +123,8 @@ pub struct CertRequest {
 pub enum Content {
     /// Rendered from `templates/<id>.hbs`.
     Template(&'static str),
+    /// install.sh: its data, then the shell files of `installer/` for its role and runtime.
+    Installer,
     /// The leaf's certificate.
     Cert(Leaf),
     /// The leaf's key.

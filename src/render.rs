@@ -9,19 +9,17 @@ use crate::plan::{Content, MemberPlan, Plan, PlannedFile};
 use crate::x509::rfc3339;
 use handlebars::Handlebars;
 use rayon::prelude::*;
-use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The templates, embedded at build time; the id is the path under `templates/` without `.hbs`.
-pub const TEMPLATES: [(&str, &str); 12] = [
+pub const TEMPLATES: [(&str, &str); 11] = [
     (templates::KUBEADMCFG, include_str!("../templates/kubeadmcfg.yaml.hbs")),
     (templates::ETCD_MANIFEST, include_str!("../templates/etcd.yaml.hbs")),
     (templates::KUBELET_CONF, include_str!("../templates/kubelet.conf.hbs")),
     (templates::DROPIN, include_str!("../templates/20-etcd-service-manager.conf.hbs")),
-    (templates::INSTALL_SH, include_str!("../templates/install.sh.hbs")),
     (templates::EXPIRY_SCRIPT, include_str!("../templates/etcdpack-expiry.hbs")),
     (templates::EXPIRY_SERVICE, include_str!("../templates/etcdpack-expiry.service.hbs")),
     (templates::EXPIRY_TIMER, include_str!("../templates/etcdpack-expiry.timer.hbs")),
@@ -85,19 +83,11 @@ fn json_text(v: &serde_json::Value) -> String {
     }
 }
 
-/// The compiled templates: a strict handlebars registry that never escapes, and for each
-/// template the parts it renders, in order.
-///
-/// handlebars' compiler finds the line and column of every token by scanning its template
-/// from the start, so compiling costs about the square of a template's size (the 50 KB
-/// installer alone took 33 ms). Two steps keep it small, without changing a byte of output:
-/// the whole lines of text between two tags are lifted out (`lift`) and written back at
-/// render time by the `lifted` helper, and what remains is cut between lines outside any
-/// block into parts of about `PART_BYTES` (`cut`), compiled on every core and rendered
-/// one after the other with the same context.
+/// The compiled templates: a strict handlebars registry that never escapes. Every template is
+/// a few KB (install.sh is assembled from shell files instead, in `installer`), so each
+/// compiles whole.
 pub struct Templates {
     hb: Handlebars<'static>,
-    parts: BTreeMap<&'static str, Vec<String>>,
 }
 
 impl Templates {
@@ -108,139 +98,34 @@ impl Templates {
 
     /// Renders template `id` in a context made once for several templates.
     fn render_in(&self, id: &str, ctx: &handlebars::Context) -> Result<String, RenderError> {
-        let fail = |e: handlebars::RenderError| RenderError { template: id.into(), why: e.to_string() };
-        let parts = self
-            .parts
-            .get(id)
-            .ok_or_else(|| RenderError { template: id.into(), why: "no such template".into() })?;
-        let mut out = String::new();
-        for part in parts {
-            out.push_str(&self.hb.render_with_context(part, ctx).map_err(fail)?);
+        if !self.hb.has_template(id) {
+            return Err(RenderError { template: id.into(), why: "no such template".into() });
         }
-        Ok(out)
+        self.hb
+            .render_with_context(id, ctx)
+            .map_err(|e| RenderError { template: id.into(), why: e.to_string() })
     }
 }
 
-/// Compiles every template (see [`Templates`]).
+/// Compiles every template, each on its own core.
 pub fn registry() -> Result<Templates, RenderError> {
     let mut hb = Handlebars::new();
     hb.set_strict_mode(true);
     hb.register_escape_fn(handlebars::no_escape);
     hb.register_helper("yaml", Box::new(yaml_helper));
     hb.register_helper("shell", Box::new(shell_helper));
-    let mut runs = Vec::new();
-    let mut parts = BTreeMap::new();
-    // (template id, part name, source)
-    let mut sources: Vec<(&str, String, String)> = Vec::new();
-    for (id, text) in TEMPLATES {
-        let text = lift(text, &mut runs);
-        let cuts = cut(&text);
-        let names: Vec<String> = if cuts.len() == 1 {
-            vec![id.to_string()]
-        } else {
-            (0..cuts.len()).map(|i| format!("{id}#{i}")).collect()
-        };
-        sources.extend(names.iter().zip(&cuts).map(|(name, part)| (id, name.clone(), part.to_string())));
-        parts.insert(id, names);
-    }
-    let compiled: Vec<(String, handlebars::Template)> = sources
+    let compiled: Vec<(&str, handlebars::Template)> = TEMPLATES
         .into_par_iter()
-        .map(|(id, name, text)| {
-            let t = handlebars::Template::compile_with_name(&text, name.clone())
+        .map(|(id, text)| {
+            let t = handlebars::Template::compile_with_name(text, id.to_string())
                 .map_err(|e| RenderError { template: id.into(), why: e.to_string() })?;
-            Ok((name, t))
+            Ok((id, t))
         })
         .collect::<Result<_, RenderError>>()?;
-    for (name, t) in compiled {
-        hb.register_template(&name, t);
+    for (id, t) in compiled {
+        hb.register_template(id, t);
     }
-    hb.register_helper(LIFTED, Box::new(Lifted(runs)));
-    Ok(Templates { hb, parts })
-}
-
-/// About how many bytes each part of a long template holds, once its plain text is lifted.
-const PART_BYTES: usize = 512;
-
-/// Plain text shorter than this stays in its template.
-const LIFT_BYTES: usize = 64;
-
-/// The helper that writes lifted text back: `{{lifted N}}` is the Nth run.
-const LIFTED: &str = "lifted";
-
-/// `text` with the whole lines strictly inside each stretch of plain text (no tag) replaced
-/// by `{{lifted N}}`, the lines going to `runs[N]`. The first line of a stretch (which ends
-/// the line of the tag before it) and its last line (which starts the line of the tag after
-/// it) stay, so every tag keeps its neighbours and handlebars' rule for a tag alone on its
-/// line (its line end is dropped) sees the same text. A stretch next to a whitespace-trimming
-/// tag (`{{~`, `~}}`) stays whole.
-fn lift(text: &'static str, runs: &mut Vec<&'static str>) -> String {
-    let mut out = String::with_capacity(text.len() / 4);
-    let mut rest = text;
-    let mut trims_after = false;
-    loop {
-        let (plain, tag) = match rest.find("{{") {
-            Some(i) => {
-                let end = rest[i..].find("}}").map_or(rest.len(), |j| i + j + 2);
-                (&rest[..i], Some(&rest[i..end]))
-            }
-            None => (rest, None),
-        };
-        let trims_before = tag.is_some_and(|t| t.starts_with("{{~"));
-        match (plain.find('\n'), plain.rfind('\n')) {
-            (Some(first), Some(last)) if last - first > LIFT_BYTES && !trims_before && !trims_after => {
-                out.push_str(&plain[..=first]);
-                out.push_str(&format!("{{{{{LIFTED} {}}}}}", runs.len()));
-                runs.push(&plain[first + 1..last]);
-                out.push_str(&plain[last..]);
-            }
-            _ => out.push_str(plain),
-        }
-        let Some(tag) = tag else { break };
-        out.push_str(tag);
-        trims_after = tag.ends_with("~}}");
-        rest = &rest[plain.len() + tag.len()..];
-    }
-    out
-}
-
-/// Writes back the text [`lift`] took out of the templates.
-struct Lifted(Vec<&'static str>);
-
-impl handlebars::HelperDef for Lifted {
-    fn call<'reg: 'rc, 'rc>(
-        &self,
-        h: &handlebars::Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        _: &'rc handlebars::Context,
-        _: &mut handlebars::RenderContext<'reg, 'rc>,
-        out: &mut dyn handlebars::Output,
-    ) -> handlebars::HelperResult {
-        let run = h
-            .param(0)
-            .and_then(|p| p.value().as_u64())
-            .and_then(|i| self.0.get(i as usize))
-            .ok_or(handlebars::RenderErrorReason::ParamNotFoundForIndex(LIFTED, 0))?;
-        out.write(run)?;
-        Ok(())
-    }
-}
-
-/// `text` in parts of about [`PART_BYTES`], each ending at a line end outside any block.
-fn cut(text: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut start, mut depth, mut at) = (0usize, 0i64, 0usize);
-    for line in text.split_inclusive('\n') {
-        depth += line.matches("{{#").count() as i64 - line.matches("{{/").count() as i64;
-        at += line.len();
-        if depth == 0 && at - start >= PART_BYTES {
-            parts.push(&text[start..at]);
-            start = at;
-        }
-    }
-    if start < text.len() || parts.is_empty() {
-        parts.push(&text[start..]);
-    }
-    parts
+    Ok(Templates { hb })
 }
 
 /// Go's `time.Duration` text for whole seconds (`8760h0m0s`).
@@ -356,17 +241,10 @@ pub fn render(plan: &Plan, pki: &Pki) -> Result<Vec<FileSet>, RenderError> {
         .collect()
 }
 
-#[derive(Serialize)]
-struct InstallFile<'a> {
-    path: &'a str,
-    install_path: &'a str,
-    mode: String,
-}
-
 /// The files install.sh installs, in the order it installs them: what runs etcd (the static
 /// pod manifest, the unit) last, so that a kubelet watching the folder never starts etcd
 /// before its certificates are in place.
-fn install_files(files: &[PlannedFile]) -> Vec<InstallFile<'_>> {
+fn install_files(files: &[PlannedFile]) -> Vec<crate::installer::InstallFile> {
     let mut ordered: Vec<&PlannedFile> = files.iter().collect();
     ordered.sort_by_key(|f| {
         [templates::ETCD_MANIFEST, templates::ETCD_UNIT].map(Content::Template).contains(&f.content)
@@ -374,13 +252,108 @@ fn install_files(files: &[PlannedFile]) -> Vec<InstallFile<'_>> {
     ordered
         .into_iter()
         .filter_map(|f| {
-            Some(InstallFile {
-                path: &f.path,
-                install_path: f.install_path.as_deref()?,
+            Some(crate::installer::InstallFile {
+                path: f.path.clone(),
+                install_path: f.install_path.clone()?,
                 mode: format!("{:04o}", f.mode),
             })
         })
         .collect()
+}
+
+/// A member's installer data (member and join roles).
+fn installer_of_member(plan: &Plan, m: &MemberPlan) -> crate::installer::Data {
+    let static_pod = plan.runtime == layout::Runtime::StaticPod;
+    let (role, replaces) = match &m.role {
+        crate::plan::Role::Bootstrap => (crate::installer::Role::Member, None),
+        crate::plan::Role::Join { replaces } => (crate::installer::Role::Join, replaces.clone()),
+    };
+    crate::installer::Data {
+        role,
+        cluster: plan.cluster.clone(),
+        member: m.name.clone(),
+        kubernetes_version: plan.kubernetes_version.clone(),
+        record_dir: crate::plan::RECORD_DIR.into(),
+        backup_dir: crate::plan::BACKUP_DIR.into(),
+        peer_url: Some(m.peer_url.clone()),
+        data_dir: Some(plan.data_dir.clone()),
+        etcd: Some(crate::installer::EtcdHost {
+            runtime: plan.runtime,
+            address: m.address.to_string(),
+            client_url: m.client_url.clone(),
+            client_port: plan.client_port,
+            peer_port: plan.peer_port,
+            metrics_url: metrics_url(m),
+            expiry_timer: layout::EXPIRY_TIMER_PATH.into(),
+            image_archive: plan.image_archive.clone(),
+            kubelet: static_pod.then(|| plan.kubelet_path.clone()),
+            image: static_pod.then(|| plan.image.clone()),
+            etcd_user: plan.systemd.as_ref().map(|s| s.user.clone()),
+            etcd_binary: plan.systemd.as_ref().map(|s| s.binary.clone()),
+            replaces,
+        }),
+        etcd_owned: m
+            .files
+            .iter()
+            .filter(|f| f.owner == layout::Owner::Etcd)
+            .filter_map(|f| f.install_path.clone())
+            .collect(),
+        members: m.peers.iter().map(|o| (o.name.clone(), o.client_url.clone())).collect(),
+        files: install_files(&m.files),
+    }
+}
+
+/// A leave bundle's installer data: the members it asks are the ones this build keeps.
+fn installer_of_leave(plan: &Plan, l: &crate::membership::Leaving) -> crate::installer::Data {
+    crate::installer::Data {
+        role: crate::installer::Role::Leave,
+        cluster: plan.cluster.clone(),
+        member: l.name.clone(),
+        kubernetes_version: plan.kubernetes_version.clone(),
+        record_dir: crate::plan::RECORD_DIR.into(),
+        backup_dir: crate::plan::BACKUP_DIR.into(),
+        peer_url: Some(l.peer_url.clone()),
+        data_dir: Some(plan.data_dir.clone()),
+        etcd: None,
+        etcd_owned: Vec::new(),
+        members: plan.members.iter().map(|o| (o.name.clone(), o.client_url.clone())).collect(),
+        files: Vec::new(),
+    }
+}
+
+/// The control-plane bundle's installer data.
+fn installer_of_control_plane(plan: &Plan) -> crate::installer::Data {
+    let cp = &plan.control_plane;
+    crate::installer::Data {
+        role: crate::installer::Role::ControlPlane,
+        cluster: plan.cluster.clone(),
+        member: cp.name.clone(),
+        kubernetes_version: plan.kubernetes_version.clone(),
+        record_dir: layout::CONTROL_PLANE_RECORD_DIR.into(),
+        backup_dir: layout::CONTROL_PLANE_BACKUP_DIR.into(),
+        peer_url: None,
+        data_dir: None,
+        etcd: None,
+        etcd_owned: Vec::new(),
+        members: plan.members.iter().map(|o| (o.name.clone(), o.client_url.clone())).collect(),
+        files: install_files(&cp.files),
+    }
+}
+
+/// Every bundle's install.sh, by bundle name: it depends on the plan alone (no key), so
+/// `plan` can tell which hosts get a new installer.
+pub fn installers(plan: &Plan) -> BTreeMap<String, String> {
+    let members = plan.members.iter().map(|m| (m.name.clone(), installer_of_member(plan, m)));
+    let leaves = plan.leaving.iter().map(|l| (l.name.clone(), installer_of_leave(plan, l)));
+    let cp = std::iter::once((plan.control_plane.name.clone(), installer_of_control_plane(plan)));
+    members.chain(leaves).chain(cp).map(|(name, data)| (name, crate::installer::assemble(&data))).collect()
+}
+
+/// The URL of the member's metrics listener that its probes ask (kubeadm's probe endpoint).
+fn metrics_url(m: &MemberPlan) -> String {
+    let probe_host =
+        if m.probe.host.contains(':') { format!("[{}]", m.probe.host) } else { m.probe.host.clone() };
+    format!("{}://{probe_host}:{}", m.probe.scheme.to_ascii_lowercase(), m.probe.port)
 }
 
 /// The control-plane bundle's context: its install.sh (`etcd_member` false) and
@@ -388,21 +361,12 @@ fn install_files(files: &[PlannedFile]) -> Vec<InstallFile<'_>> {
 fn control_plane_context(plan: &Plan) -> serde_json::Value {
     let cp = &plan.control_plane;
     json!({
-        "etcd_member": false,
-        "leave": false,
-        "systemd": false,
-        "join": false,
-        "cluster_api": false,
         "cluster": plan.cluster,
         "tool_version": env!("CARGO_PKG_VERSION"),
         "kubernetes_version": plan.kubernetes_version,
         "api_version": plan.behaviour.config_api.api_version(),
         "pki_dir": crate::plan::PKI_DIR,
         "endpoints": cp.endpoints,
-        "record_dir": layout::CONTROL_PLANE_RECORD_DIR,
-        "backup_dir": layout::CONTROL_PLANE_BACKUP_DIR,
-        "install_files": install_files(&cp.files),
-        "cluster_members": plan.members.iter().map(|o| json!({"name": o.name, "clientUrl": o.client_url})).collect::<Vec<_>>(),
         "member": { "name": cp.name },
     })
 }
@@ -410,12 +374,8 @@ fn control_plane_context(plan: &Plan) -> serde_json::Value {
 fn context(plan: &Plan, m: &MemberPlan) -> serde_json::Value {
     let v1beta3 = plan.is_v1beta3();
     let alg = plan.key_algorithm;
-    let probe_host =
-        if m.probe.host.contains(':') { format!("[{}]", m.probe.host) } else { m.probe.host.clone() };
-    let metrics_url = format!("{}://{probe_host}:{}", m.probe.scheme.to_ascii_lowercase(), m.probe.port);
     let non_default = |v: u64, d: u64| (!v1beta3 && v != d).then(|| go_duration(v));
     let mut ctx = json!({
-        "etcd_member": true,
         "cluster": plan.cluster,
         "tool_version": env!("CARGO_PKG_VERSION"),
         "kubernetes_version": plan.kubernetes_version,
@@ -438,29 +398,12 @@ fn context(plan: &Plan, m: &MemberPlan) -> serde_json::Value {
         "cgroup_driver": plan.cgroup_driver,
         "container_runtime_endpoint": plan.container_runtime_endpoint,
         "kubelet_path": plan.kubelet_path,
-        "client_port": plan.client_port,
-        "metrics_url": metrics_url,
-        "peer_port": plan.peer_port,
-        "image_archive": plan.image_archive,
-        "record_dir": crate::plan::RECORD_DIR,
-        "backup_dir": crate::plan::BACKUP_DIR,
         "expiry_script_path": crate::layout::EXPIRY_SCRIPT_PATH,
-        "expiry_timer_path": crate::layout::EXPIRY_TIMER_PATH,
-        "install_files": install_files(&m.files),
-        "cluster_members": m.peers.iter().map(|o| json!({"name": o.name, "clientUrl": o.client_url, "self": o.name == m.name})).collect::<Vec<_>>(),
-        "join": matches!(m.role, crate::plan::Role::Join { .. }),
-        "cluster_api": matches!(m.role, crate::plan::Role::Join { .. }),
-        "replaces": match &m.role { crate::plan::Role::Join { replaces } => replaces.clone(), _ => None },
-        "leave": false,
         "member": m,
     });
     let runtime = json!({
-        "systemd": plan.runtime == layout::Runtime::Systemd,
-        "runner_path": plan.runtime.runner_path(),
         "etcd_user": plan.systemd.as_ref().map(|s| s.user.as_str()),
-        "etcd_binary": plan.systemd.as_ref().map(|s| s.binary.as_str()),
         "exec_start": plan.systemd.as_ref().map(|s| exec_start(&s.binary, &m.command)),
-        "etcd_owned": m.files.iter().filter(|f| f.owner == layout::Owner::Etcd).filter_map(|f| f.install_path.as_deref()).collect::<Vec<_>>(),
     });
     if let (Some(c), serde_json::Value::Object(r)) = (ctx.as_object_mut(), runtime) {
         c.extend(r);
@@ -482,7 +425,8 @@ fn render_member(
     pki: &Pki,
     shared: Shared<'_>,
 ) -> Result<FileSet, RenderError> {
-    let mut files = render_files(hb, &m.files, context(plan, m), pki, &m.name, shared)?;
+    let installer = installer_of_member(plan, m);
+    let mut files = render_files(hb, &m.files, context(plan, m), pki, &m.name, shared, &installer)?;
     if let Some(f) = m.files.iter().find(|f| f.content == Content::BundleEnv) {
         files.insert(f.path.clone(), BundleFile::new(f.mode, bundle_env(plan, m, pki).into_bytes()));
     }
@@ -523,23 +467,10 @@ fn render_leave(
     l: &crate::membership::Leaving,
     pki: &Pki,
 ) -> Result<FileSet, RenderError> {
-    let ctx = json!({
-        "etcd_member": false,
-        "leave": true,
-        "systemd": false,
-        "join": false,
-        "cluster_api": true,
-        "cluster": plan.cluster,
-        "tool_version": env!("CARGO_PKG_VERSION"),
-        "kubernetes_version": plan.kubernetes_version,
-        "member": { "name": l.name, "peerUrl": l.peer_url },
-        "data_dir": plan.data_dir,
-        "record_dir": crate::plan::RECORD_DIR,
-        "backup_dir": crate::plan::BACKUP_DIR,
-        "install_files": [],
-        "cluster_members": plan.members.iter().map(|o| json!({"name": o.name, "clientUrl": o.client_url})).collect::<Vec<_>>(),
-    });
-    let files = render_files(hb, &l.files, ctx, pki, "", Shared::default())?;
+    // A leave bundle holds no template: install.sh, bundle.json and SHA256SUMS.
+    let ctx = json!({});
+    let installer = installer_of_leave(plan, l);
+    let files = render_files(hb, &l.files, ctx, pki, "", Shared::default(), &installer)?;
     let meta = json!({ "peerUrl": l.peer_url, "role": "leave" });
     let json = bundle_json(plan, Kind::Leave, &l.name, meta, &l.files, pki, &files);
     Ok(seal(&l.name, &l.files, files, json))
@@ -547,7 +478,16 @@ fn render_leave(
 
 fn render_control_plane(hb: &Templates, plan: &Plan, pki: &Pki) -> Result<FileSet, RenderError> {
     let cp = &plan.control_plane;
-    let files = render_files(hb, &cp.files, control_plane_context(plan), pki, &cp.name, Shared::default())?;
+    let installer = installer_of_control_plane(plan);
+    let files = render_files(
+        hb,
+        &cp.files,
+        control_plane_context(plan),
+        pki,
+        &cp.name,
+        Shared::default(),
+        &installer,
+    )?;
     let meta = json!({ "endpoints": cp.endpoints });
     let json = bundle_json(plan, Kind::ControlPlane, &cp.name, meta, &cp.files, pki, &files);
     Ok(seal(&cp.name, &cp.files, files, json))
@@ -561,20 +501,16 @@ fn render_files(
     pki: &Pki,
     holder: &str,
     shared: Shared<'_>,
+    installer: &crate::installer::Data,
 ) -> Result<BTreeMap<String, BundleFile>, RenderError> {
     let none = BTreeMap::new();
     let leaves = pki.leaves.get(holder).unwrap_or(&none);
-    let installer =
-        crate::installer::Parts { files: ctx["leave"] != true, cluster_api: ctx["cluster_api"] == true };
     // One context for every template of the bundle.
     let ctx = handlebars::Context::from(ctx);
     let mut files = BTreeMap::new();
     for f in planned {
         let bytes: Vec<u8> = match &f.content {
-            Content::Template(id) if *id == templates::INSTALL_SH => {
-                let text = hb.render_in(id, &ctx)?;
-                clean(&crate::installer::assemble(&text, installer)).into_bytes()
-            }
+            Content::Installer => crate::installer::assemble(installer).into_bytes(),
             Content::Template(id) => {
                 let text = hb.render_in(id, &ctx)?;
                 clean(&text).into_bytes()
@@ -798,69 +734,6 @@ mod tests {
         assert_eq!(yaml_scalar("*x"), "'*x'");
         assert_eq!(yaml_scalar("it's # here"), "'it''s # here'");
         assert_eq!(yaml_scalar("5s"), "5s");
-    }
-
-    #[test]
-    fn a_long_template_is_cut_outside_blocks_into_parts_that_make_it_whole() {
-        let install = TEMPLATES.iter().find(|t| t.0 == templates::INSTALL_SH).unwrap().1;
-        let lifted = lift(install, &mut Vec::new());
-        let parts = cut(&lifted);
-        assert!(parts.len() > 5, "{} parts", parts.len());
-        assert_eq!(parts.concat(), lifted);
-        for p in &parts {
-            assert!(p.ends_with('\n'));
-            assert_eq!(p.matches("{{#").count(), p.matches("{{/").count(), "{p}");
-        }
-        assert_eq!(cut("short {{x}}"), ["short {{x}}"]);
-        assert_eq!(cut(""), [""]);
-    }
-
-    /// `t` with every `{{lifted N}}` replaced by its text, neighbouring text merged, and the
-    /// line map and name dropped: what decides the output.
-    fn unlifted(mut t: handlebars::Template, runs: &[&str]) -> handlebars::Template {
-        use handlebars::template::{Parameter, TemplateElement as E};
-        let mut out: Vec<E> = Vec::new();
-        for e in std::mem::take(&mut t.elements) {
-            let e = match e {
-                E::Expression(h) if h.name.as_name() == Some(LIFTED) => {
-                    let Some(Parameter::Literal(i)) = h.params.first() else { panic!("{h:?}") };
-                    E::RawString(runs[i.as_u64().unwrap() as usize].to_string())
-                }
-                E::HelperBlock(mut h) => {
-                    h.template = h.template.map(|t| unlifted(t, runs));
-                    h.inverse = h.inverse.map(|t| unlifted(t, runs));
-                    E::HelperBlock(h)
-                }
-                other => other,
-            };
-            match (out.last_mut(), e) {
-                (Some(E::RawString(a)), E::RawString(b)) => a.push_str(&b),
-                (_, e) => out.push(e),
-            }
-        }
-        t.elements = out;
-        t.mapping.clear();
-        t.name = None;
-        t
-    }
-
-    #[test]
-    fn lifting_plain_text_out_of_a_template_changes_nothing_it_renders() {
-        let mut lifted_any = 0;
-        for (id, text) in TEMPLATES {
-            let mut runs = Vec::new();
-            let lifted = lift(text, &mut runs);
-            lifted_any += runs.len();
-            let whole = handlebars::Template::compile(text).unwrap();
-            let from_lifted = handlebars::Template::compile(&lifted).unwrap();
-            assert_eq!(unlifted(from_lifted, &runs), unlifted(whole, &[]), "{id}");
-        }
-        assert!(lifted_any > 80, "{lifted_any} runs lifted");
-        // Next to a trimming tag, text stays where it is.
-        let mut runs = Vec::new();
-        let text = "{{#if a~}}\n1\n2222222222222222222222222222222222222222222222222222222222222222222\n3\n{{~/if}}\n";
-        assert_eq!(lift(text, &mut runs), text);
-        assert!(runs.is_empty());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::pki::{Action, LeafDecision};
 use crate::plan::{Plan, Role};
 use crate::state::{Built, BuiltMember, BuiltPeer};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What installing the new bundle does to one host.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -26,13 +26,16 @@ pub struct HostChange {
 }
 
 /// Compares what the plan ships with what the state says was built last. `runtime` holds each
-/// member's manifest digest; `bundles` each tarball's digest when known (after a build).
+/// member's manifest digest; `bundles` each tarball's digest when known (after a build);
+/// `installers` the bundles whose install.sh is not the one the last build shipped (as far
+/// as the last build's tarballs tell).
 pub fn changes(
     plan: &Plan,
     old: Option<&Built>,
     runtime: &BTreeMap<String, String>,
     bundles: Option<&BTreeMap<String, String>>,
     decisions: &[LeafDecision],
+    installers: &BTreeSet<String>,
 ) -> Vec<HostChange> {
     let mut out: Vec<HostChange> = plan
         .members
@@ -104,17 +107,21 @@ pub fn changes(
             if !certs.is_empty() {
                 reasons.push(format!("new certificates: {}", certs.join(", ")));
             }
+            let installer = installers.contains(&m.name);
             let bundle_changed = match bundles.and_then(|b| b.get(&m.name)) {
                 Some(digest) => *digest != was.bundle_sha256,
-                None => restart || !certs.is_empty(),
+                None => restart || !certs.is_empty() || installer,
             };
+            if bundle_changed && installer && !restart {
+                reasons.push(INSTALLER_CHANGED.into());
+            }
             if bundle_changed && reasons.is_empty() {
                 reasons.push("bundle contents changed".into());
             }
             HostChange { member: m.name.clone(), install: bundle_changed, restart, reasons, step: None }
         })
         .collect();
-    out.push(control_plane_change(plan, old, bundles, decisions));
+    out.push(control_plane_change(plan, old, bundles, decisions, installers));
     out.extend(plan.leaving.iter().map(|l| HostChange {
         member: l.name.clone(),
         install: true,
@@ -132,6 +139,7 @@ fn control_plane_change(
     old: Option<&Built>,
     bundles: Option<&BTreeMap<String, String>>,
     decisions: &[LeafDecision],
+    installers: &BTreeSet<String>,
 ) -> HostChange {
     let name = &plan.control_plane.name;
     let certs: Vec<&str> = decisions
@@ -151,7 +159,9 @@ fn control_plane_change(
             true
         }
         (Some(was), Some(now)) => was != now,
-        (Some(_), None) => !certs.is_empty() || old.is_some_and(|b| !same_members(plan, b)),
+        (Some(_), None) => {
+            !certs.is_empty() || old.is_some_and(|b| !same_members(plan, b)) || installers.contains(name)
+        }
     };
     if !certs.is_empty() && was.is_some() {
         reasons.push(format!(
@@ -168,8 +178,12 @@ fn control_plane_change(
                 "kubernetesVersion {} -> {} in etcd-external.yaml",
                 b.kubernetes_version, plan.kubernetes_version
             )),
+            _ if installers.contains(name) => {}
             _ => reasons.push("bundle contents changed".into()),
         }
+    }
+    if install && was.is_some() && installers.contains(name) {
+        reasons.push(INSTALLER_CHANGED.into());
     }
     HostChange { member: name.clone(), install, restart: false, reasons, step: None }
 }
@@ -193,6 +207,10 @@ fn order_moves(plan: &Plan, old_version: &str) -> Option<String> {
         )
     })
 }
+
+/// Why a host whose only change is its installer gets the new bundle.
+const INSTALLER_CHANGED: &str =
+    "install.sh changed (this etcdpack release's installer); etcd does not restart";
 
 /// Whether the plan has the members (names and peer URLs) the last build had.
 fn same_members(plan: &Plan, old: &Built) -> bool {

@@ -87,19 +87,20 @@ setup() {
   command -v flock >/dev/null || skip "flock is missing"
   root=$BATS_TEST_TMPDIR/root
   mkdir -p "$root"
-  # Another run: the lock held by a process that is nothing but the holder.
+  # Another run: the lock held by a process that is nothing but the holder, which says when
+  # it holds it.
   (
     exec 8<"$root"
     flock 8
+    : >"$BATS_TEST_TMPDIR/held"
     exec sleep 30
   ) &
-  local holder=$!
-  # The holder has the lock once flock runs its command.
-  local i
-  for ((i = 0; i < 100; i++)); do
-    ! flock -n "$root" true || { sleep 0.05; continue; }
-    break
+  local holder=$! i
+  for ((i = 0; i < 200; i++)); do
+    [ ! -e "$BATS_TEST_TMPDIR/held" ] || break
+    sleep 0.05
   done
+  [ -e "$BATS_TEST_TMPDIR/held" ]
   run take_lock
   [ "$status" -eq 1 ]
   [[ "$output" == *"another install.sh is running on $root"* ]]
@@ -126,4 +127,37 @@ setup() {
   printf 'CLUSTER=prod\nMEMBER=infra0\nMEMBERS=x\n' >"$BATS_TEST_TMPDIR/bundle.env"
   [ "$(record_field "$BATS_TEST_TMPDIR/bundle.env" MEMBER)" = infra0 ]
   [ -z "$(record_field "$BATS_TEST_TMPDIR/bundle.env" CA_SHA256)" ]
+}
+
+@test "parse_args reads the options and refuses what a role does not take" {
+  ROLE=member
+  parse_args --dry-run --force --no-restart --wait=30 --rollback
+  [ "$dry_run" -eq 1 ] && [ "$force" -eq 1 ] && [ "$restart" -eq 0 ]
+  [ "$wait_secs" = 30 ] && [ "$rollback" -eq 1 ] && [ "$host" -eq 1 ]
+  ROLE=control-plane
+  run parse_args --force
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"unknown option '--force' (see --help)"* ]]
+  run parse_args --wait 1m
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"--wait takes a whole number of seconds, not '1m'"* ]]
+  run parse_args --wait
+  [[ "$output" == *"--wait needs a number of seconds"* ]]
+  usage() { echo "the usage"; }
+  run parse_args --help
+  [ "$status" -eq 0 ] && [ "$output" = "the usage" ]
+}
+
+@test "parse_args resolves --root, and only a dry run may name one that does not exist" {
+  ROLE=leave
+  mkdir -p "$BATS_TEST_TMPDIR/real/root"
+  ln -s "$BATS_TEST_TMPDIR/real/root" "$BATS_TEST_TMPDIR/link"
+  parse_args --root "$BATS_TEST_TMPDIR/link"
+  [ "$root" = "$(cd "$BATS_TEST_TMPDIR/real/root" && pwd -P)" ] && [ "$host" -eq 0 ]
+  run parse_args --root "$BATS_TEST_TMPDIR/missing"
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"is not a directory; create it first"* ]]
+  cd "$BATS_TEST_TMPDIR"
+  parse_args --dry-run --root=new/
+  [ "$root" = "$BATS_TEST_TMPDIR/new" ]
 }

@@ -103,3 +103,15 @@ etcdpack[t]: would remove folder /etc/d if empty" ]
   [ "$status" -eq 1 ]
   [[ "$output" == *"has no list of changes; restore by hand"* ]]
 }
+
+@test "owner_of gives etcd.user the files etcd reads, root the rest" {
+  ETCD_OWNED=(/etc/kubernetes/pki/etcd/server.key)
+  ETCD_USER=etcd
+  etcd_owner=998:997
+  [ "$(owner_of /etc/kubernetes/pki/etcd/server.key)" = 998:997 ]
+  [ "$(owner_of /etc/kubernetes/pki/etcd/ca.crt)" = 0:0 ]
+  [ "$(owner_said /etc/kubernetes/pki/etcd/server.key)" = ", owner etcd" ]
+  [ -z "$(owner_said /etc/kubernetes/pki/etcd/ca.crt)" ]
+  ETCD_OWNED=()
+  [ "$(owner_of /etc/kubernetes/pki/etcd/server.key)" = 0:0 ]
+}

@@ -2,16 +2,18 @@
 # shellcheck shell=bash
 
 load_installer() {
-  MEMBER=t
-  root=""
-  host=0
-  dry_run=0
-  pending=""
   local part
   for part in "$@"; do
     # shellcheck source=/dev/null
     source "$BATS_TEST_DIRNAME/../../installer/$part.sh"
   done
+  # As parse_args leaves them for --root: no host is touched.
+  MEMBER=t
+  ROLE=member
+  root=""
+  host=0
+  dry_run=0
+  pending=""
 }
 
 # A bundle folder with two files and their SHA256SUMS; the test runs inside it.

@@ -376,3 +376,66 @@ fn a_patch_release_that_appends_extra_args_restarts_etcd_and_says_why() {
     let p = run(dir.path(), &pinned.replace("v1.35.0", "v1.35.4"), 2, NOW, None).unwrap();
     assert!(p.changes.iter().all(|c| !c.restart), "{:?}", p.changes);
 }
+
+#[test]
+fn a_new_installer_alone_is_named_and_restarts_nothing() {
+    // The last build's tarballs tell which install.sh each host has: a bundle whose recorded
+    // tarball holds another install.sh is named, one whose tarball the state did not record
+    // is not (nothing is known of it).
+    let dir = tempfile::tempdir().unwrap();
+    let first = run(dir.path(), THREE, 1, NOW, None).unwrap();
+    let mut state = fsio::load_state(dir.path()).unwrap();
+    let t = topology_of(THREE);
+    let (plan, _) = etcdpack::plan_for(&t, &state, false).unwrap();
+    let previous = |m: &str| first.dist.get(&format!("{m}.tar.gz")).cloned();
+    assert!(etcdpack::installer_changes(&plan, &state, &previous).is_empty());
+    // infra0's last bundle as an earlier release would have made it: another install.sh.
+    let u = etcdpack::unpack::unpack(&first.dist["infra0.tar.gz"]).unwrap();
+    let mut files: std::collections::BTreeMap<String, etcdpack::render::BundleFile> = u
+        .files
+        .iter()
+        .map(|(p, e)| (p.clone(), etcdpack::render::BundleFile::new(e.mode, e.bytes.clone())))
+        .collect();
+    files.insert(
+        "install.sh".into(),
+        etcdpack::render::BundleFile::new(0o755, b"#!/bin/sh\n# older\n".to_vec()),
+    );
+    let older = etcdpack::pack::pack(&etcdpack::render::FileSet { member: "infra0".into(), files }, 1);
+    let previous = |m: &str| {
+        if m == "infra0" { Some(older.clone()) } else { first.dist.get(&format!("{m}.tar.gz")).cloned() }
+    };
+    // Not recorded: not named.
+    assert!(etcdpack::installer_changes(&plan, &state, &previous).is_empty());
+    use sha2::Digest;
+    let digest = hex::encode(sha2::Sha256::digest(&older));
+    state.record.built.as_mut().unwrap().members.get_mut("infra0").unwrap().bundle_sha256 = digest;
+    let named = etcdpack::installer_changes(&plan, &state, &previous);
+    assert_eq!(named.into_iter().collect::<Vec<_>>(), ["infra0"]);
+    // plan's view: infra0 gets its new installer, nothing restarts, nobody else changes.
+    let runtime = etcdpack::runtime_digests(&plan).unwrap();
+    let pre = etcdpack::preflight(&t, &plan, &state, NOW, None).unwrap();
+    let named = etcdpack::installer_changes(&plan, &state, &previous);
+    let changes = etcdpack::rollout::changes(
+        &plan,
+        state.record.built.as_ref(),
+        &runtime,
+        None,
+        &pre.decisions,
+        &named,
+    );
+    let install: Vec<(&str, bool, bool)> =
+        changes.iter().map(|c| (c.member.as_str(), c.install, c.restart)).collect();
+    assert_eq!(
+        install,
+        [
+            ("infra0", true, false),
+            ("infra1", false, false),
+            ("infra2", false, false),
+            ("control-plane", false, false)
+        ]
+    );
+    assert_eq!(
+        changes[0].reasons,
+        ["install.sh changed (this etcdpack release's installer); etcd does not restart"]
+    );
+}

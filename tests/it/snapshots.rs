@@ -3,6 +3,7 @@
 //! on every run). Certificates themselves are checked field by field in `certs`.
 
 use crate::support::{built, scenarios, text};
+use etcdpack::installer::Role;
 use insta::Settings;
 
 fn settings() -> Settings {
@@ -19,6 +20,11 @@ fn redacted_bundle_json(raw: &str) -> String {
         let path = f["path"].as_str().unwrap().to_string();
         if path.ends_with(".crt") || path.ends_with(".key") || path == "bundle.env" {
             f["sha256"] = "[pem digest]".into();
+        }
+        // install.sh is checked below (its data here, its shared part once per role and
+        // runtime), so that a change to the installer does not touch every scenario.
+        if path == "install.sh" {
+            f["sha256"] = "[installer digest]".into();
         }
     }
     serde_json::to_string_pretty(&v).unwrap()
@@ -43,6 +49,9 @@ fn rendered(scenario: &str) {
                     })
                     .collect(),
                 "SHA256SUMS" => text(u, path).lines().map(|l| format!("<sha256>  {}\n", &l[66..])).collect(),
+                // The part every bundle of a role and runtime shares is checked here and
+                // snapshotted once (`installers`); this bundle's own part is its data.
+                "install.sh" => own_part(&text(u, path)),
                 p if p.starts_with("images/") || p.starts_with("rootfs/usr/local/bin/") => {
                     format!("<{} bytes>", u.files[p].bytes.len())
                 }
@@ -53,6 +62,82 @@ fn rendered(scenario: &str) {
         settings().bind(|| insta::assert_snapshot!(format!("{scenario}__{member}"), out));
     }
 }
+
+/// install.sh up to the part its role and runtime share, after checking that part is exactly
+/// [`etcdpack::installer::shared_part`] of the role and runtime its data names.
+fn own_part(install: &str) -> String {
+    let at = install.find(etcdpack::installer::SHARED_PART).expect("install.sh has its shared part");
+    let (own, shared) = install.split_at(at);
+    let value = |key: &str| {
+        own.lines().find_map(|l| l.strip_prefix(&format!("readonly {key}="))).expect(key).to_string()
+    };
+    let role = [Role::Member, Role::Join, Role::Leave, Role::ControlPlane]
+        .into_iter()
+        .find(|r| r.name() == value("ROLE"))
+        .expect("a role");
+    let runtime = etcdpack::layout::Runtime::from_name(Some(&value("RUNTIME")))
+        .filter(|_| !value("RUNTIME").is_empty());
+    assert_eq!(shared, etcdpack::installer::shared_part(role, runtime), "{} {:?}", role.name(), runtime);
+    format!(
+        "{own}[the installer of role {}{}: tests/snapshots/installer__*.snap]\n",
+        role.name(),
+        runtime.map(|r| format!(", runtime {}", r.name())).unwrap_or_default()
+    )
+}
+
+/// One whole install.sh of each role and runtime: a member and the control plane of the
+/// guide's scenario, a member of the systemd one, and the join and leave bundles of a member
+/// added and removed again, in both runtimes.
+#[test]
+fn installers() {
+    let guide = built("guide-v1.34");
+    let systemd = built("systemd-v1.33");
+    let mut whole: Vec<(String, String)> = vec![
+        ("member-static-pod".into(), text(&guide.bundles["infra0"], "install.sh")),
+        ("member-systemd".into(), text(&systemd.bundles["infra0"], "install.sh")),
+        ("control-plane".into(), text(&guide.control_plane, "install.sh")),
+    ];
+    for runtime in ["static-pod", "systemd"] {
+        let dir = tempfile::tempdir().unwrap();
+        let topology = |names: &[&str]| {
+            let mut t = format!(
+                "cluster: c\nkubernetesVersion: v1.34.2\npki: {{ keyAlgorithm: ECDSA-P256 }}\netcd: {{ runtime: {runtime} }}\nmembers:\n"
+            );
+            for (i, n) in names.iter().enumerate() {
+                t.push_str(&format!("  - {{ name: {n}, address: 10.0.0.{} }}\n", 6 + i));
+            }
+            t
+        };
+        for (names, role) in [
+            (&["a", "b", "c"][..], None),
+            (&["a", "b", "c", "d"], Some("join")),
+            (&["a", "b", "c"], Some("leave")),
+        ] {
+            let b =
+                crate::support::build_in(dir.path(), &topology(names), 7, crate::support::NOW, None).unwrap();
+            let Some(role) = role else { continue };
+            let u = etcdpack::unpack::unpack(&b.dist["d.tar.gz"]).unwrap();
+            let name = if role == "leave" { "leave".to_string() } else { format!("{role}-{runtime}") };
+            let install = text(&u, "install.sh");
+            own_part(&install);
+            if role == "leave" && runtime == "systemd" {
+                // A leave stops whatever runs etcd: one installer for both runtimes.
+                assert_eq!(whole.iter().find(|w| w.0 == "leave").map(|w| &w.1), Some(&install));
+                continue;
+            }
+            whole.push((name, install));
+        }
+    }
+    let names: Vec<&str> = whole.iter().map(|w| w.0.as_str()).collect();
+    assert_eq!(names, INSTALLERS);
+    for (name, install) in whole {
+        settings().bind(|| insta::assert_snapshot!(format!("installer__{name}"), install));
+    }
+}
+
+/// The installers snapshotted whole, one per role and runtime.
+const INSTALLERS: [&str; 6] =
+    ["member-static-pod", "member-systemd", "control-plane", "join-static-pod", "leave", "join-systemd"];
 
 fn plan(scenario: &str) {
     let b = built(scenario);
@@ -118,6 +203,7 @@ fn no_snapshot_is_unreferenced() {
             expected.push(format!("{scenario}__{}", m.name));
         }
     }
+    expected.extend(INSTALLERS.map(|i| format!("installer__{i}")));
     for e in std::fs::read_dir(crate::support::fixtures().join("invalid")).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
         if let Some(stem) = name.strip_suffix(".yaml") {

@@ -1,0 +1,367 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034,SC2154 # globals: set by the bundle's data, parse_args and the other parts
+# etcdpack install.sh, an etcd member's bundle (ROLE member, and join with join.sh): its
+# usage, the hooks of apply.sh, restarting what runs etcd (through the runtime file), the
+# quorum guard, --wait, and main.
+
+readonly WHAT="member $MEMBER"
+
+usage() {
+  cat <<USAGE
+Usage: install.sh [--root DIR] [--dry-run] [--force] [--no-restart] [--wait SECONDS]
+       install.sh --rollback [--root DIR] [--dry-run] [--no-restart]
+
+Verifies this bundle against SHA256SUMS, checks the host, backs up every file it will
+$USAGE_INSTALLS
+
+  --root DIR       install into DIR (an image or test root): no host checks, no systemctl,
+                   no image import; a path that a symlink would lead out of DIR is refused
+  --dry-run        print every action, change nothing (needs neither root nor an existing
+                   --root DIR)
+  --force          install even if the member's address is not on a local interface, no
+                   container runtime client can import the image archive, or the quorum
+                   guard finds too few healthy members to restart this one
+  --no-restart     do not reload systemd or restart $SERVICE_SAID
+  --wait SECONDS   after installing, poll etcd's metrics endpoint and its client URL (with
+                   the healthcheck-client certificate) until both are healthy, then every
+                   member of the cluster, then prove that the member serves the installed
+                   server and peer certificates (openssl s_client)
+  --rollback       restore the files the last install replaced, and remove those it added
+  -h, --help       show this help
+
+Replacing $RUNNER_SAID of a running member restarts etcd there. Before it does, the quorum
+guard asks every other member for its health (client URL, healthcheck-client certificate)
+and refuses when fewer than a quorum of the cluster would stay up. The cluster steps (the
+guard, --wait) run against the members' real URLs even with --root.
+
+Exit codes: 0 done, 1 refused or failed (nothing changed, or the backup was restored),
+3 installed but not healthy, or not serving the installed certificates, within --wait,
+4 installed but restarting $SERVICE_SAID failed (run install.sh again once it is fixed:
+it restarts it).
+USAGE
+}
+
+# A restart that failed is remembered here, so that the next run finishes it.
+restart_marker() { printf '%s' "$root$RECORD_DIR/restart-pending"; }
+
+# Whether this bundle installs a file at PATH.
+ships() {
+  local i
+  for ((i = 1; i < ${#FILES[@]}; i += 3)); do
+    [ "${FILES[i]}" != "$1" ] || return 0
+  done
+  return 1
+}
+
+# Restarts what runs etcd: the kubelet (static pod), or etcd.service, enabled first and
+# restarted without waiting for it to report ready (a member of a new cluster is ready only
+# once a quorum runs; --wait waits for that).
+restart_service() {
+  if [ "$host" -eq 1 ] && [ "$restart" -eq 1 ]; then
+    local restart_cmd=("${RESTART_CMD[@]}") enable_cmd=("${ENABLE_CMD[@]}")
+    if [ "$dry_run" -eq 1 ]; then
+      say "would run: systemctl daemon-reload"
+      [ "${enable_cmd[0]}" = true ] || say "would run: ${enable_cmd[*]}"
+      say "would run: ${restart_cmd[*]}"
+      ! ships "$EXPIRY_TIMER" || say "would run: systemctl enable --now etcdpack-expiry.timer"
+      return 0
+    fi
+    local rc=0
+    systemctl daemon-reload && "${enable_cmd[@]}" && "${restart_cmd[@]}" || rc=$?
+    if [ "$rc" -ne 0 ]; then
+      mkdir -p "$root$RECORD_DIR"
+      date -u +%Y-%m-%dT%H:%M:%SZ >"$(restart_marker)"
+      printf 'etcdpack[%s]: error: the files are installed, but restarting %s failed (systemctl exit %s); see journalctl -u %s, fix it, then run install.sh again: it will restart %s (or --rollback to undo)\n' "$MEMBER" "$SERVICE_SAID" "$rc" "$SERVICE" "$SERVICE_SAID" >&2
+      exit 4
+    fi
+    rm -f "$(restart_marker)"
+    say "restarted $SERVICE_SAID"
+    if [ -f "$EXPIRY_TIMER" ]; then
+      if systemctl enable --now etcdpack-expiry.timer >/dev/null 2>&1; then
+        say "enabled etcdpack-expiry.timer (a daily certificate expiry check)"
+      else
+        warn "could not enable etcdpack-expiry.timer; run: systemctl enable --now etcdpack-expiry.timer"
+      fi
+    fi
+  elif [ "$host" -eq 0 ] && [ "$dry_run" -eq 0 ] && [ -f "$root$EXPIRY_TIMER" ]; then
+    say "in an image, enable the daily expiry check with: systemctl --root $root enable etcdpack-expiry.timer"
+  fi
+}
+# What an earlier install recorded under /etc/etcdpack: was_cluster, was_member, was_ca.
+# Installs by releases before bundle.env recorded only bundle.json, which is read the one way
+# those releases wrote it. Fails when there is no record at all.
+read_record() {
+  local env="$root$RECORD_DIR/bundle.env" json="$root$RECORD_DIR/bundle.json"
+  if [ -f "$env" ]; then
+    was_cluster=$(record_field "$env" CLUSTER)
+    was_member=$(record_field "$env" MEMBER)
+    was_ca=$(record_field "$env" CA_SHA256)
+  elif [ -f "$json" ]; then
+    was_cluster=$(sed -n 's/^  "cluster": "\(.*\)",$/\1/p' "$json")
+    was_member=$(sed -n 's/^  "member": "\(.*\)",$/\1/p' "$json")
+    was_ca=$(sed -n 's/^  "caSha256": "\(.*\)",$/\1/p' "$json")
+  else
+    return 1
+  fi
+}
+
+# Member checks before the paths: the runtime, the address, the ports.
+preflight_host() {
+  our_ca=$(record_field bundle.env CA_SHA256)
+  # One etcd per host: a member does not change runtime under a running etcd.
+  preflight_runtime
+  # Whoever listens on a TCP port, as "name (pid N)", or nothing.
+  port_owner() {
+    ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u
+  }
+
+  if [ "$host" -eq 1 ]; then
+    if ! command -v ip >/dev/null; then
+      if [ "$force" -eq 0 ]; then
+        refuse "ip (iproute2) is missing, so the member's address cannot be checked; install iproute2, or pass --force"
+      fi
+    elif ! ip -o addr show 2>/dev/null | awk '{print $4}' | sed -e 's|/.*||' | grep -Fx -- "$ADDRESS" >/dev/null; then
+      if [ "$force" -eq 1 ]; then
+        warn "$ADDRESS is not on a local interface; going on because of --force"
+      else
+        refuse "$ADDRESS is not on any local interface: this bundle is for member $MEMBER; run the bundle made for this host, or pass --force"
+      fi
+    fi
+    preflight_runtime_host
+    if command -v ss >/dev/null; then
+      for port in "$CLIENT_PORT" "$PEER_PORT"; do
+        for pid in $(port_owner "$port"); do
+          comm=$(cat "/proc/$pid/comm" 2>/dev/null || echo unknown)
+          if [ "$comm" = etcd ] && tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -Fx -- "--name=$MEMBER" >/dev/null; then
+            continue
+          fi
+          refuse "port $port is taken by $comm (pid $pid), not by etcd member $MEMBER; stop it or free the port"
+        done
+      done
+    else
+      warn "ss is missing: cannot check that ports $CLIENT_PORT and $PEER_PORT are free"
+    fi
+  fi
+}
+
+# Member checks after the paths: a data dir of another member or cluster, the image import.
+preflight_data() {
+  if [ -d "$root$DATA_DIR/member" ]; then
+    if ! read_record; then
+      refuse "$DATA_DIR already holds an etcd member that etcdpack did not install; move $DATA_DIR aside if it is not needed"
+    else
+      if [ "$was_cluster" != "$CLUSTER" ] || [ "$was_ca" != "$our_ca" ]; then
+        refuse "$DATA_DIR holds member $was_member of cluster $was_cluster (another CA), not of $CLUSTER; move $DATA_DIR aside before joining this host to $CLUSTER"
+      elif [ "$was_member" != "$MEMBER" ]; then
+        refuse "$DATA_DIR holds member $was_member of $CLUSTER, not $MEMBER; this bundle is for another host, or move $DATA_DIR aside"
+      fi
+    fi
+  fi
+
+  import_tool=""
+  if [ -n "$IMAGE_ARCHIVE" ] && [ "$host" -eq 1 ]; then
+    if command -v ctr >/dev/null; then
+      import_tool=ctr
+    elif command -v nerdctl >/dev/null; then
+      import_tool=nerdctl
+    elif [ "$force" -eq 1 ]; then
+      warn "no ctr or nerdctl to import images/$IMAGE_ARCHIVE; going on because of --force"
+    else
+      refuse "no ctr or nerdctl to import images/$IMAGE_ARCHIVE into the container runtime; install one, or pass --force if $IMAGE is already present"
+    fi
+  fi
+}
+
+# The data dir and the image a member needs.
+plan_role() {
+  # A first install of a bootstrapping member (see wait_healthy); a joining member's data
+  # dir is never fresh in that sense: the cluster it joins runs.
+  fresh_dir=0
+  if [ ! -d "$root$DATA_DIR" ]; then
+    need_data_dir=1
+    [ "$ROLE" = join ] || fresh_dir=1
+  fi
+  plan_runtime
+
+  image_present() {
+    case "$import_tool" in
+      ctr) ctr -n k8s.io images ls -q 2>/dev/null | grep -Fx -- "$IMAGE" >/dev/null ;;
+      nerdctl) nerdctl -n k8s.io image inspect "$IMAGE" >/dev/null 2>&1 ;;
+      *) return 0 ;;
+    esac
+  }
+  if [ -n "$import_tool" ] && ! image_present; then need_image=1; fi
+}
+
+# Nothing changed: but a restart an earlier run could not finish is finished now.
+nothing_changed() {
+  say "nothing to change: member $MEMBER is already installed from this bundle"
+  if [ -f "$(restart_marker)" ]; then
+    say "a restart of $SERVICE_SAID is pending from an earlier run"
+    restart_service
+  fi
+}
+
+# Each folder's own mode, as kubeadm creates them: the manifest folder and the data dir
+# 0700, every other folder (their parents included) 0755.
+dir_mode() {
+  case "$1" in
+    "$MANIFEST_DIR" | "$DATA_DIR") echo 0700 ;;
+    *) echo 0755 ;;
+  esac
+}
+
+# After the files: the data dir and the image.
+install_extras() {
+  if [ "$need_data_dir" -eq 1 ]; then
+    make_dir "$DATA_DIR"
+    data_dir_ready
+  fi
+  if [ "$need_image" -eq 1 ]; then
+    case "$import_tool" in
+      ctr) do_or_say ctr -n k8s.io images import "images/$IMAGE_ARCHIVE" ;;
+      nerdctl) do_or_say nerdctl -n k8s.io load -i "images/$IMAGE_ARCHIVE" ;;
+    esac
+    [ "$dry_run" -eq 1 ] || say "imported $IMAGE with $import_tool"
+  elif [ -n "$IMAGE_ARCHIVE" ] && [ "$host" -eq 1 ] && [ -n "$import_tool" ]; then
+    say "image $IMAGE is already present"
+  fi
+}
+
+# Restart what runs etcd so that it picks up the new files.
+after_files() { restart_service; }
+
+after_done() { :; }
+
+# After --rollback: the expiry timer an undone install added goes out of systemd too, and
+# etcd restarts with the restored files.
+after_rollback() {
+  local undone=$1
+  if [ "$host" -eq 1 ] && [ "$restart" -eq 1 ] && [ ! -f "$EXPIRY_TIMER" ] && grep -F "added"$'\t'"$EXPIRY_TIMER" "$undone/changes" >/dev/null; then
+    systemctl disable --now etcdpack-expiry.timer >/dev/null 2>&1 || warn "could not disable etcdpack-expiry.timer; run: systemctl disable etcdpack-expiry.timer"
+  fi
+  restart_service
+}
+
+# 3b. The quorum guard: replacing the manifest of a running member restarts etcd there, so
+# the other members that answer healthy must be a quorum of the cluster on their own.
+quorum_guard() {
+  local i manifest_changes=0 size=$((${#MEMBERS[@]} / 2)) quorum healthy=0 asked=() down=()
+  for i in "${todo[@]}"; do
+    [ "${FILES[i + 1]}" != "$RUNNER" ] || manifest_changes=1
+  done
+  # A first install (no manifest yet) starts a member; it stops none.
+  [ "$manifest_changes" -eq 1 ] && [ -f "$root$RUNNER" ] || return 0
+  quorum=$(quorum_of "$size")
+  if [ "$force" -eq 1 ]; then
+    warn "quorum guard skipped because of --force: $MEMBER restarts whatever the other members' health"
+    return 0
+  fi
+  if [ "$size" -eq 1 ]; then
+    warn "single-member cluster: etcd is unavailable while it restarts with the new manifest"
+    return 0
+  fi
+  if ! command -v curl >/dev/null; then
+    die "the quorum guard needs curl to ask the other members for their health; install curl, or pass --force to restart $MEMBER unguarded"
+  fi
+  local pki=rootfs$PKI_DIR
+  for ((i = 0; i < ${#MEMBERS[@]}; i += 2)); do
+    [ "${MEMBERS[i]}" != "$MEMBER" ] || continue
+    asked+=("${MEMBERS[i]}")
+    if healthy_at "${MEMBERS[i + 1]}" "$pki/etcd/ca.crt" "$pki/etcd/healthcheck-client.crt" "$pki/etcd/healthcheck-client.key"; then
+      healthy=$((healthy + 1))
+    else
+      down+=("${MEMBERS[i]}")
+    fi
+  done
+  if [ "$healthy" -ge "$quorum" ]; then
+    say "quorum guard: $healthy of ${#asked[@]} other members are healthy (quorum of $size is $quorum): $MEMBER may restart"
+    return 0
+  fi
+  die "quorum guard: only $healthy of the ${#asked[@]} other members answered healthy (not healthy: ${down[*]}); a cluster of $size needs $quorum up, so restarting $MEMBER now would stop the cluster; bring those members back first (then run again), or pass --force; nothing on the host changed"
+}
+# The SHA-256 fingerprint of the first certificate in a PEM stream on standard input.
+fingerprint() { openssl x509 -noout -fingerprint -sha256 2>/dev/null | sed -e 's/^.*=//'; }
+
+# The fingerprint of the certificate served at URL's host and port, showing CRT/KEY as the
+# client certificate (the peer port asks for one).
+served_fingerprint() {
+  local url=$1 crt=$2 key=$3 hostport
+  hostport=${url#https://}
+  timeout 10 openssl s_client -connect "$hostport" -CAfile "$root$PKI_DIR/etcd/ca.crt" -cert "$crt" -key "$key" </dev/null 2>/dev/null | fingerprint
+}
+
+# 6. Optionally wait until etcd answers healthy on both endpoints, then the whole cluster,
+# then until the member serves the installed certificates.
+wait_healthy() {
+  if [ -n "$wait_secs" ] && [ "$dry_run" -eq 0 ]; then
+    command -v curl >/dev/null || die "--wait needs curl"
+    local pki=$root$PKI_DIR deadline i down
+    deadline=$((SECONDS + wait_secs))
+    # Gives up with exit 3 once the time is over: WHAT after N s (DETAIL).
+    late() {
+      if [ "$SECONDS" -ge "$deadline" ]; then
+        printf 'etcdpack[%s]: error: %s after %ss (%s); check: %s\n' "$MEMBER" "$1" "$wait_secs" "$2" "$CHECK_HINT" >&2
+        exit 3
+      fi
+      sleep 1
+    }
+    mine() { healthy_at "$1" "$pki/etcd/ca.crt" "$pki/etcd/healthcheck-client.crt" "$pki/etcd/healthcheck-client.key"; }
+    # A member of a new cluster is healthy only once a quorum runs: installing the members one
+    # after the other (Ansible's serial: 1), the first ones cannot wait for that.
+    if [ "${fresh_dir:-0}" -eq 1 ]; then
+      local others_up=0
+      for ((i = 0; i < ${#MEMBERS[@]}; i += 2)); do
+        [ "${MEMBERS[i]}" = "$MEMBER" ] || ! mine "${MEMBERS[i + 1]}" || others_up=$((others_up + 1))
+      done
+      if [ "$others_up" -eq 0 ] && [ ${#MEMBERS[@]} -gt 2 ]; then
+        say "a new cluster: no other member answers yet, so $MEMBER becomes healthy only once a quorum of $CLUSTER is installed; not waiting (install the others; the last install's --wait waits for all)"
+        return 0
+      fi
+    fi
+    say "waiting up to ${wait_secs}s for etcd at $METRICS_URL and $CLIENT_URL"
+    until mine "$METRICS_URL" && mine "$CLIENT_URL"; do
+      late "etcd is not healthy" "$METRICS_URL, $CLIENT_URL"
+    done
+    say "etcd member $MEMBER is healthy"
+    while :; do
+      down=()
+      for ((i = 0; i < ${#MEMBERS[@]}; i += 2)); do
+        mine "${MEMBERS[i + 1]}" || down+=("${MEMBERS[i]}")
+      done
+      [ ${#down[@]} -gt 0 ] || break
+      late "cluster $CLUSTER is not healthy" "not healthy: ${down[*]}"
+    done
+    say "all $((${#MEMBERS[@]} / 2)) members of $CLUSTER are healthy"
+    if ! command -v openssl >/dev/null; then
+      warn "openssl is missing: cannot check which certificates etcd serves"
+      return 0
+    fi
+    local want_server want_peer got_server got_peer
+    want_server=$(fingerprint <"$pki/etcd/server.crt")
+    want_peer=$(fingerprint <"$pki/etcd/peer.crt")
+    while :; do
+      got_server=$(served_fingerprint "$CLIENT_URL" "$pki/etcd/healthcheck-client.crt" "$pki/etcd/healthcheck-client.key") || got_server=""
+      got_peer=$(served_fingerprint "$PEER_URL" "$pki/etcd/peer.crt" "$pki/etcd/peer.key") || got_peer=""
+      [ "$got_server" != "$want_server" ] || [ "$got_peer" != "$want_peer" ] || break
+      late "etcd does not serve the installed certificates" "client port: ${got_server:-nothing}, want $want_server; peer port: ${got_peer:-nothing}, want $want_peer"
+    done
+    say "serves the installed certificates: server $want_server on $CLIENT_URL, peer $want_peer on $PEER_URL"
+  fi
+}
+main() {
+  parse_args "$@"
+  enter_bundle
+  take_lock
+  # rollback ends the run itself.
+  [ "$rollback" -eq 0 ] || rollback
+  verify_bundle
+  preflight
+  plan_changes
+  quorum_guard
+  [ "$ROLE" != join ] || join_cluster
+  apply_changes
+  [ "$ROLE" != join ] || promote_learner
+  wait_healthy
+  [ "$changed" -eq 1 ] || exit 0
+}
