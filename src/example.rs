@@ -1,7 +1,7 @@
 //! The commented example topology that `etcdpack init` prints or writes, its comments naming
 //! the file it is written to, so that the commands they show can be copied as they stand.
 
-use crate::render::shell_quote;
+use crate::quote::shell_quote;
 
 /// The example as shipped in `examples/etcd-topology.yaml`.
 pub const EXAMPLE: &str = include_str!("../examples/etcd-topology.yaml");

@@ -2,7 +2,7 @@
 //! or from bundles, in the shape of `kubeadm certs check-expiration` (which, for external
 //! etcd, lists none of them).
 
-use crate::plan::LEAVES;
+use crate::profile::LEAVES;
 use crate::state::State;
 use crate::unpack::Unpacked;
 use crate::x509;

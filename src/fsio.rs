@@ -3,7 +3,7 @@
 //! a key, and replacing `dist/` as a whole.
 
 use crate::error::{Error, Result};
-use crate::plan::LEAVES;
+use crate::profile::LEAVES;
 use crate::state::{self, NewFile, State, StateUpdate, StoredLeaf};
 use crate::topology::FileSource;
 use std::fs::{self, File, OpenOptions};

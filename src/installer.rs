@@ -4,7 +4,10 @@
 //! with bats as itself, then the call of `main`.
 
 use crate::layout::Runtime;
-use crate::render::shell_quote;
+use crate::layout::{self, Content, PlannedFile};
+use crate::plan::{MemberPlan, Plan};
+use crate::quote::shell_quote;
+use std::collections::BTreeMap;
 
 /// Functions every installer shares: options, messages, the bundle folder, the lock,
 /// verification against SHA256SUMS, health and quorum arithmetic.
@@ -148,7 +151,7 @@ impl Data {
         scalar("RUNTIME", self.runtime().map(|r| r.name()).unwrap_or_default());
         scalar("CLUSTER", &self.cluster);
         scalar("MEMBER", &self.member);
-        scalar("PKI_DIR", crate::plan::PKI_DIR);
+        scalar("PKI_DIR", crate::layout::PKI_DIR);
         scalar("RECORD_DIR", &self.record_dir);
         scalar("BACKUP_DIR", &self.backup_dir);
         if let Some(url) = &self.peer_url {
@@ -159,7 +162,7 @@ impl Data {
         }
         if self.role != Role::ControlPlane {
             // What may run etcd here: a static pod's manifest, or etcdpack's etcd.service.
-            scalar("MANIFEST_DIR", crate::plan::MANIFEST_DIR);
+            scalar("MANIFEST_DIR", crate::layout::MANIFEST_DIR);
             scalar("MANIFEST", Runtime::StaticPod.runner_path());
             scalar("UNIT", Runtime::Systemd.runner_path());
         }
@@ -284,6 +287,123 @@ fn body(text: &str) -> &str {
         rest = &rest[line_end + 1..];
     }
     rest
+}
+
+/// The files install.sh installs, in the order it installs them: what runs etcd (the static
+/// pod manifest, the unit) last, so that a kubelet watching the folder never starts etcd
+/// before its certificates are in place.
+fn install_files(files: &[PlannedFile]) -> Vec<InstallFile> {
+    let mut ordered: Vec<&PlannedFile> = files.iter().collect();
+    ordered.sort_by_key(|f| {
+        [layout::templates::ETCD_MANIFEST, layout::templates::ETCD_UNIT]
+            .map(Content::Template)
+            .contains(&f.content)
+    });
+    ordered
+        .into_iter()
+        .filter_map(|f| {
+            Some(InstallFile {
+                path: f.path.clone(),
+                install_path: f.install_path.clone()?,
+                mode: format!("{:04o}", f.mode),
+            })
+        })
+        .collect()
+}
+
+/// A member's installer data (member and join roles).
+pub fn of_member(plan: &Plan, m: &MemberPlan) -> Data {
+    let static_pod = plan.runtime == layout::Runtime::StaticPod;
+    let (role, replaces) = match &m.role {
+        crate::membership::Role::Bootstrap => (Role::Member, None),
+        crate::membership::Role::Join { replaces } => (Role::Join, replaces.clone()),
+    };
+    Data {
+        role,
+        cluster: plan.cluster.clone(),
+        member: m.name.clone(),
+        kubernetes_version: plan.kubernetes_version.clone(),
+        record_dir: crate::layout::RECORD_DIR.into(),
+        backup_dir: crate::layout::BACKUP_DIR.into(),
+        peer_url: Some(m.peer_url.clone()),
+        data_dir: Some(plan.data_dir.clone()),
+        etcd: Some(EtcdHost {
+            runtime: plan.runtime,
+            address: m.address.to_string(),
+            client_url: m.client_url.clone(),
+            client_port: plan.client_port,
+            peer_port: plan.peer_port,
+            metrics_url: metrics_url(m),
+            expiry_timer: layout::EXPIRY_TIMER_PATH.into(),
+            image_archive: plan.image_archive.clone(),
+            kubelet: static_pod.then(|| plan.kubelet_path.clone()),
+            image: static_pod.then(|| plan.image.clone()),
+            etcd_user: plan.systemd.as_ref().map(|s| s.user.clone()),
+            etcd_binary: plan.systemd.as_ref().map(|s| s.binary.clone()),
+            replaces,
+        }),
+        etcd_owned: m
+            .files
+            .iter()
+            .filter(|f| f.owner == layout::Owner::Etcd)
+            .filter_map(|f| f.install_path.clone())
+            .collect(),
+        members: m.peers.iter().map(|o| (o.name.clone(), o.client_url.clone())).collect(),
+        files: install_files(&m.files),
+    }
+}
+
+/// A leave bundle's installer data: the members it asks are the ones this build keeps.
+pub fn of_leave(plan: &Plan, l: &crate::membership::Leaving) -> Data {
+    Data {
+        role: Role::Leave,
+        cluster: plan.cluster.clone(),
+        member: l.name.clone(),
+        kubernetes_version: plan.kubernetes_version.clone(),
+        record_dir: crate::layout::RECORD_DIR.into(),
+        backup_dir: crate::layout::BACKUP_DIR.into(),
+        peer_url: Some(l.peer_url.clone()),
+        data_dir: Some(plan.data_dir.clone()),
+        etcd: None,
+        etcd_owned: Vec::new(),
+        members: plan.members.iter().map(|o| (o.name.clone(), o.client_url.clone())).collect(),
+        files: Vec::new(),
+    }
+}
+
+/// The control-plane bundle's installer data.
+pub fn of_control_plane(plan: &Plan) -> Data {
+    let cp = &plan.control_plane;
+    Data {
+        role: Role::ControlPlane,
+        cluster: plan.cluster.clone(),
+        member: cp.name.clone(),
+        kubernetes_version: plan.kubernetes_version.clone(),
+        record_dir: layout::CONTROL_PLANE_RECORD_DIR.into(),
+        backup_dir: layout::CONTROL_PLANE_BACKUP_DIR.into(),
+        peer_url: None,
+        data_dir: None,
+        etcd: None,
+        etcd_owned: Vec::new(),
+        members: plan.members.iter().map(|o| (o.name.clone(), o.client_url.clone())).collect(),
+        files: install_files(&cp.files),
+    }
+}
+
+/// Every bundle's install.sh, by bundle name: it depends on the plan alone (no key), so
+/// `plan` can tell which hosts get a new installer.
+pub fn texts(plan: &Plan) -> BTreeMap<String, String> {
+    let members = plan.members.iter().map(|m| (m.name.clone(), of_member(plan, m)));
+    let leaves = plan.leaving.iter().map(|l| (l.name.clone(), of_leave(plan, l)));
+    let cp = std::iter::once((plan.control_plane.name.clone(), of_control_plane(plan)));
+    members.chain(leaves).chain(cp).map(|(name, data)| (name, assemble(&data))).collect()
+}
+
+/// The URL of the member's metrics listener that its probes ask (kubeadm's probe endpoint).
+fn metrics_url(m: &MemberPlan) -> String {
+    let probe_host =
+        if m.probe.host.contains(':') { format!("[{}]", m.probe.host) } else { m.probe.host.clone() };
+    format!("{}://{probe_host}:{}", m.probe.scheme.to_ascii_lowercase(), m.probe.port)
 }
 
 #[cfg(test)]

@@ -3,7 +3,69 @@
 //! from. `plan` instantiates it per member; render, pack, verify, inspect and install.sh (its
 //! file list is rendered from the plan) all follow it.
 
-use crate::plan::{Content, DROPIN_DIR, LEAVES, Leaf, MANIFEST_DIR, PKI_DIR, PlannedFile, RECORD_DIR};
+use crate::profile::{LEAVES, Leaf};
+use serde::Serialize;
+
+/// kubeadm's `certificatesDir`.
+pub const PKI_DIR: &str = "/etc/kubernetes/pki";
+/// kubeadm's static pod manifest folder.
+pub const MANIFEST_DIR: &str = "/etc/kubernetes/manifests";
+/// The kubelet drop-in folder of the guide.
+pub const DROPIN_DIR: &str = "/etc/systemd/system/kubelet.service.d";
+/// Where install.sh records what it installed (bundle.json, kubeadmcfg.yaml).
+pub const RECORD_DIR: &str = "/etc/etcdpack";
+/// Where install.sh keeps backups of the files it replaces.
+pub const BACKUP_DIR: &str = "/var/lib/etcdpack/backups";
+/// kubeadm's default etcd data dir.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/etcd";
+/// The name of the control-plane bundle, in dist/, the state folder and `expiry` (reserved:
+/// no member may have it).
+pub const CONTROL_PLANE: &str = "control-plane";
+
+/// Where a bundle file's bytes come from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind", content = "id")]
+pub enum Content {
+    /// Rendered from `templates/<id>.hbs`.
+    Template(&'static str),
+    /// install.sh: its data, then the shell files of `installer/` for its role and runtime.
+    Installer,
+    /// The leaf's certificate.
+    Cert(Leaf),
+    /// The leaf's key.
+    Key(Leaf),
+    /// The CA certificate.
+    CaCert,
+    /// The CA key.
+    CaKey,
+    /// The image archive.
+    ImageArchive,
+    /// The binary at this index of `etcd.binaryArchive`.
+    Binary(usize),
+    /// `bundle.json`.
+    BundleJson,
+    /// `bundle.env`: what install.sh needs of bundle.json, as `KEY=value` lines.
+    BundleEnv,
+    /// `SHA256SUMS`.
+    Sums,
+}
+
+/// One file of a bundle.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedFile {
+    /// Path inside the member's folder.
+    pub path: String,
+    /// Where install.sh puts it, if anywhere.
+    pub install_path: Option<String>,
+    /// Unix mode.
+    pub mode: u32,
+    /// Owner once installed.
+    #[serde(skip_serializing_if = "crate::layout::Owner::is_root")]
+    pub owner: crate::layout::Owner,
+    /// Source of the bytes.
+    pub content: Content,
+}
 
 /// How etcd runs on the host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -31,6 +31,8 @@ pub mod membership;
 pub mod pack;
 pub mod pki;
 pub mod plan;
+pub mod profile;
+pub mod quote;
 pub mod render;
 pub mod rollout;
 pub mod sign;
@@ -234,7 +236,7 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
 /// recorded. A bundle without such a tarball is not named (nothing is known of it).
 pub fn installer_changes(plan: &Plan, state: &State, previous: Previous<'_>) -> BTreeSet<String> {
     let Some(built) = state.record.built.as_ref() else { return BTreeSet::new() };
-    render::installers(plan)
+    installer::texts(plan)
         .into_iter()
         .filter(|(name, text)| {
             let recorded = match built.members.get(name) {
@@ -255,18 +257,18 @@ pub fn installer_changes(plan: &Plan, state: &State, previous: Previous<'_>) -> 
 
 /// Each member's manifest digest, from the rendered bundles (members first, in plan order).
 fn runtime_digests_of(plan: &Plan, sets: &[render::FileSet]) -> BTreeMap<String, String> {
-    let runner = plan::Content::Template(plan.runtime.runner_template());
+    let runner = layout::Content::Template(plan.runtime.runner_template());
     plan.members
         .iter()
         .zip(sets)
         .filter(|(m, set)| m.name == set.member)
         .filter_map(|(m, set)| {
-            let file = |f: &plan::PlannedFile| set.files.get(&f.path);
+            let file = |f: &layout::PlannedFile| set.files.get(&f.path);
             let unit = file(m.files.iter().find(|f| f.content == runner)?)?;
             let binaries: Vec<String> = m
                 .files
                 .iter()
-                .filter(|f| matches!(f.content, plan::Content::Binary(_)))
+                .filter(|f| matches!(f.content, layout::Content::Binary(_)))
                 .filter_map(|f| Some(file(f)?.sha256.clone()))
                 .collect();
             Some((m.name.clone(), render::runner_digest(&unit.bytes, &binaries)))
@@ -290,10 +292,10 @@ pub fn runtime_digests(plan: &Plan) -> Result<BTreeMap<String, String>> {
 /// The plan of `t` against the members the state recorded: roles, views and the membership
 /// steps (or the refusal of a change that would lose quorum).
 pub fn plan_for(t: &Topology, state: &State, reset_members: bool) -> Result<(Plan, membership::Membership)> {
-    let mut plan = plan::plan(t);
-    let steps =
-        membership::apply(&mut plan, state.record.built.as_ref(), reset_members).map_err(Error::Refused)?;
-    Ok((plan, steps))
+    let membership =
+        membership::decide(&plan::peers(t), t.etcd.client_port, state.record.built.as_ref(), reset_members)
+            .map_err(Error::Refused)?;
+    Ok((plan::plan(t, &membership), membership))
 }
 
 fn ca_source(t: &Topology) -> pki::CaSource<'_> {

@@ -122,7 +122,7 @@ fn init(file: Option<PathBuf>, force: bool) -> Result<()> {
         )));
     };
     fsio::write_user_file(&path, text.as_bytes(), force)?;
-    let word = etcdpack::render::shell_quote(&path.to_string_lossy());
+    let word = etcdpack::quote::shell_quote(&path.to_string_lossy());
     outln!(
         "wrote {}: the kubeadm guide's three hosts; edit it, then run `etcdpack check {word}`",
         path.display()

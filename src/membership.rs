@@ -2,9 +2,48 @@
 //! built last, turned into bootstrap, join (add or replace) and leave bundles, in the order
 //! to install them, refusing a change that would lose quorum in one step.
 
-use crate::plan::{Peer, Plan, Role};
 use crate::state::{Built, BuiltPeer};
 use serde::Serialize;
+
+/// A member as another member's bundle knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Peer {
+    /// Name.
+    pub name: String,
+    /// Peer URL.
+    pub peer_url: String,
+    /// Client URL.
+    pub client_url: String,
+}
+
+/// How a member enters the cluster: what its bundle's install.sh does to the membership.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum Role {
+    /// One of the members that start a new cluster together (`initial-cluster-state: new`).
+    Bootstrap,
+    /// A member that joins a running cluster: its install.sh adds it as a learner and
+    /// promotes it; `replaces` is the peer URL of the member of the same name that it removes
+    /// first. Run again on a member already in the cluster, it only checks that.
+    #[serde(rename_all = "camelCase")]
+    Join {
+        /// The old peer URL, for a member that moves to a new address.
+        replaces: Option<String>,
+    },
+}
+
+/// What one member's bundle is built as: its role, the members it knows, and whether this
+/// build adds it to the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct View {
+    /// How it enters the cluster.
+    pub role: Role,
+    /// Its `initial-cluster`: the members its bundle knows.
+    pub peers: Vec<Peer>,
+    /// Whether this build adds it (a join the last build did not have).
+    pub joins_now: bool,
+}
 
 /// One membership step, in the order to run it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -45,7 +84,7 @@ pub struct Leaving {
     /// Its peer URL, by which install.sh finds it in the member list.
     pub peer_url: String,
     /// Every file of its bundle, sorted by path.
-    pub files: Vec<crate::plan::PlannedFile>,
+    pub files: Vec<crate::layout::PlannedFile>,
 }
 
 fn leaving(name: &str, peer_url: &str) -> Leaving {
@@ -62,29 +101,46 @@ pub struct Membership {
     pub leaving: Vec<Leaving>,
     /// Things to say (a reset, leave bundles still shipped).
     pub notes: Vec<String>,
+    /// Each member's view, in topology order.
+    #[serde(skip)]
+    pub views: Vec<View>,
+}
+
+impl Membership {
+    /// A new cluster: every member bootstraps it together, no step.
+    pub fn bootstrap(members: &[Peer]) -> Membership {
+        let view = View { role: Role::Bootstrap, peers: members.to_vec(), joins_now: false };
+        Membership { views: vec![view; members.len()], ..Membership::default() }
+    }
 }
 
 fn quorum(n: usize) -> usize {
     n / 2 + 1
 }
 
-/// Sets every member's role and view from the last build's record, and says which steps the
-/// change of members takes. `reset` (`build --reset-members`) ignores the record: everyone
-/// bootstraps anew. Refuses (with the safe way) a change that removes so many members at
-/// once that the rest are not a quorum of the cluster before it, or replaces a majority.
-pub fn apply(plan: &mut Plan, old: Option<&Built>, reset: bool) -> Result<Membership, String> {
-    let mut out = Membership::default();
+/// Decides every member's role and view (`members`: the topology's, in its order) from the
+/// last build's record, and says which steps the change of members takes. `reset` (`build
+/// --reset-members`) ignores the record: everyone bootstraps anew. Refuses (with the safe
+/// way) a change that removes so many members at once that the rest are not a quorum of the
+/// cluster before it, or replaces a majority.
+pub fn decide(
+    members: &[Peer],
+    client_port: u16,
+    old: Option<&Built>,
+    reset: bool,
+) -> Result<Membership, String> {
+    // Everyone bootstraps the cluster together, unless the record says otherwise.
+    let mut out = Membership::bootstrap(members);
     let Some(old) = old.filter(|_| !reset) else {
         if reset && old.is_some_and(|b| !b.members.is_empty()) {
             out.notes.push(format!(
                 "--reset-members: the recorded members ({}) are forgotten; every bundle bootstraps a new cluster ({})",
                 old.map(|b| b.members.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default(),
-                plan.members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
+                members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
             ));
         }
         return Ok(out);
     };
-    let client_port = plan.client_port;
     let client_url = |peer_url: &str| match peer_url.rsplit_once(':') {
         Some((host, _)) => format!("{host}:{client_port}"),
         None => peer_url.to_string(),
@@ -95,7 +151,7 @@ pub fn apply(plan: &mut Plan, old: Option<&Built>, reset: bool) -> Result<Member
         client_url: client_url(&p.peer_url),
     };
     // The cluster as recorded: the topology's order first, then members it no longer has.
-    let names: Vec<String> = plan.members.iter().map(|m| m.name.clone()).collect();
+    let names: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
     let position = |name: &str| names.iter().position(|n| n == name).unwrap_or(usize::MAX);
     let mut cluster: Vec<Peer> = old
         .members
@@ -104,19 +160,17 @@ pub fn apply(plan: &mut Plan, old: Option<&Built>, reset: bool) -> Result<Member
         .collect();
     cluster.sort_by_key(|p| (position(&p.name), p.name.clone()));
     let before = cluster.len();
-    let replaced: Vec<usize> = (0..plan.members.len())
-        .filter(|&i| {
-            old.members.get(&plan.members[i].name).is_some_and(|b| b.peer_url != plan.members[i].peer_url)
-        })
+    let replaced: Vec<usize> = (0..members.len())
+        .filter(|&i| old.members.get(&members[i].name).is_some_and(|b| b.peer_url != members[i].peer_url))
         .collect();
     let added: Vec<usize> =
-        (0..plan.members.len()).filter(|&i| !old.members.contains_key(&plan.members[i].name)).collect();
+        (0..members.len()).filter(|&i| !old.members.contains_key(&members[i].name)).collect();
     let removed: Vec<Peer> = cluster.iter().filter(|p| position(&p.name) == usize::MAX).cloned().collect();
     if before > 0 && replaced.len() * 2 > before {
         return Err(format!(
             "{} of the {before} members move to a new address at once ({}): each replacement removes a member before its successor joins, so replacing a majority in one step loses quorum\n  help: replace at most {} member(s) per build; build and install those, then the next",
             replaced.len(),
-            replaced.iter().map(|&i| plan.members[i].name.as_str()).collect::<Vec<_>>().join(", "),
+            replaced.iter().map(|&i| members[i].name.as_str()).collect::<Vec<_>>().join(", "),
             (before - 1) / 2
         ));
     }
@@ -133,20 +187,19 @@ pub fn apply(plan: &mut Plan, old: Option<&Built>, reset: bool) -> Result<Member
     }
     // Members of the last build keep the view they were built with, so their bundles stay
     // byte-identical.
-    for i in 0..plan.members.len() {
-        let m = &plan.members[i];
+    for (m, slot) in members.iter().zip(out.views.iter_mut()) {
         let Some(b) = old.members.get(&m.name).filter(|b| b.peer_url == m.peer_url) else { continue };
         let view: Vec<Peer> = match &b.view {
             Some(v) => v.iter().map(peer_of).collect(),
             None => cluster.clone(),
         };
         let role = if b.joined { Role::Join { replaces: b.replaces.clone() } } else { Role::Bootstrap };
-        plan.set_view(i, role, view);
+        *slot = View { role, peers: view, joins_now: false };
     }
     // Replacements, then additions, in topology order: each joins the cluster as the steps
     // before it left it.
     for &i in replaced.iter().chain(&added) {
-        let m = plan.members[i].peer();
+        let m = members[i].clone();
         let old_url = old.members.get(&m.name).map(|b| b.peer_url.clone());
         match &old_url {
             Some(url) => {
@@ -175,10 +228,10 @@ pub fn apply(plan: &mut Plan, old: Option<&Built>, reset: bool) -> Result<Member
         }
         let at = cluster.iter().position(|p| position(&p.name) > i).unwrap_or(cluster.len());
         cluster.insert(at, m);
-        plan.set_view(i, Role::Join { replaces: old_url }, cluster.clone());
-        plan.members[i].joins_now = true;
+        out.views[i] =
+            View { role: Role::Join { replaces: old_url }, peers: cluster.clone(), joins_now: true };
     }
-    let endpoints: Vec<String> = plan.members.iter().map(|m| m.client_url.clone()).collect();
+    let endpoints: Vec<String> = members.iter().map(|m| m.client_url.clone()).collect();
     for p in &removed {
         out.steps.push(Step {
             action: StepAction::Remove,
@@ -202,7 +255,6 @@ pub fn apply(plan: &mut Plan, old: Option<&Built>, reset: bool) -> Result<Member
             ));
         }
     }
-    plan.leaving = leaves.clone();
     out.leaving = leaves;
     Ok(out)
 }

@@ -8,7 +8,8 @@
 
 use crate::extensions;
 use crate::keys::{KeyAlgorithm, KeySource, PrivateKey, pem_encode};
-use crate::plan::{CertProfile, Leaf, Plan};
+use crate::plan::Plan;
+use crate::profile::{CertProfile, Leaf};
 use crate::state::{self, IssuedFor, NewFile, State, StateUpdate};
 use crate::versions::{KeyIdMethod, ValidityRule};
 use crate::x509::{self, CertInfo};

@@ -6,24 +6,14 @@
 //! its mode. `render` and `pack` never look at the topology.
 
 use crate::keys::KeyAlgorithm;
-use crate::layout;
+use crate::layout::{self, CONTROL_PLANE, DEFAULT_DATA_DIR, PKI_DIR, PlannedFile};
+use crate::membership::{Leaving, Membership, Peer, Role, View};
+use crate::profile::{CertRequest, Leaf, cert_requests, client_profile};
 use crate::topology::{Arg, Topology};
 use crate::versions::{self, ArgOrder, Behaviour, ConfigApi, ProbeStyle};
 use serde::Serialize;
 use std::net::IpAddr;
 
-/// kubeadm's `certificatesDir`.
-pub const PKI_DIR: &str = "/etc/kubernetes/pki";
-/// kubeadm's static pod manifest folder.
-pub const MANIFEST_DIR: &str = "/etc/kubernetes/manifests";
-/// The kubelet drop-in folder of the guide.
-pub const DROPIN_DIR: &str = "/etc/systemd/system/kubelet.service.d";
-/// Where install.sh records what it installed (bundle.json, kubeadmcfg.yaml).
-pub const RECORD_DIR: &str = "/etc/etcdpack";
-/// Where install.sh keeps backups of the files it replaces.
-pub const BACKUP_DIR: &str = "/var/lib/etcdpack/backups";
-/// kubeadm's default etcd data dir.
-pub const DEFAULT_DATA_DIR: &str = "/var/lib/etcd";
 /// kubeadm's default image repository.
 pub const DEFAULT_IMAGE_REPOSITORY: &str = "registry.k8s.io";
 /// kubeadm's fixed client port (used where kubeadm ignores the configured one).
@@ -32,136 +22,6 @@ pub const KUBEADM_CLIENT_PORT: u16 = 2379;
 pub const KUBEADM_PEER_PORT: u16 = 2380;
 /// kubeadm's metrics port.
 pub const METRICS_PORT: u16 = 2381;
-/// The name of the control-plane bundle, in dist/, the state folder and `expiry` (reserved:
-/// no member may have it).
-pub const CONTROL_PLANE: &str = "control-plane";
-
-/// The four leaf certificates every member gets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Leaf {
-    /// `etcd/server`: serving etcd's client port.
-    EtcdServer,
-    /// `etcd/peer`: member-to-member TLS.
-    EtcdPeer,
-    /// `etcd/healthcheck-client`: liveness checks.
-    EtcdHealthcheckClient,
-    /// `apiserver-etcd-client`: what kube-apiserver uses.
-    ApiserverEtcdClient,
-}
-
-/// All leaves in kubeadm's order.
-pub const LEAVES: [Leaf; 4] =
-    [Leaf::EtcdServer, Leaf::EtcdPeer, Leaf::EtcdHealthcheckClient, Leaf::ApiserverEtcdClient];
-
-impl Leaf {
-    /// kubeadm's name for it (`kubeadm certs renew <name>`).
-    pub fn kubeadm_name(self) -> &'static str {
-        match self {
-            Leaf::EtcdServer => "etcd-server",
-            Leaf::EtcdPeer => "etcd-peer",
-            Leaf::EtcdHealthcheckClient => "etcd-healthcheck-client",
-            Leaf::ApiserverEtcdClient => "apiserver-etcd-client",
-        }
-    }
-
-    /// File stem under the PKI dir.
-    pub fn stem(self) -> &'static str {
-        match self {
-            Leaf::EtcdServer => "etcd/server",
-            Leaf::EtcdPeer => "etcd/peer",
-            Leaf::EtcdHealthcheckClient => "etcd/healthcheck-client",
-            Leaf::ApiserverEtcdClient => "apiserver-etcd-client",
-        }
-    }
-
-    /// Short name used in the state folder.
-    pub fn short(self) -> &'static str {
-        self.stem().trim_start_matches("etcd/")
-    }
-}
-
-/// Extended key usages, in the order kubeadm lists them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Eku {
-    /// TLS server.
-    ServerAuth,
-    /// TLS client.
-    ClientAuth,
-}
-
-/// What one leaf certificate must say: the inputs it is issued for.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CertProfile {
-    /// Subject CN.
-    pub common_name: String,
-    /// DNS SANs, de-duplicated and sorted (kubeadm's `RemoveDuplicateAltNames`).
-    pub dns_names: Vec<String>,
-    /// IP SANs, de-duplicated in insertion order.
-    pub ip_addresses: Vec<IpAddr>,
-    /// Whether serverAuth is present (clientAuth always is).
-    pub server_auth: bool,
-    /// Key algorithm.
-    pub key_algorithm: KeyAlgorithm,
-}
-
-/// One certificate of one member.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CertRequest {
-    /// Which leaf.
-    pub leaf: Leaf,
-    /// Its profile.
-    pub profile: CertProfile,
-}
-
-/// Where a bundle file's bytes come from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase", tag = "kind", content = "id")]
-pub enum Content {
-    /// Rendered from `templates/<id>.hbs`.
-    Template(&'static str),
-    /// install.sh: its data, then the shell files of `installer/` for its role and runtime.
-    Installer,
-    /// The leaf's certificate.
-    Cert(Leaf),
-    /// The leaf's key.
-    Key(Leaf),
-    /// The CA certificate.
-    CaCert,
-    /// The CA key.
-    CaKey,
-    /// The image archive.
-    ImageArchive,
-    /// The binary at this index of `etcd.binaryArchive`.
-    Binary(usize),
-    /// `bundle.json`.
-    BundleJson,
-    /// `bundle.env`: what install.sh needs of bundle.json, as `KEY=value` lines.
-    BundleEnv,
-    /// `SHA256SUMS`.
-    Sums,
-}
-
-/// One file of a bundle.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PlannedFile {
-    /// Path inside the member's folder.
-    pub path: String,
-    /// Where install.sh puts it, if anywhere.
-    pub install_path: Option<String>,
-    /// Unix mode.
-    pub mode: u32,
-    /// Owner once installed.
-    #[serde(skip_serializing_if = "crate::layout::Owner::is_root")]
-    pub owner: crate::layout::Owner,
-    /// Source of the bytes.
-    pub content: Content,
-}
-
 /// The probe endpoint kubeadm derives (`GetEtcdProbeEndpoint`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Probe {
@@ -171,34 +31,6 @@ pub struct Probe {
     pub port: u16,
     /// `HTTP` or `HTTPS`.
     pub scheme: &'static str,
-}
-
-/// A member as another member's bundle knows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Peer {
-    /// Name.
-    pub name: String,
-    /// Peer URL.
-    pub peer_url: String,
-    /// Client URL.
-    pub client_url: String,
-}
-
-/// How a member enters the cluster: what its bundle's install.sh does to the membership.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase", tag = "kind")]
-pub enum Role {
-    /// One of the members that start a new cluster together (`initial-cluster-state: new`).
-    Bootstrap,
-    /// A member that joins a running cluster: its install.sh adds it as a learner and
-    /// promotes it; `replaces` is the peer URL of the member of the same name that it removes
-    /// first. Run again on a member already in the cluster, it only checks that.
-    #[serde(rename_all = "camelCase")]
-    Join {
-        /// The old peer URL, for a member that moves to a new address.
-        replaces: Option<String>,
-    },
 }
 
 /// Everything about one member.
@@ -316,8 +148,8 @@ pub struct Plan {
     pub members: Vec<MemberPlan>,
     /// The control-plane bundle.
     pub control_plane: ControlPlanePlan,
-    /// Members that leave the cluster (set by `membership`).
-    pub leaving: Vec<crate::membership::Leaving>,
+    /// Members that leave the cluster (decided by `membership`).
+    pub leaving: Vec<Leaving>,
 }
 
 /// How the systemd runtime runs etcd.
@@ -344,8 +176,30 @@ fn url_host(ip: &IpAddr) -> String {
     }
 }
 
-/// Builds the plan. Total: a validated topology always has one.
-pub fn plan(t: &Topology) -> Plan {
+/// Every member's name and URLs, as kubeadm builds them (reference section 2.1): what
+/// `membership` decides the roles and views from.
+pub fn peers(t: &Topology) -> Vec<Peer> {
+    t.members
+        .iter()
+        .map(|m| {
+            let host = url_host(&m.address);
+            Peer {
+                name: m.name.clone(),
+                peer_url: format!("https://{host}:{}", t.etcd.peer_port),
+                client_url: format!("https://{host}:{}", t.etcd.client_port),
+            }
+        })
+        .collect()
+}
+
+/// The plan of a new cluster: every member bootstraps it together.
+pub fn bootstrap(t: &Topology) -> Plan {
+    plan(t, &Membership::bootstrap(&peers(t)))
+}
+
+/// Builds the plan, every member with the role and view `membership` decided for it (see
+/// [`crate::membership::decide`]). Total: a validated topology always has one.
+pub fn plan(t: &Topology, membership: &Membership) -> Plan {
     let tag = t
         .etcd
         .image_tag
@@ -443,12 +297,10 @@ pub fn plan(t: &Topology) -> Plan {
             files: layout::control_plane_files(),
         },
         members,
-        leaving: Vec::new(),
+        leaving: membership.leaving.clone(),
     };
-    // Everyone bootstraps the cluster together, until `membership` says otherwise.
-    let everyone: Vec<Peer> = plan.members.iter().map(MemberPlan::peer).collect();
-    for i in 0..plan.members.len() {
-        plan.set_view(i, Role::Bootstrap, everyone.clone());
+    for (i, view) in membership.views.iter().enumerate().take(plan.members.len()) {
+        plan.set_view(i, view);
     }
     plan
 }
@@ -576,56 +428,6 @@ pub fn probe_endpoint(extra: &[Arg], loopback: &str) -> Probe {
     }
 }
 
-/// The kubeadm profiles (reference section 1.2/1.3) for one member.
-pub fn cert_requests(name: &str, address: &IpAddr, sans: &[String], alg: KeyAlgorithm) -> Vec<CertRequest> {
-    // serverCertSANs = peerCertSANs = [address] + certSANs, as the guide's config plus ours.
-    let mut dns = vec![name.to_string(), "localhost".to_string()];
-    let mut ips: Vec<IpAddr> = vec![*address, "127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
-    for s in std::iter::once(address.to_string()).chain(sans.iter().cloned()) {
-        match s.parse::<IpAddr>() {
-            Ok(ip) => ips.push(ip),
-            Err(_) => dns.push(s),
-        }
-    }
-    dns.sort();
-    dns.dedup();
-    let mut seen = Vec::new();
-    ips.retain(|ip| {
-        let s = ip.to_string();
-        if seen.contains(&s) {
-            false
-        } else {
-            seen.push(s);
-            true
-        }
-    });
-    let serving = CertProfile {
-        common_name: name.to_string(),
-        dns_names: dns,
-        ip_addresses: ips,
-        server_auth: true,
-        key_algorithm: alg,
-    };
-    let client = |cn: &str| client_profile(cn, alg);
-    vec![
-        CertRequest { leaf: Leaf::EtcdServer, profile: serving.clone() },
-        CertRequest { leaf: Leaf::EtcdPeer, profile: serving },
-        CertRequest { leaf: Leaf::EtcdHealthcheckClient, profile: client("kube-etcd-healthcheck-client") },
-        CertRequest { leaf: Leaf::ApiserverEtcdClient, profile: client("kube-apiserver-etcd-client") },
-    ]
-}
-
-/// kubeadm's client profile: CN only (no O since 1.29), no SANs, clientAuth.
-fn client_profile(cn: &str, alg: KeyAlgorithm) -> CertProfile {
-    CertProfile {
-        common_name: cn.to_string(),
-        dns_names: Vec::new(),
-        ip_addresses: Vec::new(),
-        server_auth: false,
-        key_algorithm: alg,
-    }
-}
-
 impl MemberPlan {
     /// The member as the others' bundles know it.
     pub fn peer(&self) -> Peer {
@@ -641,8 +443,10 @@ pub fn initial_cluster_of(peers: &[Peer]) -> String {
 impl Plan {
     /// Sets how member `index` enters the cluster and what its bundle knows of it (its
     /// `initial-cluster`; `initial-cluster-state: existing` for a join), and derives its
-    /// kubeadm config arguments, etcd command and probe from them.
-    pub fn set_view(&mut self, index: usize, role: Role, peers: Vec<Peer>) {
+    /// kubeadm config arguments, etcd command and probe from them. Only [`plan`] calls it,
+    /// once per member, before the plan is returned.
+    fn set_view(&mut self, index: usize, view: &View) {
+        let (role, peers) = (view.role.clone(), view.peers.clone());
         let joined = matches!(role, Role::Join { .. });
         let behaviour = self.behaviour.clone();
         let user = self.user_extra_args.clone();
@@ -669,6 +473,7 @@ impl Plan {
         m.kubeadm_args = kubeadm_args;
         m.role = role;
         m.peers = peers;
+        m.joins_now = view.joins_now;
     }
 
     /// Everyone who holds certificates, by name: the members in topology order, then the

@@ -4,8 +4,9 @@
 //! the way go-yaml and POSIX shells need.
 
 use crate::layout::{self, Kind, templates};
+use crate::layout::{Content, PlannedFile};
 use crate::pki::Pki;
-use crate::plan::{Content, MemberPlan, Plan, PlannedFile};
+use crate::plan::{MemberPlan, Plan};
 use crate::x509::rfc3339;
 use handlebars::Handlebars;
 use rayon::prelude::*;
@@ -51,7 +52,7 @@ impl BundleFile {
 /// A bundle before packing: paths relative to its top folder.
 #[derive(Clone, Debug)]
 pub struct FileSet {
-    /// Member name, or [`crate::plan::CONTROL_PLANE`] (the top folder).
+    /// Member name, or [`crate::layout::CONTROL_PLANE`] (the top folder).
     pub member: String,
     /// Files by path, sorted.
     pub files: BTreeMap<String, BundleFile>,
@@ -69,7 +70,8 @@ pub struct RenderError {
 
 mod helpers {
     #![allow(missing_docs)]
-    use super::{json_text, shell_quote, yaml_scalar};
+    use super::json_text;
+    use crate::quote::{shell_quote, yaml_scalar};
     use handlebars::handlebars_helper;
     handlebars_helper!(yaml_helper: |s: Json| yaml_scalar(&json_text(s)));
     handlebars_helper!(shell_helper: |s: Json| shell_quote(&json_text(s)));
@@ -179,29 +181,10 @@ pub fn runner_digest(runner: &[u8], binaries: &[String]) -> String {
     hex::encode(digest.finalize())
 }
 
-/// One argument of a systemd `ExecStart=` line, read back by systemd as `arg`: `%` and `$`
-/// doubled (no specifiers, no variables), backslashes and quotes escaped, and double quotes
-/// around anything with a space or a quote.
-pub fn systemd_arg(arg: &str) -> String {
-    let mut out = String::new();
-    for c in arg.chars() {
-        match c {
-            '%' => out.push_str("%%"),
-            '$' => out.push_str("$$"),
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-    if arg.is_empty() || arg.contains([' ', '"', '\'', '\t', '\n', ';']) { format!("\"{out}\"") } else { out }
-}
-
 /// The unit's `ExecStart=` value: the binary, then the manifest's flags, one per line.
 fn exec_start(binary: &str, command: &[String]) -> String {
-    std::iter::once(systemd_arg(binary))
-        .chain(command.iter().skip(1).map(|a| systemd_arg(a)))
+    std::iter::once(crate::quote::systemd_arg(binary))
+        .chain(command.iter().skip(1).map(|a| crate::quote::systemd_arg(a)))
         .collect::<Vec<_>>()
         .join(" \\\n  ")
 }
@@ -241,121 +224,6 @@ pub fn render(plan: &Plan, pki: &Pki) -> Result<Vec<FileSet>, RenderError> {
         .collect()
 }
 
-/// The files install.sh installs, in the order it installs them: what runs etcd (the static
-/// pod manifest, the unit) last, so that a kubelet watching the folder never starts etcd
-/// before its certificates are in place.
-fn install_files(files: &[PlannedFile]) -> Vec<crate::installer::InstallFile> {
-    let mut ordered: Vec<&PlannedFile> = files.iter().collect();
-    ordered.sort_by_key(|f| {
-        [templates::ETCD_MANIFEST, templates::ETCD_UNIT].map(Content::Template).contains(&f.content)
-    });
-    ordered
-        .into_iter()
-        .filter_map(|f| {
-            Some(crate::installer::InstallFile {
-                path: f.path.clone(),
-                install_path: f.install_path.clone()?,
-                mode: format!("{:04o}", f.mode),
-            })
-        })
-        .collect()
-}
-
-/// A member's installer data (member and join roles).
-fn installer_of_member(plan: &Plan, m: &MemberPlan) -> crate::installer::Data {
-    let static_pod = plan.runtime == layout::Runtime::StaticPod;
-    let (role, replaces) = match &m.role {
-        crate::plan::Role::Bootstrap => (crate::installer::Role::Member, None),
-        crate::plan::Role::Join { replaces } => (crate::installer::Role::Join, replaces.clone()),
-    };
-    crate::installer::Data {
-        role,
-        cluster: plan.cluster.clone(),
-        member: m.name.clone(),
-        kubernetes_version: plan.kubernetes_version.clone(),
-        record_dir: crate::plan::RECORD_DIR.into(),
-        backup_dir: crate::plan::BACKUP_DIR.into(),
-        peer_url: Some(m.peer_url.clone()),
-        data_dir: Some(plan.data_dir.clone()),
-        etcd: Some(crate::installer::EtcdHost {
-            runtime: plan.runtime,
-            address: m.address.to_string(),
-            client_url: m.client_url.clone(),
-            client_port: plan.client_port,
-            peer_port: plan.peer_port,
-            metrics_url: metrics_url(m),
-            expiry_timer: layout::EXPIRY_TIMER_PATH.into(),
-            image_archive: plan.image_archive.clone(),
-            kubelet: static_pod.then(|| plan.kubelet_path.clone()),
-            image: static_pod.then(|| plan.image.clone()),
-            etcd_user: plan.systemd.as_ref().map(|s| s.user.clone()),
-            etcd_binary: plan.systemd.as_ref().map(|s| s.binary.clone()),
-            replaces,
-        }),
-        etcd_owned: m
-            .files
-            .iter()
-            .filter(|f| f.owner == layout::Owner::Etcd)
-            .filter_map(|f| f.install_path.clone())
-            .collect(),
-        members: m.peers.iter().map(|o| (o.name.clone(), o.client_url.clone())).collect(),
-        files: install_files(&m.files),
-    }
-}
-
-/// A leave bundle's installer data: the members it asks are the ones this build keeps.
-fn installer_of_leave(plan: &Plan, l: &crate::membership::Leaving) -> crate::installer::Data {
-    crate::installer::Data {
-        role: crate::installer::Role::Leave,
-        cluster: plan.cluster.clone(),
-        member: l.name.clone(),
-        kubernetes_version: plan.kubernetes_version.clone(),
-        record_dir: crate::plan::RECORD_DIR.into(),
-        backup_dir: crate::plan::BACKUP_DIR.into(),
-        peer_url: Some(l.peer_url.clone()),
-        data_dir: Some(plan.data_dir.clone()),
-        etcd: None,
-        etcd_owned: Vec::new(),
-        members: plan.members.iter().map(|o| (o.name.clone(), o.client_url.clone())).collect(),
-        files: Vec::new(),
-    }
-}
-
-/// The control-plane bundle's installer data.
-fn installer_of_control_plane(plan: &Plan) -> crate::installer::Data {
-    let cp = &plan.control_plane;
-    crate::installer::Data {
-        role: crate::installer::Role::ControlPlane,
-        cluster: plan.cluster.clone(),
-        member: cp.name.clone(),
-        kubernetes_version: plan.kubernetes_version.clone(),
-        record_dir: layout::CONTROL_PLANE_RECORD_DIR.into(),
-        backup_dir: layout::CONTROL_PLANE_BACKUP_DIR.into(),
-        peer_url: None,
-        data_dir: None,
-        etcd: None,
-        etcd_owned: Vec::new(),
-        members: plan.members.iter().map(|o| (o.name.clone(), o.client_url.clone())).collect(),
-        files: install_files(&cp.files),
-    }
-}
-
-/// Every bundle's install.sh, by bundle name: it depends on the plan alone (no key), so
-/// `plan` can tell which hosts get a new installer.
-pub fn installers(plan: &Plan) -> BTreeMap<String, String> {
-    let members = plan.members.iter().map(|m| (m.name.clone(), installer_of_member(plan, m)));
-    let leaves = plan.leaving.iter().map(|l| (l.name.clone(), installer_of_leave(plan, l)));
-    let cp = std::iter::once((plan.control_plane.name.clone(), installer_of_control_plane(plan)));
-    members.chain(leaves).chain(cp).map(|(name, data)| (name, crate::installer::assemble(&data))).collect()
-}
-
-/// The URL of the member's metrics listener that its probes ask (kubeadm's probe endpoint).
-fn metrics_url(m: &MemberPlan) -> String {
-    let probe_host =
-        if m.probe.host.contains(':') { format!("[{}]", m.probe.host) } else { m.probe.host.clone() };
-    format!("{}://{probe_host}:{}", m.probe.scheme.to_ascii_lowercase(), m.probe.port)
-}
-
 /// The control-plane bundle's context: its install.sh (`etcd_member` false) and
 /// etcd-external.yaml.
 fn control_plane_context(plan: &Plan) -> serde_json::Value {
@@ -365,7 +233,7 @@ fn control_plane_context(plan: &Plan) -> serde_json::Value {
         "tool_version": env!("CARGO_PKG_VERSION"),
         "kubernetes_version": plan.kubernetes_version,
         "api_version": plan.behaviour.config_api.api_version(),
-        "pki_dir": crate::plan::PKI_DIR,
+        "pki_dir": crate::layout::PKI_DIR,
         "endpoints": cp.endpoints,
         "member": { "name": cp.name },
     })
@@ -388,7 +256,7 @@ fn context(plan: &Plan, m: &MemberPlan) -> serde_json::Value {
         "image_repository": plan.image.rsplit_once("/etcd:").map(|(r, _)| r).filter(|r| *r != crate::plan::DEFAULT_IMAGE_REPOSITORY),
         "image_tag": plan.image_tag,
         "data_dir": plan.data_dir,
-        "kubeadm_data_dir": (plan.data_dir != crate::plan::DEFAULT_DATA_DIR).then_some(&plan.data_dir),
+        "kubeadm_data_dir": (plan.data_dir != crate::layout::DEFAULT_DATA_DIR).then_some(&plan.data_dir),
         "image": plan.image,
         "creation_timestamp_null": plan.behaviour.creation_timestamp_null,
         "readiness_probe": plan.livez_probes(),
@@ -425,14 +293,14 @@ fn render_member(
     pki: &Pki,
     shared: Shared<'_>,
 ) -> Result<FileSet, RenderError> {
-    let installer = installer_of_member(plan, m);
+    let installer = crate::installer::of_member(plan, m);
     let mut files = render_files(hb, &m.files, context(plan, m), pki, &m.name, shared, &installer)?;
     if let Some(f) = m.files.iter().find(|f| f.content == Content::BundleEnv) {
         files.insert(f.path.clone(), BundleFile::new(f.mode, bundle_env(plan, m, pki).into_bytes()));
     }
     let role = match &m.role {
-        crate::plan::Role::Bootstrap => "bootstrap",
-        crate::plan::Role::Join { .. } => "join",
+        crate::membership::Role::Bootstrap => "bootstrap",
+        crate::membership::Role::Join { .. } => "join",
     };
     let meta = json!({
         "address": m.address,
@@ -442,7 +310,7 @@ fn render_member(
         "peerUrl": m.peer_url,
         "dataDir": plan.data_dir,
         "role": role,
-        "replaces": match &m.role { crate::plan::Role::Join { replaces } => replaces.clone(), _ => None },
+        "replaces": match &m.role { crate::membership::Role::Join { replaces } => replaces.clone(), _ => None },
         "initialCluster": crate::plan::initial_cluster_of(&m.peers),
     });
     // Static-pod bundles name no runtime (as before the systemd runtime existed).
@@ -469,7 +337,7 @@ fn render_leave(
 ) -> Result<FileSet, RenderError> {
     // A leave bundle holds no template: install.sh, bundle.json and SHA256SUMS.
     let ctx = json!({});
-    let installer = installer_of_leave(plan, l);
+    let installer = crate::installer::of_leave(plan, l);
     let files = render_files(hb, &l.files, ctx, pki, "", Shared::default(), &installer)?;
     let meta = json!({ "peerUrl": l.peer_url, "role": "leave" });
     let json = bundle_json(plan, Kind::Leave, &l.name, meta, &l.files, pki, &files);
@@ -478,7 +346,7 @@ fn render_leave(
 
 fn render_control_plane(hb: &Templates, plan: &Plan, pki: &Pki) -> Result<FileSet, RenderError> {
     let cp = &plan.control_plane;
-    let installer = installer_of_control_plane(plan);
+    let installer = crate::installer::of_control_plane(plan);
     let files = render_files(
         hb,
         &cp.files,
@@ -644,124 +512,16 @@ fn clean(text: &str) -> String {
     s
 }
 
-/// A YAML scalar as go-yaml v2 (sigs.k8s.io/yaml) would write a string: plain when that
-/// reads back as the same string, double-quoted when plain would read as another type,
-/// single-quoted when plain is not allowed.
-pub fn yaml_scalar(s: &str) -> String {
-    if resolves_to_non_string(s) {
-        return format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
-    }
-    if plain_allowed(s) {
-        return s.to_string();
-    }
-    if s.chars().any(|c| c.is_control()) {
-        return serde_json::to_string(s).expect("JSON string");
-    }
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-fn resolves_to_non_string(s: &str) -> bool {
-    const WORDS: [&str; 22] = [
-        "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false", "False",
-        "FALSE", "on", "On", "ON", "off", "Off", "OFF",
-    ];
-    if s.is_empty() || WORDS.contains(&s) || ["~", "null", "Null", "NULL"].contains(&s) {
-        return true;
-    }
-    let t = s.strip_prefix(['+', '-']).unwrap_or(s);
-    let t = t.replace('_', "");
-    if [".inf", ".Inf", ".INF", ".nan", ".NaN", ".NAN"].contains(&t.as_str()) {
-        return true;
-    }
-    let is_num = !t.is_empty()
-        && (t.parse::<f64>().is_ok()
-            || t.strip_prefix("0x")
-                .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))
-            || t.strip_prefix("0b")
-                .is_some_and(|b| !b.is_empty() && b.chars().all(|c| c == '0' || c == '1'))
-            || (t.contains(':')
-                && t.split(':').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit() || c == '.'))));
-    let is_date = {
-        let b = s.as_bytes();
-        b.len() >= 8 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && b[5].is_ascii_digit()
-    };
-    is_num || is_date
-}
-
-fn plain_allowed(s: &str) -> bool {
-    let first = s.chars().next().unwrap_or(' ');
-    let second_blank = s.chars().nth(1).is_none_or(|c| c == ' ');
-    if "[]{},#&*!|>'\"%@`".contains(first) || (matches!(first, '-' | '?' | ':') && second_blank) {
-        return false;
-    }
-    if s.starts_with(' ') || s.ends_with(' ') || s.ends_with(':') {
-        return false;
-    }
-    !(s.contains(": ") || s.contains(" #") || s.chars().any(|c| c.is_control() || c == '\u{feff}'))
-}
-
-/// A word for bash, single-quoted unless it is plainly safe.
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-:=@+,".contains(c)) {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn yaml_quoting_matches_go_yaml() {
-        assert_eq!(yaml_scalar("new"), "new");
-        assert_eq!(
-            yaml_scalar("--listen-client-urls=https://[fd00::6]:2379"),
-            "--listen-client-urls=https://[fd00::6]:2379"
-        );
-        assert_eq!(yaml_scalar("::1"), "::1");
-        assert_eq!(
-            yaml_scalar("/health?exclude=NOSPACE&serializable=true"),
-            "/health?exclude=NOSPACE&serializable=true"
-        );
-        assert_eq!(yaml_scalar("20000"), "\"20000\"");
-        assert_eq!(yaml_scalar("true"), "\"true\"");
-        assert_eq!(yaml_scalar("yes"), "\"yes\"");
-        assert_eq!(yaml_scalar(""), "\"\"");
-        assert_eq!(yaml_scalar("1.5"), "\"1.5\"");
-        assert_eq!(yaml_scalar("a: b"), "'a: b'");
-        assert_eq!(yaml_scalar("*x"), "'*x'");
-        assert_eq!(yaml_scalar("it's # here"), "'it''s # here'");
-        assert_eq!(yaml_scalar("5s"), "5s");
-    }
-
-    #[test]
-    fn systemd_quoting_keeps_each_argument_whole_and_literal() {
-        assert_eq!(systemd_arg("--name=infra0"), "--name=infra0");
-        assert_eq!(
-            systemd_arg("--initial-cluster=a=https://[fd00::6]:2380,b=https://10.0.0.7:2380"),
-            "--initial-cluster=a=https://[fd00::6]:2380,b=https://10.0.0.7:2380"
-        );
-        // Specifiers and variables would be expanded by systemd: doubled, they are not.
-        assert_eq!(systemd_arg("--x=100%"), "--x=100%%");
-        assert_eq!(systemd_arg("--x=$HOME"), "--x=$$HOME");
-        assert_eq!(systemd_arg("--x=a b"), "\"--x=a b\"");
-        assert_eq!(systemd_arg("--x=say \"hi\""), "\"--x=say \\\"hi\\\"\"");
-        assert_eq!(systemd_arg("--x=a\\b"), "--x=a\\\\b");
-        assert_eq!(systemd_arg(""), "\"\"");
+    fn exec_start_puts_one_quoted_flag_on_each_line() {
         assert_eq!(
             exec_start("/usr/bin/etcd", &["etcd".into(), "--a=1".into(), "--b=2".into()]),
             "/usr/bin/etcd \\\n  --a=1 \\\n  --b=2"
         );
-    }
-
-    #[test]
-    fn shell_quoting() {
-        assert_eq!(shell_quote("infra0"), "infra0");
-        assert_eq!(shell_quote("/var/lib/etcd"), "/var/lib/etcd");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! restart etcd, in which order to install them, and whether the etcd version may move that
 //! way. `plan`, `build` and `renew` all say it from the same function.
 
+use crate::membership::Role;
 use crate::membership::StepAction;
 use crate::pki::{Action, LeafDecision};
-use crate::plan::{Plan, Role};
+use crate::plan::Plan;
 use crate::state::{Built, BuiltMember, BuiltPeer};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -256,7 +257,7 @@ pub fn built(plan: &Plan, runtime: &BTreeMap<String, String>, bundles: &BTreeMap
 /// the restarting ones one at a time in topology order, then the joins (replacements, then
 /// additions), then the control plane (pointed at the new member list), then the leaves.
 pub fn install_order(changes: &[HostChange]) -> Vec<&HostChange> {
-    let cp = |c: &HostChange| c.member == crate::plan::CONTROL_PLANE;
+    let cp = |c: &HostChange| c.member == crate::layout::CONTROL_PLANE;
     let step = |c: &HostChange, s: StepAction| c.step == Some(s);
     let todo = || changes.iter().filter(|c| c.install);
     let mut order: Vec<&HostChange> = todo().filter(|c| !c.restart && !cp(c) && c.step.is_none()).collect();

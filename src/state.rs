@@ -5,7 +5,7 @@
 //! (paths relative to the state folder), so the reader and the writer cannot disagree.
 
 use crate::keys::KeyAlgorithm;
-use crate::plan::{CertProfile, Leaf};
+use crate::profile::{CertProfile, Leaf};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -5,7 +5,7 @@
 
 use crate::keys::PrivateKey;
 use crate::layout::Kind;
-use crate::plan::Leaf;
+use crate::profile::Leaf;
 use crate::sign;
 use crate::unpack::{Unpacked, unpack};
 use crate::x509::{self, CertInfo, rfc3339};

@@ -811,7 +811,7 @@ impl Walker {
                     self.err(&format!("{path}.name"), n, format!("member name `{s}` is not a DNS-1123 subdomain"), "use lowercase letters, digits, '-' and '.', at most 253 characters, starting and ending with a letter or digit");
                     return None;
                 }
-                if s == crate::plan::CONTROL_PLANE {
+                if s == crate::layout::CONTROL_PLANE {
                     self.err(&format!("{path}.name"), n, format!("member name `{s}` is reserved for the control-plane bundle (dist/{s}.tar.gz)"), "give the member another name, such as etcd-cp0");
                     return None;
                 }

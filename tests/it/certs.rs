@@ -185,7 +185,7 @@ fn every_certificate_matches_its_kubeadm_profile() {
             assert_eq!(u.files.contains_key(&format!("{PKI}/etcd/ca.key")), carries, "{scenario}/{name}");
             let leaves: Vec<_> = certs.iter().map(|c| c.leaf).collect();
             if member.is_none() {
-                assert_eq!(leaves, [etcdpack::plan::Leaf::ApiserverEtcdClient], "{scenario}/{name}");
+                assert_eq!(leaves, [etcdpack::profile::Leaf::ApiserverEtcdClient], "{scenario}/{name}");
             }
             for req in certs {
                 let ctx = format!("{scenario}/{name}/{}", req.leaf.kubeadm_name());
@@ -195,9 +195,9 @@ fn every_certificate_matches_its_kubeadm_profile() {
                 assert_eq!(c.version(), X509Version::V3, "{ctx}");
                 let cns: Vec<_> = c.subject().iter_common_name().map(|a| a.as_str().unwrap()).collect();
                 let want_cn = match req.leaf {
-                    etcdpack::plan::Leaf::EtcdServer | etcdpack::plan::Leaf::EtcdPeer => name,
-                    etcdpack::plan::Leaf::EtcdHealthcheckClient => "kube-etcd-healthcheck-client",
-                    etcdpack::plan::Leaf::ApiserverEtcdClient => "kube-apiserver-etcd-client",
+                    etcdpack::profile::Leaf::EtcdServer | etcdpack::profile::Leaf::EtcdPeer => name,
+                    etcdpack::profile::Leaf::EtcdHealthcheckClient => "kube-etcd-healthcheck-client",
+                    etcdpack::profile::Leaf::ApiserverEtcdClient => "kube-apiserver-etcd-client",
                 };
                 assert_eq!(cns, [want_cn], "{ctx}");
                 assert_eq!(c.subject().iter().count(), 1, "{ctx}: no O since 1.29");
@@ -206,8 +206,10 @@ fn every_certificate_matches_its_kubeadm_profile() {
                 assert_eq!(c.signature_algorithm.algorithm.to_id_string(), sig_oid(ca_alg), "{ctx}");
                 assert_eq!(e.ku, Some((true, DIGITAL_SIGNATURE | KEY_ENCIPHERMENT)), "{ctx}");
                 assert_eq!(e.bc, Some((true, false, None)), "{ctx}: critical CA:FALSE");
-                let serving_order =
-                    matches!(req.leaf, etcdpack::plan::Leaf::EtcdServer | etcdpack::plan::Leaf::EtcdPeer);
+                let serving_order = matches!(
+                    req.leaf,
+                    etcdpack::profile::Leaf::EtcdServer | etcdpack::profile::Leaf::EtcdPeer
+                );
                 let want = if serving_order {
                     &["ku", "eku", "bc", "aki", "san"][..]
                 } else {
@@ -216,8 +218,10 @@ fn every_certificate_matches_its_kubeadm_profile() {
                 assert_eq!(order(&c), go_order(want), "{ctx}: Go's extension order");
                 assert_eq!(e.ski, None, "{ctx}: Go writes no SKI on leaves");
                 assert_eq!(e.aki.as_deref(), Some(ca_ski.as_slice()), "{ctx}: AKI is the CA's SKI");
-                let serving =
-                    matches!(req.leaf, etcdpack::plan::Leaf::EtcdServer | etcdpack::plan::Leaf::EtcdPeer);
+                let serving = matches!(
+                    req.leaf,
+                    etcdpack::profile::Leaf::EtcdServer | etcdpack::profile::Leaf::EtcdPeer
+                );
                 if serving {
                     let m = member.unwrap();
                     assert_eq!(e.eku.as_deref(), Some(&["serverAuth", "clientAuth"][..]), "{ctx}");

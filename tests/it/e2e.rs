@@ -400,7 +400,7 @@ fn cluster(tag: &str, topology: &str) {
     eprintln!("{}", String::from_utf8_lossy(&o.stdout));
     let (t, _) = etcdpack::topology::parse("t.yaml", topology, &etcdpack::fsio::DirFiles(w.to_path_buf()));
     let t = t.unwrap();
-    let plan = etcdpack::plan::plan(&t);
+    let plan = etcdpack::plan::bootstrap(&t);
     let drop_36 = plan.behaviour.etcd36_flags;
 
     let mut lab = Lab::new(tag);

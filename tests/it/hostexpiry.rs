@@ -46,7 +46,7 @@ fn etcdpack_expiry_reports_warns_and_writes_the_textfile_metric() {
     let script = rootfs.join("usr/local/sbin/etcdpack-expiry");
     let sc = Command::new("shellcheck").arg("-s").arg("sh").arg(&script).output().unwrap();
     assert!(sc.status.success(), "{}", String::from_utf8_lossy(&sc.stdout));
-    let leaf_end = b.build.pki.leaves["infra1"][&etcdpack::plan::Leaf::EtcdServer].info.not_after;
+    let leaf_end = b.build.pki.leaves["infra1"][&etcdpack::profile::Leaf::EtcdServer].info.not_after;
     let ca_end = b.build.pki.ca.info.not_after;
 
     // Far from expiry: one line per certificate, exit 0, no textfile folder, no file.
@@ -112,9 +112,9 @@ fn monitoring_expiry_timer_false_leaves_the_check_out() {
     let (t, d) =
         etcdpack::topology::parse("t.yaml", text, &etcdpack::fsio::DirFiles(crate::support::fixtures()));
     let t = t.unwrap_or_else(|| panic!("{d}"));
-    let plan = etcdpack::plan::plan(&t);
+    let plan = etcdpack::plan::bootstrap(&t);
     assert!(plan.members[0].files.iter().all(|f| !f.path.contains("etcdpack-expiry")));
-    let with = etcdpack::plan::plan(
+    let with = etcdpack::plan::bootstrap(
         &etcdpack::topology::parse(
             "t.yaml",
             &text.replace("false", "true"),

@@ -179,7 +179,7 @@ fn an_upgrade_restarts_every_host_one_at_a_time_and_a_downgrade_is_refused() {
     let skip = up.replace("members:", "etcd: { imageTag: 3.8.0-0 }\nmembers:");
     let t = topology_of(&skip);
     let state = fsio::load_state(dir.path()).unwrap();
-    let pre = etcdpack::preflight(&t, &etcdpack::plan::plan(&t), &state, NOW, None).unwrap();
+    let pre = etcdpack::preflight(&t, &etcdpack::plan::bootstrap(&t), &state, NOW, None).unwrap();
     assert!(pre.notes.iter().any(|n| n.contains("skipping etcd 3.7")), "{:?}", pre.notes);
 }
 

@@ -5,7 +5,7 @@ use crate::support::FixedKeys;
 use crate::support::{NOW, fixtures};
 use etcdpack::error::Error;
 use etcdpack::pki::Action;
-use etcdpack::plan::Leaf;
+use etcdpack::profile::Leaf;
 use etcdpack::{BuildEnv, fsio, topology};
 use std::path::Path;
 
@@ -46,7 +46,7 @@ fn build_at(dir: &Path, text: &str, seed: u64, now: i64) -> Result<etcdpack::Bui
 fn plan_at(dir: &Path, text: &str, now: i64) -> Result<etcdpack::pki::Preflight, Error> {
     let t = parse(text, &fixtures());
     let state = fsio::load_state(dir)?;
-    etcdpack::preflight(&t, &etcdpack::plan::plan(&t), &state, now, None)
+    etcdpack::preflight(&t, &etcdpack::plan::bootstrap(&t), &state, now, None)
 }
 
 #[test]
@@ -156,7 +156,7 @@ fn an_address_change_reissues_only_that_members_serving_certs() {
     );
     // Other members keep their certificates byte for byte (their configs change: the
     // initial-cluster list names the new address).
-    for leaf in etcdpack::plan::LEAVES {
+    for leaf in etcdpack::profile::LEAVES {
         assert_eq!(first.pki.leaves["infra0"][&leaf].cert_pem, second.pki.leaves["infra0"][&leaf].cert_pem);
     }
     assert_eq!(second.pki.leaves["infra1"][&Leaf::EtcdServer].info.ip_addresses[0].to_string(), "10.0.0.17");
