@@ -34,6 +34,7 @@ pub mod plan;
 pub mod profile;
 pub mod quote;
 pub mod render;
+pub mod report;
 pub mod rollout;
 pub mod sign;
 pub mod state;

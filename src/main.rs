@@ -8,8 +8,7 @@ use clap::Parser;
 use cli::{Cli, Command};
 use etcdpack::error::{Error, Result};
 use etcdpack::keys::{KeyAlgorithm, KeySource, PrivateKey};
-use etcdpack::pki::Action;
-use etcdpack::{fsio, keys, topology, unpack, verify};
+use etcdpack::{fsio, keys, report, topology, unpack, verify};
 use std::fmt;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -33,14 +32,6 @@ macro_rules! outln {
 }
 macro_rules! errln {
     ($($t:tt)*) => { err(format_args!("{}\n", format_args!($($t)*))) };
-}
-
-/// What runs etcd on the members: the static pod's image, or etcd.service's binary and user.
-fn runs_etcd(p: &etcdpack::plan::Plan) -> String {
-    match &p.systemd {
-        Some(s) => format!("etcd.service runs {} as {}", s.binary, s.user),
-        None => format!("image {}", p.image),
-    }
 }
 
 fn main() {
@@ -174,16 +165,6 @@ fn load(path: &Path) -> Result<topology::Topology> {
     }
 }
 
-fn action_text(a: &Action) -> String {
-    match a {
-        Action::New => "new".into(),
-        Action::Reuse => "reuse".into(),
-        Action::Imported => "imported from existingCA".into(),
-        Action::Reissue(why) => format!("re-issue ({why})"),
-        Action::Renew(why) => format!("renew ({why})"),
-    }
-}
-
 /// A `--within` window in seconds.
 fn parse_window(text: &str) -> Result<i64> {
     topology::parse_duration(text).filter(|s| *s <= topology::MAX_VALIDITY).map(|s| s as i64).ok_or_else(
@@ -191,33 +172,7 @@ fn parse_window(text: &str) -> Result<i64> {
     )
 }
 
-/// What installing the new bundles does to each host, in the order to install them.
-fn print_changes(changes: &[etcdpack::rollout::HostChange], out_dir: Option<&Path>) {
-    let order = etcdpack::rollout::install_order(changes);
-    if order.is_empty() {
-        outln!("no host needs a new bundle: every bundle is byte-identical to the last build");
-        return;
-    }
-    let restarts = order.iter().filter(|c| c.restart).count();
-    outln!("hosts that need the new bundle, in this order:");
-    for (i, c) in order.iter().enumerate() {
-        let bundle = match out_dir {
-            Some(d) => format!(" <- {}", d.join(format!("{}.tar.gz", c.member)).display()),
-            None => String::new(),
-        };
-        outln!("  {}. {}{bundle}: {}", i + 1, c.member, c.reasons.join("; "));
-    }
-    if restarts > 0 {
-        outln!(
-            "  {restarts} host(s) restart etcd: install them one at a time with install.sh --wait (its quorum guard refuses when too few other members are healthy), the current leader last"
-        );
-    }
-    for c in changes.iter().filter(|c| !c.install) {
-        outln!("  {} unchanged", c.member);
-    }
-}
-
-fn plan_cmd(path: &Path, out: &Path, state: Option<PathBuf>, json: bool) -> Result<()> {
+fn plan_cmd(path: &Path, out_dir: &Path, state: Option<PathBuf>, json: bool) -> Result<()> {
     let t = load(path)?;
     let state_dir = state.unwrap_or_else(|| fsio::default_state_dir(path));
     let st = fsio::load_state(&state_dir)?;
@@ -226,7 +181,7 @@ fn plan_cmd(path: &Path, out: &Path, state: Option<PathBuf>, json: bool) -> Resu
     // The same checks build runs before it creates anything: the same refusals.
     let pre = etcdpack::preflight(&t, &p, &st, now, None)?;
     let runtime = etcdpack::runtime_digests(&p)?;
-    let previous = |member: &str| fsio::read_previous_bundle(out, member);
+    let previous = |member: &str| fsio::read_previous_bundle(out_dir, member);
     let installers = etcdpack::installer_changes(&p, &st, &previous);
     let changes =
         etcdpack::rollout::changes(&p, st.record.built.as_ref(), &runtime, None, &pre.decisions, &installers);
@@ -234,16 +189,7 @@ fn plan_cmd(path: &Path, out: &Path, state: Option<PathBuf>, json: bool) -> Resu
         errln!("warning: {w}");
     }
     if json {
-        let doc = serde_json::json!({
-            "plan": p,
-            "certificates": pre.decisions,
-            "expiry": pre.shipped,
-            "notes": pre.notes,
-            "hosts": changes,
-            "membership": membership,
-            "installOrder": etcdpack::rollout::install_order(&changes).iter().map(|c| &c.member).collect::<Vec<_>>(),
-        });
-        outln!("{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+        outln!("{}", report::plan_json(&p, &pre, &membership, &changes));
         return Ok(());
     }
     let ca = match (&t.pki.existing_ca, &st.ca_cert) {
@@ -251,62 +197,8 @@ fn plan_cmd(path: &Path, out: &Path, state: Option<PathBuf>, json: bool) -> Resu
         (_, Some(_)) => "reuse",
         (None, None) => "new",
     };
-    outln!(
-        "cluster {} · kubeadm {} ({}) · {} · {} keys",
-        p.cluster,
-        p.kubernetes_version,
-        p.behaviour.config_api.api_version(),
-        runs_etcd(&p),
-        p.key_algorithm
-    );
-    outln!("state {}: etcd-ca {ca}", state_dir.display());
-    for m in &p.members {
-        let key_note = if m.carries_ca_key { ", carries ca.key" } else { "" };
-        outln!("member {} {}{key_note}", m.name, m.address);
-        for d in pre.decisions.iter().filter(|d| d.member == m.name) {
-            outln!("  {:<24} {}", d.leaf.kubeadm_name(), action_text(&d.action));
-        }
-        for f in &m.files {
-            outln!("  {:04o} {}", f.mode, f.path);
-        }
-    }
-    let cp = &p.control_plane;
-    outln!("{} (kube-apiserver's etcd client files) for {}", cp.name, cp.endpoints.join(","));
-    for d in pre.decisions.iter().filter(|d| d.member == cp.name) {
-        outln!("  {:<24} {}", d.leaf.kubeadm_name(), action_text(&d.action));
-    }
-    for f in &cp.files {
-        outln!("  {:04o} {}", f.mode, f.path);
-    }
-    print_membership(&membership, None);
-    print_changes(&changes, None);
+    out(format_args!("{}", report::plan(&p, ca, &state_dir, &pre.decisions, &membership, &changes)));
     Ok(())
-}
-
-/// The membership steps, in the order to run them, each with its bundle.
-fn print_membership(m: &etcdpack::membership::Membership, out_dir: Option<&Path>) {
-    for n in &m.notes {
-        outln!("note: {n}");
-    }
-    if m.steps.is_empty() {
-        return;
-    }
-    outln!("membership changes, one at a time in this order (each waits for a healthy cluster):");
-    for (i, s) in m.steps.iter().enumerate() {
-        let bundle = match out_dir {
-            Some(d) => d.join(format!("{}.tar.gz", s.member)).display().to_string(),
-            None => format!("{}.tar.gz", s.member),
-        };
-        let verb = match s.action {
-            etcdpack::membership::StepAction::Add => "add",
-            etcdpack::membership::StepAction::Replace => "replace",
-            etcdpack::membership::StepAction::Remove => "remove",
-        };
-        outln!("  {}. {verb} {} ({}) with {bundle}: {}", i + 1, s.member, s.peer_url, s.what);
-        if let Some(cmd) = &s.dead_host {
-            outln!("     if {} is dead, run this on any other member instead:\n     {cmd}", s.member);
-        }
-    }
 }
 
 /// Counts keys as the parallel pass makes them and shows the count on a terminal.
@@ -426,31 +318,7 @@ fn build_locked(
     for w in &b.warnings {
         errln!("warning: {w}");
     }
-    let p = &b.plan;
-    outln!(
-        "cluster {} · kubeadm {} · {} · {} keys",
-        p.cluster,
-        p.kubernetes_version,
-        runs_etcd(p),
-        p.key_algorithm
-    );
-    outln!("etcd-ca: {}", action_text(&b.pki.ca.action));
-    for d in &b.decisions {
-        outln!("{:<16} {:<24} {}", d.member, d.leaf.kubeadm_name(), action_text(&d.action));
-    }
-    let key_state = if b.pki.signing_key_new { "new" } else { "reuse" };
-    outln!("signing key {} ({key_state}); pin it on the hosts that verify bundles", b.fingerprint);
-    let what = format!("{} member bundles and the {} bundle", p.members.len(), p.control_plane.name);
-    match wrote {
-        true => outln!("wrote {what} to {}; state {}", out_dir.display(), state_dir.display()),
-        false => outln!("{} holds these {what} already; state {}", out_dir.display(), state_dir.display()),
-    }
-    if renewal.is_some() {
-        let renewed = b.decisions.iter().filter(|d| matches!(d.action, Action::Renew(_))).count();
-        outln!("renewed {renewed} certificate(s)");
-    }
-    print_membership(&b.membership, Some(out_dir));
-    print_changes(&b.changes, Some(out_dir));
+    out(format_args!("{}", report::build(&b, out_dir, state_dir, wrote, renewal.is_some())));
     if timings {
         let mut prev = start;
         for (name, at) in &marks {
@@ -510,13 +378,8 @@ fn verify_cmd(bundles: &[PathBuf], pubkey: Option<&Path>) -> Result<()> {
     for bundle in bundles {
         let s = read_signed(bundle, pubkey)?;
         let report = verify::verify(&s.bytes, s.sig.as_deref(), &s.key_pem, now);
-        outln!("{} ({})", bundle.display(), key_origin(pubkey, &s.fingerprint));
-        for c in &report.checks {
-            match &c.failure {
-                None => outln!("  ok    {}", c.what),
-                Some(why) => outln!("  FAIL  {}: {why}", c.what),
-            }
-        }
+        let heading = format!("{} ({})", bundle.display(), key_origin(pubkey, &s.fingerprint));
+        out(format_args!("{}", report::checks(&heading, &report.checks)));
         if !report.ok() {
             failed += 1;
         }
@@ -531,13 +394,8 @@ fn verify_cmd(bundles: &[PathBuf], pubkey: Option<&Path>) -> Result<()> {
         if fingerprints.len() > 1 {
             problems.push(format!("the bundles are signed by {} different keys", fingerprints.len()));
         }
-        outln!("{} bundles together", bundles.len());
-        if problems.is_empty() {
-            outln!("  ok    one cluster, one CA, one signing key, one member list, no member twice");
-        } else {
-            for p in &problems {
-                outln!("  FAIL  bundles agree: {p}");
-            }
+        out(format_args!("{}", report::agreement(bundles.len(), &problems)));
+        if !problems.is_empty() {
             failed += 1;
         }
     }
