@@ -6,6 +6,7 @@
 //! shell supplies, so this module does no I/O of its own. `walker` holds the YAML-with-positions
 //! machinery, `sections` the rules of each section, `syntax` the value formats.
 
+mod etcd;
 mod scan;
 mod sections;
 mod syntax;

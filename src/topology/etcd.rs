@@ -1,0 +1,548 @@
+//! The `etcd:` section of the topology: image, data dir, ports, extraArgs (checked against
+//! the flags of the etcd the image runs) and their order, and the runtime that runs etcd
+//! (static pod, or systemd with its binary, user and release archive).
+
+use super::syntax::{is_clean_abs_path, is_image_repository, is_image_tag, is_safe_file_name};
+use super::walker::{Fields, Walker, closest, join, kind};
+use super::*;
+use crate::versions;
+use saphyr::{MarkedYamlOwned, YamlDataOwned};
+
+impl Walker {
+    pub(super) fn etcd(
+        &mut self,
+        node: Option<&MarkedYamlOwned>,
+        config_api: Option<ConfigApi>,
+        release: Option<&'static Release>,
+        patch: u32,
+        default_tag: Option<&'static str>,
+        files: &dyn FileSource,
+    ) -> Option<EtcdSettings> {
+        let default_order = release.map(|r| r.arg_order(patch)).unwrap_or(ArgOrder::Sorted);
+        let mut out = EtcdSettings {
+            image_repository: None,
+            image_tag: None,
+            data_dir: None,
+            client_port: 2379,
+            peer_port: 2380,
+            extra_args: Vec::new(),
+            arg_order: default_order,
+            arg_order_given: false,
+            image_archive: None,
+            runtime: crate::layout::Runtime::StaticPod,
+            binary: None,
+            user: None,
+            binary_archive: None,
+        };
+        let Some(node) = node else { return Some(out) };
+        let f = self.mapping(
+            "etcd",
+            node,
+            &[
+                "imageRepository",
+                "imageTag",
+                "dataDir",
+                "clientPort",
+                "peerPort",
+                "extraArgs",
+                "extraArgsOrder",
+                "imageArchive",
+                "runtime",
+                "binary",
+                "user",
+                "binaryArchive",
+            ],
+        )?;
+        let mut ok = true;
+        if let Some(v) = self.checked(
+            &f,
+            "etcd",
+            "imageRepository",
+            is_image_repository,
+            "an image repository",
+            "write a registry path such as registry.example.com/k8s",
+            &mut ok,
+        ) {
+            out.image_repository = Some(v.trim_end_matches('/').to_string());
+        }
+        out.image_tag = self.checked(
+            &f,
+            "etcd",
+            "imageTag",
+            is_image_tag,
+            "a valid image tag",
+            "use letters, digits, '.', '_' and '-' (at most 128), for example 3.6.5-0",
+            &mut ok,
+        );
+        if let Some(v) = self.checked(
+            &f,
+            "etcd",
+            "dataDir",
+            is_clean_abs_path,
+            "a clean absolute path",
+            "write an absolute path without spaces, `..` or `//`, such as /var/lib/etcd",
+            &mut ok,
+        ) {
+            out.data_dir = Some(v.trim_end_matches('/').to_string());
+        }
+        for (key, slot) in [("clientPort", &mut out.client_port), ("peerPort", &mut out.peer_port)] {
+            if let Some((_, n)) = f.get(key) {
+                match self.port(&format!("etcd.{key}"), n) {
+                    Some(p) => *slot = p,
+                    None => ok = false,
+                }
+            }
+        }
+        if out.client_port == out.peer_port {
+            let n = f.get("peerPort").or(f.get("clientPort")).map(|x| x.1).unwrap_or(node);
+            self.err(
+                "etcd.peerPort",
+                n,
+                format!("client and peer ports are both {}", out.client_port),
+                "give the peer port its own number (kubeadm uses 2379 for clients and 2380 for peers)",
+            );
+            ok = false;
+        }
+        for (key, p) in [("clientPort", out.client_port), ("peerPort", out.peer_port)] {
+            if p == 2381 {
+                let n = f.get(key).map(|x| x.1).unwrap_or(node);
+                self.err(
+                    &format!("etcd.{key}"),
+                    n,
+                    "port 2381 is the metrics port of kubeadm's etcd manifest",
+                    "choose another port",
+                );
+                ok = false;
+            }
+        }
+        if let Some((_, n)) = f.get("extraArgsOrder")
+            && let Some(s) = self.string("etcd.extraArgsOrder", n)
+        {
+            let allowed =
+                release.map(|r| r.arg_orders(patch)).unwrap_or(&[ArgOrder::Sorted, ArgOrder::Appended]);
+            match allowed.iter().find(|o| o.name() == s) {
+                Some(o) => {
+                    out.arg_order = *o;
+                    out.arg_order_given = true;
+                }
+                None => {
+                    let names: Vec<&str> = allowed.iter().map(|o| o.name()).collect();
+                    let minor = release.map(|r| format!("kubeadm 1.{}", r.minor)).unwrap_or_default();
+                    self.err("etcd.extraArgsOrder", n, format!("`{s}` is not an argument order {minor} uses"), format!("use {} (`appended` is the default from v1.32.12, v1.33.8, v1.34.4 and v1.35.1, which carry PR #135400's backport, and the only order from 1.36; leave the key out to follow kubernetesVersion)", names.join(" or ")));
+                    ok = false;
+                }
+            }
+        }
+        if let Some((_, n)) = f.get("extraArgs") {
+            let tag = out.image_tag.as_deref().or(default_tag).unwrap_or_default();
+            match self.extra_args(n, config_api, tag) {
+                Some(a) => out.extra_args = a,
+                None => ok = false,
+            }
+        }
+        if let Some((_, n)) = f.get("imageArchive") {
+            match self.string("etcd.imageArchive", n) {
+                Some(path) => {
+                    let file_name = path.rsplit('/').next().unwrap_or_default().to_string();
+                    if !file_name.ends_with(".tar") || !is_safe_file_name(&file_name) {
+                        self.err("etcd.imageArchive", n, format!("`{path}` is not a .tar image archive"), "give the path of an image saved with `ctr images export` or `docker save`, ending in .tar");
+                        ok = false;
+                    } else {
+                        match files.read(&path) {
+                            Ok(bytes) => {
+                                out.image_archive =
+                                    Some(ImageArchive { path, file_name, bytes: Arc::new(bytes) })
+                            }
+                            Err(e) => {
+                                self.err(
+                                    "etcd.imageArchive",
+                                    n,
+                                    format!("cannot read `{path}`: {e}"),
+                                    "give the archive's path relative to the topology file",
+                                );
+                                ok = false
+                            }
+                        }
+                    }
+                }
+                None => ok = false,
+            }
+        }
+        if !self.etcd_runtime(&f, default_tag, files, &mut out) {
+            ok = false;
+        }
+        ok.then_some(out)
+    }
+
+    /// `runtime` and the systemd runtime's `binary`, `user` and `binaryArchive`.
+    fn etcd_runtime(
+        &mut self,
+        f: &Fields<'_>,
+        default_tag: Option<&str>,
+        files: &dyn FileSource,
+        out: &mut EtcdSettings,
+    ) -> bool {
+        use crate::layout::Runtime;
+        let mut ok = true;
+        if let Some((_, n)) = f.get("runtime")
+            && let Some(s) = self.string("etcd.runtime", n)
+        {
+            match Runtime::from_name(Some(&s)) {
+                Some(r) => out.runtime = r,
+                None => {
+                    self.err("etcd.runtime", n, format!("`{s}` is not an etcd runtime"), "use `static-pod` (a kubelet runs etcd, as in the kubeadm guide) or `systemd` (etcd.service runs the etcd binary)");
+                    ok = false;
+                }
+            }
+        }
+        let systemd = out.runtime == Runtime::Systemd;
+        // The systemd runtime's keys mean nothing to a static pod, and the reverse.
+        for key in ["binary", "user", "binaryArchive"] {
+            if let Some((_, n)) = f.get(key).filter(|_| !systemd) {
+                self.err(
+                    &format!("etcd.{key}"),
+                    n,
+                    format!("etcd.{key} applies to the systemd runtime only"),
+                    "add `runtime: systemd` to the etcd section, or remove this key",
+                );
+                ok = false;
+            }
+        }
+        if let Some((_, n)) = f.get("imageArchive").filter(|_| systemd) {
+            self.err(
+                "etcd.imageArchive",
+                n,
+                "etcd.imageArchive is a container image, and the systemd runtime runs no containers",
+                "use etcd.binaryArchive (an etcd release .tar.gz) with `runtime: systemd`, or remove it",
+            );
+            ok = false;
+        }
+        out.binary = self.checked(
+            f,
+            "etcd",
+            "binary",
+            is_clean_abs_path,
+            "a clean absolute path",
+            "write the etcd binary's absolute path, such as /usr/bin/etcd",
+            &mut ok,
+        );
+        out.user = self.checked(
+            f,
+            "etcd",
+            "user",
+            is_user_name,
+            "a user name",
+            "write a login name of lowercase letters, digits, '_' and '-' (at most 32), such as etcd",
+            &mut ok,
+        );
+        if let Some((_, n)) = f.get("binaryArchive").filter(|_| systemd)
+            && let Some(path) = self.string("etcd.binaryArchive", n)
+        {
+            // Official etcd release archives are about 25 MiB.
+            let archive = files
+                .read_at_most(&path, MAX_BINARY_ARCHIVE)
+                .map_err(|e| {
+                    let help = if e.contains("larger than") {
+                        "an etcd release archive is about 25 MiB: give the release .tar.gz itself"
+                    } else {
+                        "give the archive's path relative to the topology file"
+                    };
+                    (format!("cannot read `{path}`: {e}"), help)
+                })
+                .and_then(|bytes| {
+                    etcd_binaries(&bytes).map_err(|why| {
+                        (format!("`{path}` is not an etcd release archive: {why}"), "give an etcd release .tar.gz as published (etcd-v3.5.24-linux-amd64.tar.gz), holding etcd, etcdctl and etcdutl in one folder")
+                    })
+                });
+            match archive {
+                Ok((version, binaries)) => {
+                    if let Some(b) = out.binary.as_deref().filter(|b| *b != ARCHIVE_ETCD_BINARY) {
+                        self.err(
+                            "etcd.binary",
+                            n,
+                            format!(
+                                "etcd.binary is {b}, but etcd.binaryArchive installs {ARCHIVE_ETCD_BINARY}"
+                            ),
+                            "remove etcd.binary (it defaults to the archive's) or etcd.binaryArchive",
+                        );
+                        ok = false;
+                    }
+                    let tag = out.image_tag.as_deref().or(default_tag).unwrap_or_default();
+                    let tag_version = tag.split('-').next().unwrap_or_default();
+                    if let Some(v) = version.as_deref().filter(|v| *v != tag_version) {
+                        self.warn("etcd.binaryArchive", n, format!("the archive holds etcd {v}, but the flags are those kubeadm writes for etcd {tag}"), format!("ship the etcd {tag_version} release, or pin etcd.imageTag to {v}-0 so the flags match the binary"));
+                    }
+                    out.binary_archive = Some(BinaryArchive { path, version, binaries });
+                }
+                Err((msg, help)) => {
+                    self.err("etcd.binaryArchive", n, msg, help);
+                    ok = false;
+                }
+            }
+        }
+        ok
+    }
+
+    pub(super) fn extra_args(
+        &mut self,
+        node: &MarkedYamlOwned,
+        config_api: Option<ConfigApi>,
+        tag: &str,
+    ) -> Option<Vec<Arg>> {
+        let mut args: Vec<(Arg, &MarkedYamlOwned)> = Vec::new();
+        let mut ok = true;
+        match &node.data {
+            YamlDataOwned::Sequence(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let path = format!("etcd.extraArgs[{i}]");
+                    let Some(f) = self.mapping(&path, item, &["name", "value"]) else {
+                        ok = false;
+                        continue;
+                    };
+                    let name = self
+                        .required(&path, item, &f, "name", "snapshot-count")
+                        .and_then(|n| Some((self.string(&format!("{path}.name"), n)?, n)));
+                    let value = self
+                        .required(&path, item, &f, "value", "\"20000\"")
+                        .and_then(|n| self.scalar_text(&format!("{path}.value"), n));
+                    match (name, value) {
+                        (Some((name, n)), Some(value)) => args.push((Arg { name, value }, n)),
+                        _ => ok = false,
+                    }
+                }
+            }
+            YamlDataOwned::Mapping(_) => {
+                let YamlDataOwned::Mapping(map) = &node.data else { unreachable!() };
+                for (k, v) in map {
+                    let name = self.scalar_text("etcd.extraArgs", k);
+                    let value =
+                        name.as_ref().and_then(|name| self.scalar_text(&join("etcd.extraArgs", name), v));
+                    match (name, value) {
+                        (Some(name), Some(value)) => args.push((Arg { name, value }, k)),
+                        _ => ok = false,
+                    }
+                }
+            }
+            _ => {
+                self.err(
+                    "etcd.extraArgs",
+                    node,
+                    format!("expected a list of {{name, value}}, found {}", kind(node)),
+                    "write `- { name: snapshot-count, value: \"20000\" }` entries",
+                );
+                return None;
+            }
+        }
+        let known = crate::etcdflags::known_flags(tag);
+        let known_list: Vec<&str> = known.iter().copied().collect();
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, (arg, n)) in args.iter().enumerate() {
+            let path = format!("etcd.extraArgs[{i}].name");
+            if arg.name.is_empty()
+                || arg.name.starts_with('-')
+                || !arg.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+            {
+                let bare = arg.name.trim_start_matches('-');
+                let help = if arg.name.starts_with('-') && known.contains(bare) {
+                    format!("write it without the leading dashes: `{bare}`")
+                } else {
+                    "write the flag without leading dashes, such as snapshot-count".to_string()
+                };
+                self.err(&path, n, format!("`{}` is not an etcd flag name", arg.name), help);
+                ok = false;
+                continue;
+            }
+            if let Some(field) = crate::etcdflags::owned_by_topology(&arg.name) {
+                self.err(
+                    &path,
+                    n,
+                    format!("`{}` is set by etcdpack from the topology", arg.name),
+                    format!("remove it from extraArgs and set {field} instead"),
+                );
+                ok = false;
+                continue;
+            }
+            if let Some(successor) = crate::etcdflags::removed_in_3_7(&arg.name, tag) {
+                use crate::etcdflags::Successor;
+                let help = match successor {
+                    Successor::Flag(f) => format!("write `{f}` instead: the same setting without the prefix"),
+                    Successor::FeatureGate("InitialCorruptCheck") => "remove it: kubeadm already gives etcd 3.6+ `--feature-gates=InitialCorruptCheck=true`".to_string(),
+                    Successor::FeatureGate(g) => format!(
+                        "give `feature-gates` the value `InitialCorruptCheck=true,{g}=true` instead: an extraArg `feature-gates` replaces kubeadm's `InitialCorruptCheck=true`, so keep that gate in the list"
+                    ),
+                };
+                self.err(
+                    &path,
+                    n,
+                    format!("`{}` was removed in etcd 3.7 (image tag {tag}): etcd would not start", arg.name),
+                    help,
+                );
+                ok = false;
+                continue;
+            }
+            if !known.contains(arg.name.as_str()) {
+                let etcd = match crate::etcdflags::etcd_minor(tag) {
+                    Some(m) => format!("etcd 3.{m} (image tag {tag})"),
+                    None => format!("etcd (image tag {tag})"),
+                };
+                let help = match closest(&arg.name, &known_list) {
+                    Some(s) => format!("did you mean `{s}`? `etcd --help` lists the flags of {etcd}"),
+                    None => format!("check the name against `etcd --help` of {etcd}"),
+                };
+                self.err(&path, n, format!("`{}` is not a flag of {etcd}", arg.name), help);
+                ok = false;
+                continue;
+            }
+            if let Some(first) = seen.insert(arg.name.clone(), i) {
+                if config_api == Some(versions::ConfigApi::V1Beta3) {
+                    self.err(
+                        &path,
+                        n,
+                        format!("`{}` is given twice (first at extraArgs[{first}])", arg.name),
+                        "kubeadm v1beta3 extraArgs is a map: give each flag once",
+                    );
+                    ok = false;
+                } else {
+                    self.warn(
+                        &path,
+                        n,
+                        format!("`{}` is given twice (first at extraArgs[{first}]): etcd gets both", arg.name),
+                        "keep one unless the flag takes several values; etcd uses the last of a repeated single-value flag",
+                    );
+                }
+            }
+        }
+        ok.then(|| args.into_iter().map(|(a, _)| a).collect())
+    }
+}
+
+/// The largest `etcd.binaryArchive` read.
+const MAX_BINARY_ARCHIVE: u64 = 512 << 20;
+
+/// A POSIX login name as useradd takes it.
+fn is_user_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    s.len() <= 32
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// The binaries of an etcd release archive (gzip'd tar, one top folder
+/// `etcd-vX.Y.Z-linux-ARCH/`): `etcd` (required), `etcdctl`, `etcdutl`, and the version the
+/// folder names. Reading is bounded (entries, sizes), and links or odd paths are refused.
+pub(super) fn etcd_binaries(bytes: &[u8]) -> Result<(Option<String>, Binaries), String> {
+    use std::io::Read;
+    const MAX_ENTRIES: usize = 1000;
+    const MAX_BYTES: u64 = 1 << 30;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    let mut found: BTreeMap<String, Arc<Vec<u8>>> = BTreeMap::new();
+    let mut top: Option<String> = None;
+    let mut total = 0u64;
+    let entries = archive.entries().map_err(|e| format!("not a gzip'd tar ({e})"))?;
+    for (i, entry) in entries.enumerate() {
+        if i >= MAX_ENTRIES {
+            return Err(format!("more than {MAX_ENTRIES} entries"));
+        }
+        let mut entry = entry.map_err(|e| format!("not a gzip'd tar ({e})"))?;
+        let path = entry.path().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
+        let path = path.trim_start_matches("./").trim_end_matches('/').to_string();
+        let (dir, name) = match path.split_once('/') {
+            Some((d, n)) => (d.to_string(), n.to_string()),
+            None => (path.clone(), String::new()),
+        };
+        if path.is_empty() {
+            continue;
+        }
+        if top.get_or_insert_with(|| dir.clone()) != &dir {
+            return Err(format!("more than one top folder (`{}` and `{dir}`)", top.unwrap_or_default()));
+        }
+        if !crate::layout::ETCD_BINARIES.contains(&name.as_str()) {
+            continue;
+        }
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            return Err(format!("`{path}` is not a regular file"));
+        }
+        total += entry.header().size().unwrap_or(u64::MAX);
+        if total > MAX_BYTES {
+            return Err("its binaries exceed 1 GiB".into());
+        }
+        let mut body = Vec::new();
+        entry
+            .by_ref()
+            .take(MAX_BYTES)
+            .read_to_end(&mut body)
+            .map_err(|e| format!("not a gzip'd tar ({e})"))?;
+        found.insert(name, Arc::new(body));
+    }
+    if !found.contains_key("etcd") {
+        return Err("it holds no `etcd` binary".into());
+    }
+    let version = top
+        .as_deref()
+        .and_then(|t| t.strip_prefix("etcd-v"))
+        .and_then(|rest| rest.split('-').next())
+        .filter(|v| {
+            v.split('.').count() == 3
+                && v.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(str::to_string);
+    // etcd first, then the tools in name order.
+    let mut binaries: Binaries = Vec::new();
+    if let Some(b) = found.remove("etcd") {
+        binaries.push(("etcd".into(), b));
+    }
+    binaries.extend(found);
+    Ok((version, binaries))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn targz(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        for (path, kind, body) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_size(body.len() as u64);
+            h.set_mode(0o755);
+            if *kind == tar::EntryType::Symlink {
+                h.set_link_name("/etc/shadow").unwrap();
+            }
+            b.append_data(&mut h, path, *body).unwrap();
+        }
+        b.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn an_etcd_release_archive_gives_its_binaries_and_version() {
+        let f = tar::EntryType::Regular;
+        let bytes = targz(&[
+            ("etcd-v3.5.24-linux-amd64/README.md", f, b"docs"),
+            ("etcd-v3.5.24-linux-amd64/etcdctl", f, b"ctl"),
+            ("etcd-v3.5.24-linux-amd64/etcd", f, b"etcd"),
+        ]);
+        let (version, binaries) = etcd_binaries(&bytes).unwrap();
+        assert_eq!(version.as_deref(), Some("3.5.24"));
+        let names: Vec<(&str, &[u8])> = binaries.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+        assert_eq!(names, [("etcd", &b"etcd"[..]), ("etcdctl", &b"ctl"[..])]);
+        // A folder that names no version still gives its binaries.
+        let (version, _) = etcd_binaries(&targz(&[("etcd/etcd", f, b"x")])).unwrap();
+        assert_eq!(version, None);
+    }
+
+    #[test]
+    fn an_archive_that_is_not_an_etcd_release_is_refused_with_the_reason() {
+        let f = tar::EntryType::Regular;
+        let no_etcd = targz(&[("etcd-v3.5.24-linux-amd64/etcdctl", f, b"ctl")]);
+        assert_eq!(etcd_binaries(&no_etcd).unwrap_err(), "it holds no `etcd` binary");
+        let link = targz(&[("etcd-v3.5.24-linux-amd64/etcd", tar::EntryType::Symlink, b"")]);
+        assert!(etcd_binaries(&link).unwrap_err().contains("is not a regular file"));
+        let two = targz(&[("a/etcd", f, b"x"), ("b/etcdctl", f, b"y")]);
+        assert!(etcd_binaries(&two).unwrap_err().contains("more than one top folder"));
+        assert!(etcd_binaries(b"plain text").unwrap_err().starts_with("not a gzip'd tar"));
+        assert!(
+            is_user_name("etcd") && is_user_name("_etcd-2") && !is_user_name("Etcd") && !is_user_name("2x")
+        );
+    }
+}
