@@ -63,10 +63,10 @@ pub fn cloud_init(
 ) -> Result<(Files, Vec<String>), crate::render::RenderError> {
     let mut files = BTreeMap::new();
     let mut warnings = Vec::new();
-    let key = b64(&dist["signing-key.pub"]);
+    let key = b64(&dist[crate::dist::SIGNING_KEY]);
     for m in &plan.members {
         let (name, address) = (&m.name, m.address.to_string());
-        let bundle = &dist[&format!("{name}.tar.gz")];
+        let bundle = &dist[&crate::dist::tarball(name)];
         let ctx = json!({
             "cluster": plan.cluster,
             "member": name,
@@ -75,11 +75,11 @@ pub fn cloud_init(
             "dir": CLOUD_INIT_DIR,
             "wait": CLOUD_INIT_WAIT_SECS,
             "key_b64": key,
-            "sig_b64": b64(&dist[&format!("{name}.tar.gz.sig")]),
+            "sig_b64": b64(&dist[&crate::dist::signature(&crate::dist::tarball(name))]),
             "bundle_b64": b64(bundle),
         });
         let text = hb.render(crate::layout::templates::USER_DATA, ctx)?;
-        let file = format!("{name}.user-data");
+        let file = crate::dist::user_data(name);
         if text.len() > USER_DATA_LIMIT {
             warnings.push(format!(
                 "dist/{file} is {:.1} KiB, above the 16 KiB user-data limit of EC2 (other clouds take more: Azure 64 KiB, GCE 256 KiB); where it is refused, deliver dist/{name}.tar.gz by scp or --emit ansible",
@@ -137,9 +137,9 @@ pub fn ansible(
     });
     let inventory = hb.render(crate::layout::templates::ANSIBLE_INVENTORY, ctx)?;
     Ok(BTreeMap::from([
-        ("ansible/inventory.yml".to_string(), inventory.into_bytes()),
-        ("ansible/site.yml".to_string(), SITE_YML.as_bytes().to_vec()),
-        ("ansible/install-bundle.yml".to_string(), INSTALL_BUNDLE_YML.as_bytes().to_vec()),
+        (crate::dist::ansible("inventory.yml"), inventory.into_bytes()),
+        (crate::dist::ansible("site.yml"), SITE_YML.as_bytes().to_vec()),
+        (crate::dist::ansible("install-bundle.yml"), INSTALL_BUNDLE_YML.as_bytes().to_vec()),
     ]))
 }
 

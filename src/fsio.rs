@@ -456,37 +456,20 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn is_dist_file(name: &str) -> bool {
-    name.ends_with(".tar.gz")
-        || name.ends_with(".tar.gz.sig")
-        || name.ends_with(".user-data")
-        || ["SHA256SUMS", "SHA256SUMS.sig", "signing-key.pub", "plan.json"].contains(&name)
-}
-
-/// The folder of `--emit ansible` inside `dist/`, and the files it may hold.
-const ANSIBLE_DIR: &str = "ansible";
-const ANSIBLE_FILES: [&str; 3] = ["inventory.yml", "site.yml", "install-bundle.yml"];
-
 /// Whether `dist/<name>` is etcdpack's own: a file it writes, or its ansible folder holding
 /// only the playbook's files.
 fn is_own_entry(out: &Path, name: &str, file_type: fs::FileType) -> bool {
     if file_type.is_file() {
-        return is_dist_file(name);
+        return crate::dist::is_ours(name);
     }
     file_type.is_dir()
-        && name == ANSIBLE_DIR
+        && name == crate::dist::ANSIBLE_DIR
         && fs::read_dir(out.join(name)).is_ok_and(|entries| {
             entries.filter_map(|e| e.ok()).all(|e| {
                 e.file_type().is_ok_and(|t| t.is_file())
-                    && ANSIBLE_FILES.contains(&e.file_name().to_string_lossy().as_ref())
+                    && crate::dist::ANSIBLE_FILES.contains(&e.file_name().to_string_lossy().as_ref())
             })
         })
-}
-
-/// The mode of `dist/<name>`: bundles (and user-data carrying one) hold private keys, so
-/// they are readable by the building user only.
-fn dist_mode(name: &str) -> u32 {
-    if name.ends_with(".tar.gz") || name.ends_with(".user-data") { 0o600 } else { 0o644 }
 }
 
 /// Whether `out` holds exactly `files`: the same names (and no other), each a regular file
@@ -499,7 +482,7 @@ fn holds_exactly(out: &Path, files: &std::collections::BTreeMap<String, Vec<u8>>
             fs::symlink_metadata(&path).is_ok_and(|m| {
                 m.is_file()
                     && m.len() == bytes.len() as u64
-                    && m.permissions().mode() & 0o7777 == dist_mode(name)
+                    && m.permissions().mode() & 0o7777 == crate::dist::mode(name)
             }) && fs::read(&path).is_ok_and(|b| b == *bytes)
         })
 }
@@ -507,7 +490,7 @@ fn holds_exactly(out: &Path, files: &std::collections::BTreeMap<String, Vec<u8>>
 /// The tarball `out/<member>.tar.gz`, if it is a regular file no larger than a bundle can be
 /// (see [`crate::unpack::MAX_UNPACKED_BYTES`]) that can be read.
 pub fn read_previous_bundle(out: &Path, member: &str) -> Option<Vec<u8>> {
-    let path = out.join(format!("{member}.tar.gz"));
+    let path = out.join(crate::dist::tarball(member));
     fs::symlink_metadata(&path)
         .ok()
         .filter(|m| m.is_file() && m.len() <= crate::unpack::MAX_UNPACKED_BYTES)?;
@@ -654,11 +637,11 @@ fn prepare_dist(out: &Path, files: &std::collections::BTreeMap<String, Vec<u8>>)
             if let Some(dir) = path.parent().filter(|d| d != tmp) {
                 mkdirs(dir, 0o755)?;
             }
-            batch.create(&path, bytes, dist_mode(name))?;
+            batch.create(&path, bytes, crate::dist::mode(name))?;
         }
         batch.sync()?;
-        if tmp.join(ANSIBLE_DIR).is_dir() {
-            sync_dir(&tmp.join(ANSIBLE_DIR))?;
+        if tmp.join(crate::dist::ANSIBLE_DIR).is_dir() {
+            sync_dir(&tmp.join(crate::dist::ANSIBLE_DIR))?;
         }
         sync_dir(tmp)
     })();

@@ -16,6 +16,7 @@
 
 pub mod der;
 pub mod diag;
+pub mod dist;
 pub mod emit;
 pub mod error;
 pub mod etcdflags;
@@ -179,16 +180,16 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
     let mut sums = String::new();
     let mut digests = BTreeMap::new();
     for (member, bytes, digest, sig) in tarballs {
-        let name = format!("{member}.tar.gz");
+        let name = crate::dist::tarball(&member);
         sums.push_str(&format!("{digest}  {name}\n"));
         digests.insert(member, digest);
-        dist.insert(format!("{name}.sig"), sig);
+        dist.insert(crate::dist::signature(&name), sig);
         dist.insert(name, bytes);
     }
-    dist.insert("SHA256SUMS.sig".into(), signer.sign(sums.as_bytes()));
-    dist.insert("SHA256SUMS".into(), sums.into_bytes());
-    dist.insert("signing-key.pub".into(), signer.public_pem().into_bytes());
-    dist.insert("plan.json".into(), plan_json(&plan, &pki, Some(&digests)).into_bytes());
+    dist.insert(crate::dist::signature(crate::dist::SUMS), signer.sign(sums.as_bytes()));
+    dist.insert(crate::dist::SUMS.into(), sums.into_bytes());
+    dist.insert(crate::dist::SIGNING_KEY.into(), signer.public_pem().into_bytes());
+    dist.insert(crate::dist::PLAN_JSON.into(), plan_json(&plan, &pki, Some(&digests)).into_bytes());
     phase("sign");
     let mut warnings = pre.warnings(env.now);
     let installers = env.previous.map(|p| installer_changes(&plan, env.state, p)).unwrap_or_default();

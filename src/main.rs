@@ -340,10 +340,12 @@ struct Signed {
 
 fn read_signed(bundle: &Path, pubkey: Option<&Path>) -> Result<Signed> {
     let bytes = std::fs::read(bundle).map_err(|e| Error::io("cannot read", bundle, e))?;
-    let sig = std::fs::read(format!("{}.sig", bundle.display())).ok();
+    let sig = bundle.file_name().and_then(|n| {
+        std::fs::read(bundle.with_file_name(etcdpack::dist::signature(&n.to_string_lossy()))).ok()
+    });
     let key_path = pubkey
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| bundle.parent().unwrap_or(Path::new(".")).join("signing-key.pub"));
+        .unwrap_or_else(|| bundle.parent().unwrap_or(Path::new(".")).join(etcdpack::dist::SIGNING_KEY));
     let key_pem = std::fs::read_to_string(&key_path).map_err(|e| {
         let help = if pubkey.is_some() {
             "give the pinned signing-key.pub of the build (dist/signing-key.pub)"

@@ -123,7 +123,7 @@ pub fn changes(changes: &[HostChange], out_dir: Option<&Path>) -> String {
     say!(o, "hosts that need the new bundle, in this order:");
     for (i, c) in order.iter().enumerate() {
         let bundle = match out_dir {
-            Some(d) => format!(" <- {}", d.join(format!("{}.tar.gz", c.member)).display()),
+            Some(d) => format!(" <- {}", d.join(crate::dist::tarball(&c.member)).display()),
             None => String::new(),
         };
         say!(o, "  {}. {}{bundle}: {}", i + 1, c.member, c.reasons.join("; "));
@@ -152,8 +152,8 @@ pub fn membership(m: &Membership, out_dir: Option<&Path>) -> String {
     say!(o, "membership changes, one at a time in this order (each waits for a healthy cluster):");
     for (i, s) in m.steps.iter().enumerate() {
         let bundle = match out_dir {
-            Some(d) => d.join(format!("{}.tar.gz", s.member)).display().to_string(),
-            None => format!("{}.tar.gz", s.member),
+            Some(d) => d.join(crate::dist::tarball(&s.member)).display().to_string(),
+            None => crate::dist::tarball(&s.member),
         };
         let verb = match s.action {
             StepAction::Add => "add",
