@@ -175,7 +175,15 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
             (s.member.clone(), bytes, digest, sig)
         })
         .collect();
-    let runtime = runtime_digests_of(&plan, &sets);
+    // The binaries every member ships, as the bundles hold them (hashed once, in render).
+    let shipped: Option<Vec<String>> = plan.members.first().zip(sets.first()).map(|(m, set)| {
+        m.files
+            .iter()
+            .filter(|f| matches!(f.content, layout::Content::Binary(_)))
+            .filter_map(|f| Some(set.files.get(&f.path)?.sha256.clone()))
+            .collect()
+    });
+    let runtime = runtime_digests(&plan, shipped)?;
     phase("pack");
     let mut dist = BTreeMap::new();
     let mut sums = String::new();
@@ -258,31 +266,12 @@ pub fn installer_changes(plan: &Plan, state: &State, previous: Previous<'_>) -> 
         .collect()
 }
 
-/// Each member's manifest digest, from the rendered bundles (members first, in plan order).
-fn runtime_digests_of(plan: &Plan, sets: &[render::FileSet]) -> BTreeMap<String, String> {
-    let runner = layout::Content::Template(plan.runtime.runner_template());
-    plan.members
-        .iter()
-        .zip(sets)
-        .filter(|(m, set)| m.name == set.member)
-        .filter_map(|(m, set)| {
-            let file = |f: &layout::PlannedFile| set.files.get(&f.path);
-            let unit = file(m.files.iter().find(|f| f.content == runner)?)?;
-            let binaries: Vec<String> = m
-                .files
-                .iter()
-                .filter(|f| matches!(f.content, layout::Content::Binary(_)))
-                .filter_map(|f| Some(file(f)?.sha256.clone()))
-                .collect();
-            Some((m.name.clone(), render::runner_digest(&unit.bytes, &binaries)))
-        })
-        .collect()
-}
-
-/// Each member's runtime digest (manifest, or unit and binaries), rendered without keys (for
-/// `plan`).
-pub fn runtime_digests(plan: &Plan) -> Result<BTreeMap<String, String>> {
-    let binaries = render::binary_digests(plan);
+/// Each member's runtime digest (its manifest, or its unit and the binaries it ships): what
+/// decides whether installing its bundle restarts etcd, for `plan` and `build` alike. The
+/// runner is rendered from the plan (it holds no key); `binaries` are the shipped binaries'
+/// digests when the caller has them (a build), else they are computed.
+pub fn runtime_digests(plan: &Plan, binaries: Option<Vec<String>>) -> Result<BTreeMap<String, String>> {
+    let binaries = binaries.unwrap_or_else(|| render::binary_digests(plan));
     plan.members
         .iter()
         .map(|m| {

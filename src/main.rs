@@ -180,7 +180,7 @@ fn plan_cmd(path: &Path, out_dir: &Path, state: Option<PathBuf>, json: bool) -> 
     let now = now();
     // The same checks build runs before it creates anything: the same refusals.
     let pre = etcdpack::preflight(&t, &p, &st, now, None)?;
-    let runtime = etcdpack::runtime_digests(&p)?;
+    let runtime = etcdpack::runtime_digests(&p, None)?;
     let previous = |member: &str| fsio::read_previous_bundle(out_dir, member);
     let installers = etcdpack::installer_changes(&p, &st, &previous);
     let changes =

@@ -412,7 +412,7 @@ fn a_new_installer_alone_is_named_and_restarts_nothing() {
     let named = etcdpack::installer_changes(&plan, &state, &previous);
     assert_eq!(named.into_iter().collect::<Vec<_>>(), ["infra0"]);
     // plan's view: infra0 gets its new installer, nothing restarts, nobody else changes.
-    let runtime = etcdpack::runtime_digests(&plan).unwrap();
+    let runtime = etcdpack::runtime_digests(&plan, None).unwrap();
     let pre = etcdpack::preflight(&t, &plan, &state, NOW, None).unwrap();
     let named = etcdpack::installer_changes(&plan, &state, &previous);
     let changes = etcdpack::rollout::changes(
