@@ -78,7 +78,7 @@ pub fn cloud_init(
             "sig_b64": b64(&dist[&crate::dist::signature(&crate::dist::tarball(name))]),
             "bundle_b64": b64(bundle),
         });
-        let text = hb.render(crate::layout::templates::USER_DATA, ctx)?;
+        let text = hb.render(crate::layout::templates::USER_DATA, &ctx)?;
         let file = crate::dist::user_data(name);
         if text.len() > USER_DATA_LIMIT {
             warnings.push(format!(
@@ -135,7 +135,7 @@ pub fn ansible(
         "control_plane": cp,
         "control_plane_sha256": digests.get(cp),
     });
-    let inventory = hb.render(crate::layout::templates::ANSIBLE_INVENTORY, ctx)?;
+    let inventory = hb.render(crate::layout::templates::ANSIBLE_INVENTORY, &ctx)?;
     Ok(BTreeMap::from([
         (crate::dist::ansible("inventory.yml"), inventory.into_bytes()),
         (crate::dist::ansible("site.yml"), SITE_YML.as_bytes().to_vec()),

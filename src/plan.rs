@@ -11,7 +11,7 @@ use crate::layout::{self, CONTROL_PLANE, DEFAULT_DATA_DIR, PlannedFile};
 use crate::membership::{Leaving, Membership, Peer, Role, View};
 use crate::profile::{CertRequest, Leaf, cert_requests, client_profile};
 use crate::topology::{Arg, Topology};
-use crate::versions::{self, Behaviour, ConfigApi, ProbeStyle};
+use crate::versions::{self, Behaviour, ConfigApi};
 use serde::Serialize;
 use std::net::IpAddr;
 
@@ -128,12 +128,33 @@ pub struct Plan {
     pub systemd: Option<SystemdPlan>,
     /// User extraArgs as written (for kubeadmcfg.yaml fidelity and plan output).
     pub user_extra_args: Vec<Arg>,
+    /// What kubeadmcfg.yaml names beyond kubeadm's defaults.
+    pub kubeadm: KubeadmConfig,
     /// Members in topology order.
     pub members: Vec<MemberPlan>,
     /// The control-plane bundle.
     pub control_plane: ControlPlanePlan,
     /// Members that leave the cluster (decided by `membership`).
     pub leaving: Vec<Leaving>,
+}
+
+/// What kubeadmcfg.yaml names beyond kubeadm's defaults (the guide's config plus the
+/// topology's choices), decided here so that the template only writes it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeadmConfig {
+    /// `encryptionAlgorithm` (v1beta4, any key but RSA-2048).
+    pub encryption_algorithm: Option<&'static str>,
+    /// The `PublicKeysECDSA` feature gate (v1beta3 with ECDSA-P256).
+    pub ecdsa_feature_gate: bool,
+    /// `certificateValidityPeriod` when not kubeadm's default (v1beta4).
+    pub cert_validity: Option<String>,
+    /// `caCertificateValidityPeriod` when not kubeadm's default (v1beta4).
+    pub ca_validity: Option<String>,
+    /// `imageRepository` when not kubeadm's default.
+    pub image_repository: Option<String>,
+    /// `etcd.local.dataDir` when not kubeadm's default.
+    pub data_dir: Option<String>,
 }
 
 /// How the systemd runtime runs etcd.
@@ -169,6 +190,22 @@ pub fn peers(t: &Topology) -> Vec<Peer> {
         .collect()
 }
 
+/// What kubeadmcfg.yaml names beyond kubeadm's defaults for `t`.
+fn kubeadm_config(t: &Topology, behaviour: &Behaviour, repo: &str, data_dir: &str) -> KubeadmConfig {
+    let v1beta3 = behaviour.config_api == ConfigApi::V1Beta3;
+    let alg = t.pki.key_algorithm;
+    // v1beta3 has no validity fields: kubeadm of such a config issues with its defaults.
+    let non_default = |v: u64, d: u64| (!v1beta3 && v != d).then(|| crate::quote::go_duration(v));
+    KubeadmConfig {
+        encryption_algorithm: (!v1beta3 && alg != KeyAlgorithm::Rsa2048).then(|| alg.name()),
+        ecdsa_feature_gate: v1beta3 && alg == KeyAlgorithm::EcdsaP256,
+        cert_validity: non_default(t.pki.cert_validity_secs, crate::topology::DEFAULT_CERT_VALIDITY),
+        ca_validity: non_default(t.pki.ca_validity_secs, crate::topology::DEFAULT_CA_VALIDITY),
+        image_repository: (repo != DEFAULT_IMAGE_REPOSITORY).then(|| repo.to_string()),
+        data_dir: (data_dir != DEFAULT_DATA_DIR).then(|| data_dir.to_string()),
+    }
+}
+
 /// The plan of a new cluster: every member bootstraps it together.
 pub fn bootstrap(t: &Topology) -> Plan {
     plan(t, &Membership::bootstrap(&peers(t)))
@@ -185,6 +222,7 @@ pub fn plan(t: &Topology, membership: &Membership) -> Plan {
     let behaviour = versions::behaviour(t.release, &tag, t.config_api, t.etcd.arg_order);
     let repo = t.etcd.image_repository.as_deref().unwrap_or(DEFAULT_IMAGE_REPOSITORY);
     let data_dir = t.etcd.data_dir.clone().unwrap_or_else(|| DEFAULT_DATA_DIR.to_string());
+    let kubeadm = kubeadm_config(t, &behaviour, repo, &data_dir);
     let (cport, pport) = (t.etcd.client_port, t.etcd.peer_port);
     let initial_cluster = t
         .members
@@ -264,6 +302,7 @@ pub fn plan(t: &Topology, membership: &Membership) -> Plan {
             binaries,
         }),
         user_extra_args: t.etcd.extra_args.clone(),
+        kubeadm,
         control_plane: ControlPlanePlan {
             name: CONTROL_PLANE.to_string(),
             endpoints: members.iter().map(|m| m.client_url.clone()).collect(),
@@ -377,10 +416,6 @@ impl Plan {
         self.behaviour.config_api == ConfigApi::V1Beta3
     }
 
-    /// Whether the manifest has the 1.31+ probes.
-    pub fn livez_probes(&self) -> bool {
-        self.behaviour.probes == ProbeStyle::LivezReadyz
-    }
 }
 
 #[cfg(test)]

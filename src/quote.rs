@@ -86,9 +86,20 @@ pub fn systemd_arg(arg: &str) -> String {
     if arg.is_empty() || arg.contains([' ', '"', '\'', '\t', '\n', ';']) { format!("\"{out}\"") } else { out }
 }
 
+/// Go's `time.Duration` text for whole seconds (`8760h0m0s`).
+pub fn go_duration(secs: u64) -> String {
+    format!("{}h{}m{}s", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_print_like_go() {
+        assert_eq!(go_duration(8760 * 3600), "8760h0m0s");
+        assert_eq!(go_duration(90 * 60 + 5), "1h30m5s");
+    }
 
     #[test]
     fn yaml_quoting_matches_go_yaml() {

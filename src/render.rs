@@ -10,6 +10,7 @@ use crate::plan::{MemberPlan, Plan};
 use crate::x509::rfc3339;
 use handlebars::Handlebars;
 use rayon::prelude::*;
+use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -94,8 +95,10 @@ pub struct Templates {
 
 impl Templates {
     /// Renders template `id` with `ctx` (a failure names the template).
-    pub fn render(&self, id: &str, ctx: serde_json::Value) -> Result<String, RenderError> {
-        self.render_in(id, &handlebars::Context::from(ctx))
+    pub fn render(&self, id: &str, ctx: &impl Serialize) -> Result<String, RenderError> {
+        let ctx = handlebars::Context::wraps(ctx)
+            .map_err(|e| RenderError { template: id.into(), why: e.to_string() })?;
+        self.render_in(id, &ctx)
     }
 
     /// Renders template `id` in a context made once for several templates.
@@ -130,11 +133,6 @@ pub fn registry() -> Result<Templates, RenderError> {
     Ok(Templates { hb })
 }
 
-/// Go's `time.Duration` text for whole seconds (`8760h0m0s`).
-pub fn go_duration(secs: u64) -> String {
-    format!("{}h{}m{}s", secs / 3600, secs % 3600 / 60, secs % 60)
-}
-
 /// Starts compiling the templates on the thread pool and returns at once, so that the
 /// shell's reading of the topology and the state overlaps it; [`compiled`] waits for it.
 pub fn prepare() {
@@ -157,7 +155,7 @@ pub fn compiled() -> Result<&'static Templates, RenderError> {
 pub fn runtime_digest(plan: &Plan, m: &MemberPlan, binaries: &[String]) -> Result<String, RenderError> {
     let hb = compiled()?;
     let id = plan.runtime.runner_template();
-    let text = hb.render(id, context(plan, m))?;
+    let text = hb.render(id, &context(plan, m))?;
     Ok(runner_digest(clean(&text).as_bytes(), binaries))
 }
 
@@ -224,59 +222,99 @@ pub fn render(plan: &Plan, pki: &Pki) -> Result<Vec<FileSet>, RenderError> {
         .collect()
 }
 
-/// The control-plane bundle's context: its install.sh (`etcd_member` false) and
-/// etcd-external.yaml.
-fn control_plane_context(plan: &Plan) -> serde_json::Value {
-    let cp = &plan.control_plane;
-    json!({
-        "cluster": plan.cluster,
-        "tool_version": env!("CARGO_PKG_VERSION"),
-        "kubernetes_version": plan.kubernetes_version,
-        "api_version": plan.behaviour.config_api.api_version(),
-        "pki_dir": crate::layout::PKI_DIR,
-        "endpoints": cp.endpoints,
-        "member": { "name": cp.name },
-    })
+/// What the control-plane bundle's templates read (etcd-external.yaml).
+#[derive(Serialize)]
+struct ControlPlaneContext<'a> {
+    cluster: &'a str,
+    tool_version: &'static str,
+    kubernetes_version: &'a str,
+    api_version: &'static str,
+    pki_dir: &'static str,
+    endpoints: &'a [String],
+    member: Named<'a>,
 }
 
-fn context(plan: &Plan, m: &MemberPlan) -> serde_json::Value {
-    let v1beta3 = plan.is_v1beta3();
-    let alg = plan.key_algorithm;
-    let non_default = |v: u64, d: u64| (!v1beta3 && v != d).then(|| go_duration(v));
-    let mut ctx = json!({
-        "cluster": plan.cluster,
-        "tool_version": env!("CARGO_PKG_VERSION"),
-        "kubernetes_version": plan.kubernetes_version,
-        "api_version": plan.behaviour.config_api.api_version(),
-        "v1beta3": v1beta3,
-        "encryption_algorithm": if !v1beta3 && alg != crate::keys::KeyAlgorithm::Rsa2048 { Some(alg.name()) } else { None },
-        "ecdsa_feature_gate": v1beta3 && alg == crate::keys::KeyAlgorithm::EcdsaP256,
-        "cert_validity": non_default(plan.cert_validity_secs, crate::topology::DEFAULT_CERT_VALIDITY),
-        "ca_validity": non_default(plan.ca_validity_secs, crate::topology::DEFAULT_CA_VALIDITY),
-        "image_repository": plan.image.rsplit_once("/etcd:").map(|(r, _)| r).filter(|r| *r != crate::plan::DEFAULT_IMAGE_REPOSITORY),
-        "image_tag": plan.image_tag,
-        "data_dir": plan.data_dir,
-        "kubeadm_data_dir": (plan.data_dir != crate::layout::DEFAULT_DATA_DIR).then_some(&plan.data_dir),
-        "image": plan.image,
-        "creation_timestamp_null": plan.behaviour.creation_timestamp_null,
-        "readiness_probe": plan.livez_probes(),
-        "named_probe_port": plan.behaviour.named_probe_port,
-        "liveness_path": if plan.livez_probes() { "/livez" } else { "/health?exclude=NOSPACE&serializable=true" },
-        "startup_path": if plan.livez_probes() { "/readyz" } else { "/health?serializable=false" },
-        "cgroup_driver": plan.cgroup_driver,
-        "container_runtime_endpoint": plan.container_runtime_endpoint,
-        "kubelet_path": plan.kubelet_path,
-        "expiry_script_path": crate::layout::EXPIRY_SCRIPT_PATH,
-        "member": m,
-    });
-    let runtime = json!({
-        "etcd_user": plan.systemd.as_ref().map(|s| s.user.as_str()),
-        "exec_start": plan.systemd.as_ref().map(|s| exec_start(&s.binary, &m.command)),
-    });
-    if let (Some(c), serde_json::Value::Object(r)) = (ctx.as_object_mut(), runtime) {
-        c.extend(r);
+/// `{ name }`: the bundle's name where a template says `member.name`.
+#[derive(Serialize)]
+struct Named<'a> {
+    name: &'a str,
+}
+
+fn control_plane_context(plan: &Plan) -> ControlPlaneContext<'_> {
+    let cp = &plan.control_plane;
+    ControlPlaneContext {
+        cluster: &plan.cluster,
+        tool_version: env!("CARGO_PKG_VERSION"),
+        kubernetes_version: &plan.kubernetes_version,
+        api_version: plan.behaviour.config_api.api_version(),
+        pki_dir: crate::layout::PKI_DIR,
+        endpoints: &cp.endpoints,
+        member: Named { name: &cp.name },
     }
-    ctx
+}
+
+/// What a member bundle's templates read: the plan's decisions, named as the templates use
+/// them. Nothing here is decided: each field is the plan's (or the versions table's) answer.
+#[derive(Serialize)]
+struct MemberContext<'a> {
+    cluster: &'a str,
+    tool_version: &'static str,
+    kubernetes_version: &'a str,
+    api_version: &'static str,
+    v1beta3: bool,
+    encryption_algorithm: Option<&'static str>,
+    ecdsa_feature_gate: bool,
+    cert_validity: Option<&'a str>,
+    ca_validity: Option<&'a str>,
+    image_repository: Option<&'a str>,
+    image_tag: &'a str,
+    data_dir: &'a str,
+    kubeadm_data_dir: Option<&'a str>,
+    image: &'a str,
+    creation_timestamp_null: bool,
+    readiness_probe: bool,
+    named_probe_port: bool,
+    liveness_path: &'static str,
+    startup_path: &'static str,
+    cgroup_driver: &'a str,
+    container_runtime_endpoint: &'a str,
+    kubelet_path: &'a str,
+    expiry_script_path: &'static str,
+    member: &'a MemberPlan,
+    etcd_user: Option<&'a str>,
+    exec_start: Option<String>,
+}
+
+fn context<'a>(plan: &'a Plan, m: &'a MemberPlan) -> MemberContext<'a> {
+    let probes = plan.behaviour.probes;
+    MemberContext {
+        cluster: &plan.cluster,
+        tool_version: env!("CARGO_PKG_VERSION"),
+        kubernetes_version: &plan.kubernetes_version,
+        api_version: plan.behaviour.config_api.api_version(),
+        v1beta3: plan.is_v1beta3(),
+        encryption_algorithm: plan.kubeadm.encryption_algorithm,
+        ecdsa_feature_gate: plan.kubeadm.ecdsa_feature_gate,
+        cert_validity: plan.kubeadm.cert_validity.as_deref(),
+        ca_validity: plan.kubeadm.ca_validity.as_deref(),
+        image_repository: plan.kubeadm.image_repository.as_deref(),
+        image_tag: &plan.image_tag,
+        data_dir: &plan.data_dir,
+        kubeadm_data_dir: plan.kubeadm.data_dir.as_deref(),
+        image: &plan.image,
+        creation_timestamp_null: plan.behaviour.creation_timestamp_null,
+        readiness_probe: probes.readiness(),
+        named_probe_port: plan.behaviour.named_probe_port,
+        liveness_path: probes.liveness_path(),
+        startup_path: probes.startup_path(),
+        cgroup_driver: &plan.cgroup_driver,
+        container_runtime_endpoint: &plan.container_runtime_endpoint,
+        kubelet_path: &plan.kubelet_path,
+        expiry_script_path: crate::layout::EXPIRY_SCRIPT_PATH,
+        member: m,
+        etcd_user: plan.systemd.as_ref().map(|s| s.user.as_str()),
+        exec_start: plan.systemd.as_ref().map(|s| exec_start(&s.binary, &m.command)),
+    }
 }
 
 /// Files every member bundle shares, digested once.
@@ -294,7 +332,7 @@ fn render_member(
     shared: Shared<'_>,
 ) -> Result<FileSet, RenderError> {
     let installer = crate::installer::of_member(plan, m);
-    let mut files = render_files(hb, &m.files, context(plan, m), pki, &m.name, shared, &installer)?;
+    let mut files = render_files(hb, &m.files, &context(plan, m), pki, &m.name, shared, &installer)?;
     if let Some(f) = m.files.iter().find(|f| f.content == Content::BundleEnv) {
         files.insert(f.path.clone(), BundleFile::new(f.mode, bundle_env(plan, m, pki).into_bytes()));
     }
@@ -338,7 +376,7 @@ fn render_leave(
     // A leave bundle holds no template: install.sh, bundle.json and SHA256SUMS.
     let ctx = json!({});
     let installer = crate::installer::of_leave(plan, l);
-    let files = render_files(hb, &l.files, ctx, pki, "", Shared::default(), &installer)?;
+    let files = render_files(hb, &l.files, &ctx, pki, "", Shared::default(), &installer)?;
     let meta = json!({ "peerUrl": l.peer_url, "role": "leave" });
     let json = bundle_json(plan, Kind::Leave, &l.name, meta, &l.files, pki, &files);
     Ok(seal(&l.name, &l.files, files, json))
@@ -350,7 +388,7 @@ fn render_control_plane(hb: &Templates, plan: &Plan, pki: &Pki) -> Result<FileSe
     let files = render_files(
         hb,
         &cp.files,
-        control_plane_context(plan),
+        &control_plane_context(plan),
         pki,
         &cp.name,
         Shared::default(),
@@ -365,7 +403,7 @@ fn render_control_plane(hb: &Templates, plan: &Plan, pki: &Pki) -> Result<FileSe
 fn render_files(
     hb: &Templates,
     planned: &[PlannedFile],
-    ctx: serde_json::Value,
+    ctx: &impl Serialize,
     pki: &Pki,
     holder: &str,
     shared: Shared<'_>,
@@ -374,7 +412,8 @@ fn render_files(
     let none = BTreeMap::new();
     let leaves = pki.leaves.get(holder).unwrap_or(&none);
     // One context for every template of the bundle.
-    let ctx = handlebars::Context::from(ctx);
+    let ctx = handlebars::Context::wraps(ctx)
+        .map_err(|e| RenderError { template: "context".into(), why: e.to_string() })?;
     let mut files = BTreeMap::new();
     for f in planned {
         let bytes: Vec<u8> = match &f.content {
@@ -547,11 +586,5 @@ mod tests {
         }
         assert_eq!(on_disk.len(), ids.len());
         registry().unwrap();
-    }
-
-    #[test]
-    fn durations_print_like_go() {
-        assert_eq!(go_duration(8760 * 3600), "8760h0m0s");
-        assert_eq!(go_duration(90 * 60 + 5), "1h30m5s");
     }
 }

@@ -270,6 +270,29 @@ pub enum ProbeStyle {
     LivezReadyz,
 }
 
+impl ProbeStyle {
+    /// The liveness probe's path (reference section 2.6).
+    pub fn liveness_path(self) -> &'static str {
+        match self {
+            ProbeStyle::Health => "/health?exclude=NOSPACE&serializable=true",
+            ProbeStyle::LivezReadyz => "/livez",
+        }
+    }
+
+    /// The startup probe's path.
+    pub fn startup_path(self) -> &'static str {
+        match self {
+            ProbeStyle::Health => "/health?serializable=false",
+            ProbeStyle::LivezReadyz => "/readyz",
+        }
+    }
+
+    /// Whether the manifest has a readiness probe (`/readyz`, 1.31+).
+    pub fn readiness(self) -> bool {
+        self == ProbeStyle::LivezReadyz
+    }
+}
+
 /// How certificate validity windows are computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
