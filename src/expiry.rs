@@ -54,12 +54,12 @@ pub fn from_state(state: &State) -> Result<Vec<Row>, String> {
 /// The CA and the leaves a member bundle carries.
 pub fn from_bundle(u: &Unpacked) -> Result<Vec<Row>, String> {
     let text = |p: &str| u.files.get(p).map(|e| String::from_utf8_lossy(&e.bytes).into_owned());
-    let meta: serde_json::Value = u
+    let meta = u
         .files
         .get("bundle.json")
-        .and_then(|e| serde_json::from_slice(&e.bytes).ok())
+        .and_then(|e| crate::bundle::BundleJson::parse(&e.bytes).ok())
         .ok_or("the bundle has no readable bundle.json")?;
-    let member = meta["member"].as_str().ok_or("bundle.json names no member")?;
+    let member = meta.member.as_str();
     let mut rows = Vec::new();
     if let Some(ca) = text("rootfs/etc/kubernetes/pki/etcd/ca.crt") {
         rows.push(row(None, "etcd-ca", &ca, "self")?);

@@ -42,41 +42,46 @@ fn cert_note(pem: &[u8]) -> Option<String> {
 /// Renders the bundle as text.
 pub fn inspect(u: &Unpacked) -> String {
     let mut out = String::new();
-    let meta: serde_json::Value =
-        u.files.get("bundle.json").and_then(|e| serde_json::from_slice(&e.bytes).ok()).unwrap_or_default();
-    let kind = crate::layout::Kind::from_name(meta["kind"].as_str());
-    let whom = match (kind, meta["address"].as_str()) {
-        (Some(crate::layout::Kind::ControlPlane), _) => {
-            let endpoints = meta["endpoints"].as_array().map_or(0, Vec::len);
+    let meta = u
+        .files
+        .get("bundle.json")
+        .and_then(|e| crate::bundle::BundleJson::parse(&e.bytes).ok())
+        .unwrap_or_default();
+    let or_unknown = |s: &Option<String>| s.clone().unwrap_or_else(|| "?".into());
+    let kind = crate::layout::Kind::from_name(meta.kind.as_deref());
+    let whom = match kind {
+        Some(crate::layout::Kind::ControlPlane) => {
+            let endpoints = meta.endpoints.as_ref().map_or(0, Vec::len);
             format!("the control plane's etcd client files, {endpoints} endpoints")
         }
-        (Some(crate::layout::Kind::Leave), _) => {
-            format!("leaves the cluster: {}", meta["peerUrl"].as_str().unwrap_or("?"))
-        }
-        (_, address) => {
-            let role = match (meta["role"].as_str(), meta["replaces"].as_str()) {
+        Some(crate::layout::Kind::Leave) => format!("leaves the cluster: {}", or_unknown(&meta.peer_url)),
+        _ => {
+            let role = match (meta.role.as_deref(), meta.replaces.clone().flatten()) {
                 (Some("join"), Some(old)) => format!(", join replacing {old}"),
                 (Some("join"), None) => ", join".to_string(),
                 _ => String::new(),
             };
-            let knows = meta["initialCluster"].as_str().unwrap_or("?");
-            let runtime = match meta["runtime"].as_str() {
-                Some(r) => format!(
-                    ", runtime {r} ({} as {})",
-                    meta["etcdBinary"].as_str().unwrap_or("?"),
-                    meta["etcdUser"].as_str().unwrap_or("?")
-                ),
+            let knows = or_unknown(&meta.initial_cluster);
+            let runtime = match &meta.runtime {
+                Some(r) => {
+                    format!(
+                        ", runtime {r} ({} as {})",
+                        or_unknown(&meta.etcd_binary),
+                        or_unknown(&meta.etcd_user)
+                    )
+                }
                 None => String::new(),
             };
-            format!("address {}{role}{runtime}, members {knows}", address.unwrap_or("?"))
+            let address = meta.address.map_or_else(|| "?".to_string(), |a| a.to_string());
+            format!("address {address}{role}{runtime}, members {knows}")
         }
     };
     let _ = writeln!(
         out,
         "bundle {} (cluster {}, {whom}, kubeadm {}, {} files)",
         u.top,
-        meta["cluster"].as_str().unwrap_or("?"),
-        meta["kubernetesVersion"].as_str().unwrap_or("?"),
+        if meta.cluster.is_empty() { "?" } else { &meta.cluster },
+        if meta.kubernetes_version.is_empty() { "?" } else { &meta.kubernetes_version },
         u.files.len()
     );
     let mut top = Node::default();
@@ -89,7 +94,7 @@ pub fn inspect(u: &Unpacked) -> String {
     // Each file shows in the first tree that holds it (the kubelet drop-in folder comes
     // before the systemd folder that contains it).
     let mut shown = std::collections::BTreeSet::new();
-    let runtime = crate::layout::Runtime::from_name(meta["runtime"].as_str())
+    let runtime = crate::layout::Runtime::from_name(meta.runtime.as_deref())
         .unwrap_or(crate::layout::Runtime::StaticPod);
     let trees = crate::layout::install_trees(kind.unwrap_or(crate::layout::Kind::Member), runtime);
     for root in trees {

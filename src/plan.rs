@@ -415,7 +415,6 @@ impl Plan {
     pub fn is_v1beta3(&self) -> bool {
         self.behaviour.config_api == ConfigApi::V1Beta3
     }
-
 }
 
 #[cfg(test)]

@@ -336,32 +336,27 @@ fn render_member(
     if let Some(f) = m.files.iter().find(|f| f.content == Content::BundleEnv) {
         files.insert(f.path.clone(), BundleFile::new(f.mode, bundle_env(plan, m, pki).into_bytes()));
     }
-    let role = match &m.role {
-        crate::membership::Role::Bootstrap => "bootstrap",
-        crate::membership::Role::Join { .. } => "join",
+    let (role, replaces) = match &m.role {
+        crate::membership::Role::Bootstrap => ("bootstrap", None),
+        crate::membership::Role::Join { replaces } => ("join", replaces.clone()),
     };
-    let meta = json!({
-        "address": m.address,
-        "index": m.index,
-        "carriesCaKey": m.carries_ca_key,
-        "clientUrl": m.client_url,
-        "peerUrl": m.peer_url,
-        "dataDir": plan.data_dir,
-        "role": role,
-        "replaces": match &m.role { crate::membership::Role::Join { replaces } => replaces.clone(), _ => None },
-        "initialCluster": crate::plan::initial_cluster_of(&m.peers),
-    });
+    let mut doc = bundle_json(plan, Kind::Member, &m.name, &m.files, pki, &files);
+    doc.address = Some(m.address);
+    doc.index = Some(m.index);
+    doc.carries_ca_key = Some(m.carries_ca_key);
+    doc.client_url = Some(m.client_url.clone());
+    doc.peer_url = Some(m.peer_url.clone());
+    doc.data_dir = Some(plan.data_dir.clone());
+    doc.role = Some(role.into());
+    doc.replaces = Some(replaces);
+    doc.initial_cluster = Some(crate::plan::initial_cluster_of(&m.peers));
     // Static-pod bundles name no runtime (as before the systemd runtime existed).
-    let meta = match (&plan.systemd, meta) {
-        (Some(sd), serde_json::Value::Object(mut meta)) => {
-            meta.insert("runtime".into(), plan.runtime.name().into());
-            meta.insert("etcdUser".into(), sd.user.clone().into());
-            meta.insert("etcdBinary".into(), sd.binary.clone().into());
-            serde_json::Value::Object(meta)
-        }
-        (_, meta) => meta,
-    };
-    let json = bundle_json(plan, Kind::Member, &m.name, meta, &m.files, pki, &files);
+    if let Some(sd) = &plan.systemd {
+        doc.runtime = Some(plan.runtime.name().into());
+        doc.etcd_user = Some(sd.user.clone());
+        doc.etcd_binary = Some(sd.binary.clone());
+    }
+    let json = doc.to_text();
     Ok(seal(&m.name, &m.files, files, json))
 }
 
@@ -377,8 +372,10 @@ fn render_leave(
     let ctx = json!({});
     let installer = crate::installer::of_leave(plan, l);
     let files = render_files(hb, &l.files, &ctx, pki, "", Shared::default(), &installer)?;
-    let meta = json!({ "peerUrl": l.peer_url, "role": "leave" });
-    let json = bundle_json(plan, Kind::Leave, &l.name, meta, &l.files, pki, &files);
+    let mut doc = bundle_json(plan, Kind::Leave, &l.name, &l.files, pki, &files);
+    doc.peer_url = Some(l.peer_url.clone());
+    doc.role = Some("leave".into());
+    let json = doc.to_text();
     Ok(seal(&l.name, &l.files, files, json))
 }
 
@@ -394,8 +391,9 @@ fn render_control_plane(hb: &Templates, plan: &Plan, pki: &Pki) -> Result<FileSe
         Shared::default(),
         &installer,
     )?;
-    let meta = json!({ "endpoints": cp.endpoints });
-    let json = bundle_json(plan, Kind::ControlPlane, &cp.name, meta, &cp.files, pki, &files);
+    let mut doc = bundle_json(plan, Kind::ControlPlane, &cp.name, &cp.files, pki, &files);
+    doc.endpoints = Some(cp.endpoints.clone());
+    let json = doc.to_text();
     Ok(seal(&cp.name, &cp.files, files, json))
 }
 
@@ -477,71 +475,60 @@ fn bundle_env(plan: &Plan, m: &MemberPlan, pki: &Pki) -> String {
     )
 }
 
-/// bundle.json: what the bundle is (kind, cluster, holder), `meta` (what is particular to
-/// the kind), every file with its digest and every certificate with its dates.
+/// bundle.json of a bundle, common part: what the bundle is, every file with its digest and
+/// every certificate with its dates; the caller adds what is particular to its kind.
 fn bundle_json(
     plan: &Plan,
     kind: Kind,
     name: &str,
-    meta: serde_json::Value,
     planned: &[PlannedFile],
     pki: &Pki,
     files: &BTreeMap<String, BundleFile>,
-) -> String {
-    let file_entries: Vec<_> = planned
+) -> crate::bundle::BundleJson {
+    use crate::bundle::{BundleJson, CertEntry, FileEntry, Tool};
+    let entries = planned
         .iter()
         .filter_map(|f| {
             let body = files.get(&f.path)?;
-            let mut entry = json!({
-                "path": f.path,
-                "installPath": f.install_path,
-                "mode": format!("{:04o}", f.mode),
-                "sha256": body.sha256,
-            });
-            if f.owner == layout::Owner::Etcd {
-                entry["owner"] = "etcd-user".into();
-            }
-            Some(entry)
+            Some(FileEntry {
+                path: f.path.clone(),
+                install_path: f.install_path.clone(),
+                mode: format!("{:04o}", f.mode),
+                sha256: body.sha256.clone(),
+                owner: (f.owner == layout::Owner::Etcd).then(|| "etcd-user".to_string()),
+            })
         })
         .collect();
-    let mut certs = vec![cert_entry("etcd-ca", "rootfs/etc/kubernetes/pki/etcd/ca.crt", &pki.ca.info)];
+    let cert = |name: &str, path: String, info: &crate::x509::CertInfo| CertEntry {
+        name: name.to_string(),
+        path,
+        serial: info.serial_hex.clone(),
+        not_before: rfc3339(info.not_before),
+        not_after: rfc3339(info.not_after),
+    };
+    let mut certs = vec![cert("etcd-ca", "rootfs/etc/kubernetes/pki/etcd/ca.crt".into(), &pki.ca.info)];
     for (leaf, issued) in pki.leaves.get(name).into_iter().flatten() {
-        certs.push(cert_entry(
+        certs.push(cert(
             leaf.kubeadm_name(),
-            &format!("rootfs/etc/kubernetes/pki/{}.crt", leaf.stem()),
+            format!("rootfs/etc/kubernetes/pki/{}.crt", leaf.stem()),
             &issued.info,
         ));
     }
-    let mut doc = json!({
-        "format": 1,
-        "kind": kind.name(),
-        "tool": { "name": "etcdpack", "version": env!("CARGO_PKG_VERSION") },
-        "cluster": plan.cluster,
-        "member": name,
-        "kubernetesVersion": plan.kubernetes_version,
-        "configApi": plan.behaviour.config_api.api_version(),
-        "image": plan.image,
-        "caSha256": hex::encode(Sha256::digest(pki.ca.cert_pem.as_bytes())),
-        "initialCluster": plan.initial_cluster,
-    });
-    if let (Some(doc), serde_json::Value::Object(meta)) = (doc.as_object_mut(), meta) {
-        doc.extend(meta);
-        doc.insert("files".into(), file_entries.into());
-        doc.insert("certs".into(), certs.into());
+    BundleJson {
+        format: crate::bundle::FORMAT,
+        kind: Some(kind.name().to_string()),
+        tool: Tool { name: "etcdpack".into(), version: env!("CARGO_PKG_VERSION").into() },
+        cluster: plan.cluster.clone(),
+        member: name.to_string(),
+        kubernetes_version: plan.kubernetes_version.clone(),
+        config_api: plan.behaviour.config_api.api_version().to_string(),
+        image: plan.image.clone(),
+        ca_sha256: hex::encode(Sha256::digest(pki.ca.cert_pem.as_bytes())),
+        initial_cluster: Some(plan.initial_cluster.clone()),
+        files: entries,
+        certs,
+        ..BundleJson::default()
     }
-    let mut s = serde_json::to_string_pretty(&doc).expect("JSON");
-    s.push('\n');
-    s
-}
-
-fn cert_entry(name: &str, path: &str, info: &crate::x509::CertInfo) -> serde_json::Value {
-    json!({
-        "name": name,
-        "path": path,
-        "serial": info.serial_hex,
-        "notBefore": rfc3339(info.not_before),
-        "notAfter": rfc3339(info.not_after),
-    })
 }
 
 /// `\n` line endings and exactly one trailing newline.

@@ -12,7 +12,6 @@ use crate::x509::{self, CertInfo, rfc3339};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 /// One check and its outcome.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -127,42 +126,6 @@ impl Report {
     }
 }
 
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct BundleMeta {
-    /// `member` or `control-plane`; absent in bundles of releases before the control-plane
-    /// bundle (all member bundles).
-    #[serde(default)]
-    kind: Option<String>,
-    /// `systemd`, or absent for static pods.
-    #[serde(default)]
-    runtime: Option<String>,
-    /// The systemd runtime's user and binary.
-    #[serde(default)]
-    etcd_user: Option<String>,
-    #[serde(default)]
-    etcd_binary: Option<String>,
-    cluster: String,
-    member: String,
-    /// A member's address (absent in the control-plane bundle).
-    #[serde(default)]
-    address: Option<IpAddr>,
-    #[serde(default)]
-    index: usize,
-    #[serde(default)]
-    carries_ca_key: bool,
-    ca_sha256: String,
-    #[serde(default)]
-    initial_cluster: Option<String>,
-    /// `bootstrap`, `join` or `leave` (absent before membership changes: bootstrap).
-    #[serde(default)]
-    role: Option<String>,
-    #[serde(default)]
-    replaces: Option<String>,
-    #[serde(default)]
-    peer_url: Option<String>,
-}
-
 /// Verifies one bundle. `signature` is the detached `.sig`; `public_pem` the trusted key.
 pub fn verify(bundle: &[u8], signature: Option<&[u8]>, public_pem: &str, now: i64) -> Report {
     let mut r = Report::default();
@@ -184,7 +147,7 @@ pub fn verify(bundle: &[u8], signature: Option<&[u8]>, public_pem: &str, now: i6
     };
     r.pass("bundle archive is safe to unpack");
     check_sums(&mut r, &u);
-    let meta = match u.files.get("bundle.json").map(|e| serde_json::from_slice::<BundleMeta>(&e.bytes)) {
+    let meta = match u.files.get("bundle.json").map(|e| crate::bundle::BundleJson::parse(&e.bytes)) {
         Some(Ok(m)) => m,
         Some(Err(e)) => {
             r.fail("bundle.json", format!("unreadable: {e}"));
@@ -231,14 +194,14 @@ pub fn verify(bundle: &[u8], signature: Option<&[u8]>, public_pem: &str, now: i6
         member: meta.member.clone(),
         ca_sha256: meta.ca_sha256.clone(),
         initial_cluster: meta.initial_cluster.clone(),
-        replaces: meta.replaces.clone(),
+        replaces: meta.replaces.clone().flatten(),
         leaves: (kind == Kind::Leave).then(|| meta.peer_url.clone()).flatten(),
     });
     r
 }
 
 /// What the bundle does to the membership, for the report.
-fn role_text(meta: &BundleMeta) -> String {
+fn role_text(meta: &crate::bundle::BundleJson) -> String {
     let knows = || {
         let names: Vec<&str> = meta
             .initial_cluster
@@ -253,7 +216,11 @@ fn role_text(meta: &BundleMeta) -> String {
     match meta.role.as_deref() {
         Some("join") => format!(
             "role join: {}expects to find {} in the cluster, then adds {} as a learner and promotes it",
-            meta.replaces.as_deref().map(|u| format!("removes the member at {u}, ")).unwrap_or_default(),
+            meta.replaces
+                .clone()
+                .flatten()
+                .map(|u| format!("removes the member at {u}, "))
+                .unwrap_or_default(),
             knows(),
             meta.member
         ),
@@ -347,7 +314,7 @@ fn pem_at<'a>(u: &'a Unpacked, path: &str) -> Option<&'a str> {
     u.files.get(path).and_then(|e| std::str::from_utf8(&e.bytes).ok())
 }
 
-fn check_pki(r: &mut Report, u: &Unpacked, meta: &BundleMeta, kind: Kind, now: i64) {
+fn check_pki(r: &mut Report, u: &Unpacked, meta: &crate::bundle::BundleJson, kind: Kind, now: i64) {
     let pki = "rootfs/etc/kubernetes/pki";
     let ca = match pem_at(u, &format!("{pki}/etcd/ca.crt")).map(x509::parse_pem) {
         Some(Ok(ca)) if ca.is_ca => ca,
@@ -357,7 +324,8 @@ fn check_pki(r: &mut Report, u: &Unpacked, meta: &BundleMeta, kind: Kind, now: i
     };
     check_validity(r, "etcd/ca.crt", &ca, now);
     let ca_key_path = format!("{pki}/etcd/ca.key");
-    let may_carry = kind == Kind::Member && meta.carries_ca_key && meta.index == 0;
+    let may_carry =
+        kind == Kind::Member && meta.carries_ca_key == Some(true) && meta.index.unwrap_or_default() == 0;
     match (u.files.contains_key(&ca_key_path), may_carry) {
         (true, true) => {
             r.check("etcd/ca.key belongs to etcd/ca.crt", key_matches(pem_at(u, &ca_key_path), &ca))
@@ -370,7 +338,8 @@ fn check_pki(r: &mut Report, u: &Unpacked, meta: &BundleMeta, kind: Kind, now: i
             "key placement",
             format!(
                 "etcd/ca.key is in the bundle of {} (member #{}), which must not hold the CA key",
-                meta.member, meta.index
+                meta.member,
+                meta.index.unwrap_or_default()
             ),
         ),
         (false, true) => {
