@@ -2,7 +2,44 @@
 //! exit code it maps to (0 success, 1 invalid input or failed verification, 2 I/O or internal).
 
 use crate::diag::Diagnostics;
+use std::fmt;
 use std::path::PathBuf;
+
+/// What a refusal or a failure says, as data: what is wrong, and how to fix it (when there
+/// is a fix to give), like a [`crate::diag::Problem`] without a position in a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Said {
+    /// What is wrong (it names the thing: file, member, flag, ...).
+    pub what: String,
+    /// How to fix it.
+    pub fix: Option<String>,
+}
+
+impl Said {
+    /// A message with a fix.
+    pub fn new(what: impl Into<String>, fix: impl Into<String>) -> Said {
+        Said { what: what.into(), fix: Some(fix.into()) }
+    }
+}
+
+/// Text in the form every message of etcdpack takes, `what\n  help: fix`, read as its parts.
+impl From<String> for Said {
+    fn from(text: String) -> Said {
+        match text.split_once("\n  help: ") {
+            Some((what, fix)) => Said { what: what.to_string(), fix: Some(fix.to_string()) },
+            None => Said { what: text, fix: None },
+        }
+    }
+}
+
+impl fmt::Display for Said {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.fix {
+            Some(fix) => write!(f, "{}\n  help: {fix}", self.what),
+            None => write!(f, "{}", self.what),
+        }
+    }
+}
 
 /// Everything that can stop a command.
 #[derive(Debug, thiserror::Error)]
@@ -58,15 +95,16 @@ pub enum Error {
         /// The unexpected file.
         file: String,
     },
-    /// The build would ship something it must not (an expired certificate).
+    /// The build would ship something it must not (an expired certificate, a change that
+    /// loses quorum, an etcd downgrade).
     #[error("{0}")]
-    Refused(String),
+    Refused(Said),
     /// A bundle failed verification.
     #[error("{0}")]
-    VerifyFailed(String),
+    VerifyFailed(Said),
     /// Bad command-line use that clap cannot see.
     #[error("{0}")]
-    Usage(String),
+    Usage(Said),
     /// A bug: a template or crypto library failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -87,6 +125,29 @@ impl Error {
             | Error::Locked(_)
             | Error::Io { .. }
             | Error::Internal(_) => 2,
+        }
+    }
+
+    /// [`Error::Usage`] from `what\n  help: fix` text.
+    pub fn usage(text: impl Into<String>) -> Error {
+        Error::Usage(Said::from(text.into()))
+    }
+
+    /// [`Error::Refused`] from `what\n  help: fix` text.
+    pub fn refused(text: impl Into<String>) -> Error {
+        Error::Refused(Said::from(text.into()))
+    }
+
+    /// [`Error::VerifyFailed`] from `what\n  help: fix` text.
+    pub fn verify_failed(text: impl Into<String>) -> Error {
+        Error::VerifyFailed(Said::from(text.into()))
+    }
+
+    /// What the error says, as data, for the kinds that carry a [`Said`].
+    pub fn said(&self) -> Option<&Said> {
+        match self {
+            Error::Refused(s) | Error::VerifyFailed(s) | Error::Usage(s) => Some(s),
+            _ => None,
         }
     }
 
@@ -111,3 +172,17 @@ fn io_hint(e: &std::io::Error, path: &std::path::Path) -> String {
 
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_is_read_as_what_and_fix() {
+        let e = Error::usage("t.yaml exists\n  help: choose another file or pass --force");
+        assert_eq!(e.said(), Some(&Said::new("t.yaml exists", "choose another file or pass --force")));
+        assert_eq!(e.to_string(), "t.yaml exists\n  help: choose another file or pass --force");
+        assert_eq!(Error::refused("no fix").said().unwrap().fix, None);
+        assert_eq!(e.exit_code(), 1);
+    }
+}

@@ -128,7 +128,7 @@ pub struct Issued {
 pub fn issue(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static str)) -> Result<Issued> {
     let (plan, membership) = plan_for(t, env.state, env.reset_members)?;
     if let Some(why) = emit::refusal(&plan, env.emit) {
-        return Err(Error::Usage(why));
+        return Err(Error::usage(why));
     }
     phase("plan");
     let pre = preflight(t, &plan, env.state, env.now, env.renewal)?;
@@ -287,7 +287,7 @@ pub fn runtime_digests(plan: &Plan, binaries: Option<Vec<String>>) -> Result<BTr
 pub fn plan_for(t: &Topology, state: &State, reset_members: bool) -> Result<(Plan, membership::Membership)> {
     let membership =
         membership::decide(&plan::peers(t), t.etcd.client_port, state.record.built.as_ref(), reset_members)
-            .map_err(Error::Refused)?;
+            .map_err(Error::refused)?;
     Ok((plan::plan(t, &membership), membership))
 }
 
@@ -299,7 +299,7 @@ fn issue_error(e: IssueError) -> Error {
     match e {
         IssueError::CaMismatch(_) => Error::StateCaMismatch(e.to_string()),
         IssueError::Corrupt(what) => Error::StateCorrupt { path: "the state folder".into(), what },
-        IssueError::Expiring(why) => Error::Refused(why),
+        IssueError::Expiring(why) => Error::refused(why),
         IssueError::Crypto { .. } => Error::Internal(e.to_string()),
     }
 }
@@ -318,7 +318,7 @@ pub fn preflight(
         let unknown: Vec<&str> = r.members.iter().filter(|n| !plan.holds(n)).map(String::as_str).collect();
         if !unknown.is_empty() {
             let known: Vec<&str> = plan.holders().map(|(name, _)| name).collect();
-            return Err(Error::Usage(format!(
+            return Err(Error::usage(format!(
                 "--member {}: not a member of the topology\n  help: members are {} (and {} for the control-plane bundle's certificate)",
                 unknown.join(", "),
                 known[..known.len() - 1].join(", "),
@@ -332,7 +332,7 @@ pub fn preflight(
     }
     if let Some(old) = &state.record.built {
         match rollout::etcd_move(&old.image_tag, &plan.image_tag) {
-            Err(why) => return Err(Error::Refused(why)),
+            Err(why) => return Err(Error::refused(why)),
             Ok(Some(warning)) => pre.notes.push(warning),
             Ok(None) => {}
         }

@@ -100,14 +100,14 @@ fn init(file: Option<PathBuf>, force: bool) -> Result<()> {
         return Ok(());
     };
     if path.is_dir() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "{} is a folder\n  help: name the file to write, such as {}/etcd.yaml",
             path.display(),
             path.display()
         )));
     }
     let Some(text) = path.to_str().and_then(etcdpack::example::for_file) else {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "{:?} cannot be named in the example's comments\n  help: choose a file name of UTF-8 text without control characters",
             path.as_os_str()
         )));
@@ -125,7 +125,7 @@ fn init(file: Option<PathBuf>, force: bool) -> Result<()> {
 fn read_topology(path: &Path) -> Result<String> {
     let file = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
     if file.metadata().is_ok_and(|m| m.is_dir()) {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "{} is a folder, not a topology file\n  help: give the YAML file, such as examples/etcd-topology.yaml",
             path.display()
         )));
@@ -135,14 +135,14 @@ fn read_topology(path: &Path) -> Result<String> {
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io("cannot read", path, e))?;
     if bytes.len() > topology::MAX_FILE_BYTES {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "{} is larger than 1 MiB, more than any topology\n  help: check that this is the topology file",
             path.display()
         )));
     }
     match String::from_utf8(bytes) {
         Ok(text) if !text.contains('\0') => Ok(text),
-        _ => Err(Error::Usage(format!(
+        _ => Err(Error::usage(format!(
             "{} is not a text file (it holds bytes that are not UTF-8 text)\n  help: give the topology YAML file; `etcdpack init etcd.yaml` writes an example",
             path.display()
         ))),
@@ -168,7 +168,7 @@ fn load(path: &Path) -> Result<topology::Topology> {
 /// A `--within` window in seconds.
 fn parse_window(text: &str) -> Result<i64> {
     topology::parse_duration(text).filter(|s| *s <= topology::MAX_VALIDITY).map(|s| s as i64).ok_or_else(
-        || Error::Usage(format!("--within {text} is not a duration\n  help: write it like 30d, 720h or 60d")),
+        || Error::usage(format!("--within {text} is not a duration\n  help: write it like 30d, 720h or 60d")),
     )
 }
 
@@ -240,12 +240,12 @@ fn build(path: &Path, out: &Path, state: Option<PathBuf>, opts: BuildOpts<'_>) -
     etcdpack::render::prepare();
     let t = load(path)?;
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => Some(v.trim().parse::<u64>().map_err(|_| Error::Usage(format!("SOURCE_DATE_EPOCH={v} is not a number of seconds\n  help: set it to a Unix time such as 1700000000, or unset it")))?),
+        Ok(v) => Some(v.trim().parse::<u64>().map_err(|_| Error::usage(format!("SOURCE_DATE_EPOCH={v} is not a number of seconds\n  help: set it to a Unix time such as 1700000000, or unset it")))?),
         Err(_) => None,
     };
     let state_dir = state.unwrap_or_else(|| fsio::default_state_dir(path));
     if renewal.is_some() && !state_dir.join(etcdpack::state::CA_CERT).is_file() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "nothing to renew: {} holds no certificates yet\n  help: run `etcdpack build {}` first, or name the state folder with --state",
             state_dir.display(),
             path.display()
@@ -352,10 +352,10 @@ fn read_signed(bundle: &Path, pubkey: Option<&Path>) -> Result<Signed> {
         } else {
             "no signing-key.pub beside the bundle: pass --pubkey with the pinned key (dist/signing-key.pub of the build)"
         };
-        Error::Usage(format!("cannot read the signing key {}: {e}\n  help: {help}", key_path.display()))
+        Error::usage(format!("cannot read the signing key {}: {e}\n  help: {help}", key_path.display()))
     })?;
     let fingerprint = etcdpack::sign::fingerprint_of(&key_pem).map_err(|e| {
-        Error::Usage(format!(
+        Error::usage(format!(
             "{} is not a signing key: {e}\n  help: pass --pubkey with the signing-key.pub etcdpack wrote",
             key_path.display()
         ))
@@ -402,7 +402,7 @@ fn verify_cmd(bundles: &[PathBuf], pubkey: Option<&Path>) -> Result<()> {
         }
     }
     if failed > 0 {
-        return Err(Error::VerifyFailed(format!(
+        return Err(Error::verify_failed(format!(
             "{failed} check group(s) failed for {} bundle(s)",
             bundles.len()
         )));
@@ -419,14 +419,14 @@ fn read_verified_bundle(bundle: &Path, pubkey: Option<&Path>) -> Result<(Signed,
         None => Err("no .sig file beside it".to_string()),
     };
     if let Err(why) = signed {
-        return Err(Error::VerifyFailed(format!(
+        return Err(Error::verify_failed(format!(
             "{}: signature check failed ({why}); not unpacked\n  help: run `etcdpack verify {}` for details",
             bundle.display(),
             bundle.display()
         )));
     }
     let u =
-        unpack::unpack(&s.bytes).map_err(|e| Error::VerifyFailed(format!("{}: {e}", bundle.display())))?;
+        unpack::unpack(&s.bytes).map_err(|e| Error::verify_failed(format!("{}: {e}", bundle.display())))?;
     Ok((s, u))
 }
 
@@ -458,7 +458,7 @@ fn expiry_cmd(inputs: &[PathBuf], within: &str, json: bool, pubkey: Option<&Path
             load(input)?;
             let state_dir = fsio::default_state_dir(input);
             if !state_dir.is_dir() {
-                return Err(Error::Usage(format!(
+                return Err(Error::usage(format!(
                     "{} has no state folder {} yet\n  help: run `etcdpack build {}` first, or name the state folder",
                     input.display(),
                     state_dir.display(),
@@ -467,7 +467,7 @@ fn expiry_cmd(inputs: &[PathBuf], within: &str, json: bool, pubkey: Option<&Path
             }
             etcdpack::expiry::from_state(&fsio::load_state(&state_dir)?)
         };
-        rows.extend(found.map_err(|e| Error::VerifyFailed(format!("{}: {e}", input.display())))?);
+        rows.extend(found.map_err(|e| Error::verify_failed(format!("{}: {e}", input.display())))?);
     }
     let rows = etcdpack::expiry::sorted(rows);
     let now = now();
@@ -478,7 +478,7 @@ fn expiry_cmd(inputs: &[PathBuf], within: &str, json: bool, pubkey: Option<&Path
     }
     let soon = rows.iter().filter(|r| r.not_after - now < window).count();
     if soon > 0 {
-        return Err(Error::VerifyFailed(format!(
+        return Err(Error::verify_failed(format!(
             "{soon} certificate(s) expire within {within}: they need renewal before then"
         )));
     }

@@ -232,7 +232,7 @@ fn commit(dir: &Path, staged: Option<Staged>, update: &StateUpdate) -> Result<()
 /// `path`); an existing `path` is replaced only with `replace`.
 pub fn write_user_file(path: &Path, bytes: &[u8], replace: bool) -> Result<()> {
     if !replace && fs::symlink_metadata(path).is_ok() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "{} exists\n  help: choose another file or pass --force to overwrite it",
             path.display()
         )));
@@ -262,7 +262,7 @@ pub fn write_user_file(path: &Path, bytes: &[u8], replace: bool) -> Result<()> {
     landed.map_err(|e| {
         let _ = fs::remove_file(&tmp);
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            Error::Usage(format!(
+            Error::usage(format!(
                 "{} exists\n  help: choose another file or pass --force to overwrite it",
                 path.display()
             ))

@@ -81,14 +81,14 @@ fn resolved(path: &Path) -> PathBuf {
 pub fn check_apart(state: &Path, out: &Path) -> Result<()> {
     let (s, o) = (resolved(state), resolved(out));
     if s.starts_with(&o) {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "the state folder {} is inside the output folder {}: the CA and every key would be shipped with the bundles\n  help: keep --state outside --out (by default the state is <topology stem>.state beside the topology)",
             state.display(),
             out.display()
         )));
     }
     if o.starts_with(&s) {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "the output folder {} is inside the state folder {}\n  help: write the bundles elsewhere, such as --out dist",
             out.display(),
             state.display()
@@ -101,7 +101,7 @@ pub fn check_apart(state: &Path, out: &Path) -> Result<()> {
 /// so that a doomed build creates no keys).
 pub fn check_out(out: &Path) -> Result<()> {
     if out.exists() && !out.is_dir() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "--out {} is a file, not a folder\n  help: name a folder for the bundles (it is created, and replaced as a whole on every build)",
             out.display()
         )));

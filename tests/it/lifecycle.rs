@@ -2,6 +2,7 @@
 //! stay byte-identical), and what a new version means (restarts, their order, downgrades).
 
 use crate::support::{FixedKeys, NOW, build_in as run, topology_of};
+use etcdpack::error::Error;
 use etcdpack::pki::{Action, Renewal};
 use etcdpack::{Build, BuildEnv, fsio};
 
@@ -174,7 +175,9 @@ fn an_upgrade_restarts_every_host_one_at_a_time_and_a_downgrade_is_refused() {
     // Back to 1.33 would put etcd 3.5 on 3.6 data: refused, with nothing written.
     let e = run(dir.path(), THREE, 3, NOW, None).err().expect("refused");
     assert_eq!(e.exit_code(), 1);
-    assert!(e.to_string().contains("downgrade from etcd 3.6 to 3.5"), "{e}");
+    let Error::Refused(said) = &e else { panic!("not a refusal: {e:?}") };
+    assert!(said.what.contains("downgrade from etcd 3.6 to 3.5"), "{said:?}");
+    assert!(said.fix.as_deref().is_some_and(|f| f.contains("etcd 3.6 or later")), "{said:?}");
     // An etcd.imageTag that skips a minor version (3.6 -> 3.8) is warned about.
     let skip = up.replace("members:", "etcd: { imageTag: 3.8.0-0 }\nmembers:");
     let t = topology_of(&skip);
@@ -306,18 +309,21 @@ fn a_change_that_loses_quorum_in_one_step_is_refused_with_the_safe_way() {
         .replace("10.0.0.8 }", "10.0.1.8 }");
     let e = run(dir.path(), &moved, 2, NOW, None).err().expect("refused");
     assert_eq!(e.exit_code(), 1);
-    assert!(
-        e.to_string().contains("3 of the 5 members move to a new address at once")
-            && e.to_string().contains("replace at most 2 member(s) per build"),
-        "{e}"
+    // A refusal, as data: what is wrong, and the way that works.
+    let Error::Refused(said) = &e else { panic!("not a refusal: {e:?}") };
+    assert!(said.what.contains("3 of the 5 members move to a new address at once"), "{said:?}");
+    assert_eq!(
+        said.fix.as_deref(),
+        Some("replace at most 2 member(s) per build; build and install those, then the next")
     );
     // 5 -> 2: fewer than the quorum of 5 left.
     let two = "cluster: c\nkubernetesVersion: v1.33.6\npki: { keyAlgorithm: ECDSA-P256, certValidity: 720h }\nmembers:\n  - { name: infra0, address: 10.0.0.6 }\n  - { name: infra1, address: 10.0.0.7 }\n";
     let e = run(dir.path(), two, 3, NOW, None).err().expect("refused");
+    let Error::Refused(said) = &e else { panic!("not a refusal: {e:?}") };
+    assert!(said.what.contains("from 5 to 2 member(s) in one step"), "{said:?}");
     assert!(
-        e.to_string().contains("from 5 to 2 member(s) in one step")
-            && e.to_string().contains("remove at most 2 member(s) per build"),
-        "{e}"
+        said.fix.as_deref().is_some_and(|f| f.starts_with("remove at most 2 member(s) per build")),
+        "{said:?}"
     );
     assert_eq!(fsio::load_state(dir.path()).unwrap().record, before, "a refusal writes nothing");
 }
