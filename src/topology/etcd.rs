@@ -2,6 +2,7 @@
 //! the flags of the etcd the image runs) and their order, and the runtime that runs etcd
 //! (static pod, or systemd with its binary, user and release archive).
 
+use super::load::FileRef;
 use super::syntax::{is_clean_abs_path, is_image_repository, is_image_tag, is_safe_file_name};
 use super::walker::{Fields, Walker, closest, join, kind};
 use super::*;
@@ -9,14 +10,14 @@ use crate::versions;
 use saphyr::{MarkedYamlOwned, YamlDataOwned};
 
 impl Walker {
-    pub(super) fn etcd(
+    pub(super) fn etcd<'a>(
         &mut self,
-        node: Option<&MarkedYamlOwned>,
+        node: Option<&'a MarkedYamlOwned>,
         config_api: Option<ConfigApi>,
         release: Option<&'static Release>,
         patch: u32,
         default_tag: Option<&'static str>,
-        files: &dyn FileSource,
+        refs: &mut Vec<FileRef<'a>>,
     ) -> Option<EtcdSettings> {
         let default_order = release.map(|r| r.arg_order(patch)).unwrap_or(ArgOrder::Sorted);
         let mut out = EtcdSettings {
@@ -148,38 +149,25 @@ impl Walker {
                         self.err("etcd.imageArchive", n, format!("`{path}` is not a .tar image archive"), "give the path of an image saved with `ctr images export` or `docker save`, ending in .tar");
                         ok = false;
                     } else {
-                        match files.read(&path) {
-                            Ok(bytes) => {
-                                out.image_archive =
-                                    Some(ImageArchive { path, file_name, bytes: Arc::new(bytes) })
-                            }
-                            Err(e) => {
-                                self.err(
-                                    "etcd.imageArchive",
-                                    n,
-                                    format!("cannot read `{path}`: {e}"),
-                                    "give the archive's path relative to the topology file",
-                                );
-                                ok = false
-                            }
-                        }
+                        refs.push(FileRef::ImageArchive { path: path.clone(), node: n });
+                        out.image_archive = Some(ImageArchive { path, file_name, bytes: Arc::default() });
                     }
                 }
                 None => ok = false,
             }
         }
-        if !self.etcd_runtime(&f, default_tag, files, &mut out) {
+        if !self.etcd_runtime(&f, default_tag, refs, &mut out) {
             ok = false;
         }
         ok.then_some(out)
     }
 
     /// `runtime` and the systemd runtime's `binary`, `user` and `binaryArchive`.
-    fn etcd_runtime(
+    fn etcd_runtime<'a>(
         &mut self,
-        f: &Fields<'_>,
+        f: &Fields<'a>,
         default_tag: Option<&str>,
-        files: &dyn FileSource,
+        refs: &mut Vec<FileRef<'a>>,
         out: &mut EtcdSettings,
     ) -> bool {
         use crate::layout::Runtime;
@@ -238,47 +226,18 @@ impl Walker {
         if let Some((_, n)) = f.get("binaryArchive").filter(|_| systemd)
             && let Some(path) = self.string("etcd.binaryArchive", n)
         {
-            // Official etcd release archives are about 25 MiB.
-            let archive = files
-                .read_at_most(&path, MAX_BINARY_ARCHIVE)
-                .map_err(|e| {
-                    let help = if e.contains("larger than") {
-                        "an etcd release archive is about 25 MiB: give the release .tar.gz itself"
-                    } else {
-                        "give the archive's path relative to the topology file"
-                    };
-                    (format!("cannot read `{path}`: {e}"), help)
-                })
-                .and_then(|bytes| {
-                    etcd_binaries(&bytes).map_err(|why| {
-                        (format!("`{path}` is not an etcd release archive: {why}"), "give an etcd release .tar.gz as published (etcd-v3.5.24-linux-amd64.tar.gz), holding etcd, etcdctl and etcdutl in one folder")
-                    })
-                });
-            match archive {
-                Ok((version, binaries)) => {
-                    if let Some(b) = out.binary.as_deref().filter(|b| *b != ARCHIVE_ETCD_BINARY) {
-                        self.err(
-                            "etcd.binary",
-                            n,
-                            format!(
-                                "etcd.binary is {b}, but etcd.binaryArchive installs {ARCHIVE_ETCD_BINARY}"
-                            ),
-                            "remove etcd.binary (it defaults to the archive's) or etcd.binaryArchive",
-                        );
-                        ok = false;
-                    }
-                    let tag = out.image_tag.as_deref().or(default_tag).unwrap_or_default();
-                    let tag_version = tag.split('-').next().unwrap_or_default();
-                    if let Some(v) = version.as_deref().filter(|v| *v != tag_version) {
-                        self.warn("etcd.binaryArchive", n, format!("the archive holds etcd {v}, but the flags are those kubeadm writes for etcd {tag}"), format!("ship the etcd {tag_version} release, or pin etcd.imageTag to {v}-0 so the flags match the binary"));
-                    }
-                    out.binary_archive = Some(BinaryArchive { path, version, binaries });
-                }
-                Err((msg, help)) => {
-                    self.err("etcd.binaryArchive", n, msg, help);
-                    ok = false;
-                }
+            if let Some(b) = out.binary.as_deref().filter(|b| *b != ARCHIVE_ETCD_BINARY) {
+                self.err(
+                    "etcd.binary",
+                    f.get("binary").map_or(n, |x| x.1),
+                    format!("etcd.binary is {b}, but etcd.binaryArchive installs {ARCHIVE_ETCD_BINARY}"),
+                    "remove etcd.binary (it defaults to the archive's) or etcd.binaryArchive",
+                );
+                ok = false;
             }
+            let tag = out.image_tag.as_deref().or(default_tag).unwrap_or_default().to_string();
+            refs.push(FileRef::BinaryArchive { path: path.clone(), node: n, tag });
+            out.binary_archive = Some(BinaryArchive { path, version: None, binaries: Vec::new() });
         }
         ok
     }
@@ -417,7 +376,7 @@ impl Walker {
 }
 
 /// The largest `etcd.binaryArchive` read.
-const MAX_BINARY_ARCHIVE: u64 = 512 << 20;
+pub(super) const MAX_BINARY_ARCHIVE: u64 = 512 << 20;
 
 /// A POSIX login name as useradd takes it.
 fn is_user_name(s: &str) -> bool {

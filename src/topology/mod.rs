@@ -1,12 +1,18 @@
 //! The topology file: the one input of etcdpack, parsed and validated with every problem located.
 //!
-//! `parse` walks the YAML tree (with line and column of every node) into a [`Topology`],
-//! collecting all problems into [`Diagnostics`] instead of stopping at the first. Files the
-//! topology names (`existingCA`, `imageArchive`) are read through a [`FileSource`] that the
-//! shell supplies, so this module does no I/O of its own. `walker` holds the YAML-with-positions
-//! machinery, `sections` the rules of each section, `syntax` the value formats.
+//! `parse` runs three passes, collecting all problems into [`Diagnostics`] instead of stopping
+//! at the first: `scan` refuses what must never load (duplicate keys, anchors and aliases);
+//! the walk reads the YAML tree (with line and column of every node) into a [`Topology`],
+//! checking every key (`walker` holds the YAML-with-positions machinery, `sections` and `etcd`
+//! the rules of each section, `syntax` the value formats); then `load` reads the files the
+//! topology names (`existingCA`, the archives) through a [`FileSource`] that the shell
+//! supplies, so this module does no I/O of its own.
+//!
+//! The schema is read by typed walking rather than by serde: every problem must name its
+//! file, line, column and YAML path, which a serde deserializer of YAML does not keep.
 
 mod etcd;
+mod load;
 mod scan;
 mod sections;
 mod syntax;
@@ -298,7 +304,11 @@ pub fn parse(file: &str, text: &str, files: &dyn FileSource) -> (Option<Topology
                         "keep one topology per file",
                     );
                 }
-                w.topology(&docs[0], files)
+                // The walk checks every key; then the files it names are read and checked.
+                let mut refs = Vec::new();
+                let walked = w.topology(&docs[0], &mut refs);
+                let loaded = w.load(&refs, files);
+                walked.map(|t| loaded.fill(t))
             }
         }
     };

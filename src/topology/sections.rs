@@ -2,15 +2,20 @@
 //! may hold, its default, and the checks across keys (versions and algorithms, members'
 //! names and addresses).
 
+use super::load::FileRef;
 use super::syntax::{is_clean_abs_path, is_dns1123_subdomain, is_wildcard_dns};
 use super::walker::{Fields, Walker};
 use super::*;
-use crate::keys::{ALGORITHMS, PrivateKey};
+use crate::keys::ALGORITHMS;
 use crate::versions;
 use saphyr::MarkedYamlOwned;
 
 impl Walker {
-    pub(super) fn topology(&mut self, root: &MarkedYamlOwned, files: &dyn FileSource) -> Option<Topology> {
+    pub(super) fn topology<'a>(
+        &mut self,
+        root: &'a MarkedYamlOwned,
+        refs: &mut Vec<FileRef<'a>>,
+    ) -> Option<Topology> {
         let f = self.mapping(
             "",
             root,
@@ -52,10 +57,10 @@ impl Walker {
         });
         let release = version.as_ref().map(|v| v.1);
         let config_api = self.config_api(&f, release);
-        let pki = self.pki(f.get("pki").map(|x| x.1), config_api, release, files);
+        let pki = self.pki(f.get("pki").map(|x| x.1), config_api, release, refs);
         let default_tag = version.as_ref().map(|(v, r, _)| r.etcd_tag(v.patch).tag);
         let patch = version.as_ref().map(|(v, _, _)| v.patch).unwrap_or_default();
-        let etcd = self.etcd(f.get("etcd").map(|x| x.1), config_api, release, patch, default_tag, files);
+        let etcd = self.etcd(f.get("etcd").map(|x| x.1), config_api, release, patch, default_tag, refs);
         let kubelet = self.kubelet(f.get("kubelet").map(|x| x.1));
         if let (Some(e), Some((_, n))) = (&etcd, f.get("kubelet"))
             && e.runtime == crate::layout::Runtime::Systemd
@@ -140,12 +145,12 @@ impl Walker {
         }
     }
 
-    pub(super) fn pki(
+    pub(super) fn pki<'a>(
         &mut self,
-        node: Option<&MarkedYamlOwned>,
+        node: Option<&'a MarkedYamlOwned>,
         config_api: Option<ConfigApi>,
         release: Option<&'static Release>,
-        files: &dyn FileSource,
+        refs: &mut Vec<FileRef<'a>>,
     ) -> Option<PkiSettings> {
         let mut out = PkiSettings {
             key_algorithm: KeyAlgorithm::Rsa2048,
@@ -230,7 +235,7 @@ impl Walker {
             }
         }
         if let Some((_, n)) = f.get("existingCA") {
-            match self.existing_ca(n, files) {
+            match self.existing_ca(n, refs) {
                 Some(ca) => out.existing_ca = Some(ca),
                 None => ok = false,
             }
@@ -238,10 +243,11 @@ impl Walker {
         ok.then_some(out)
     }
 
-    pub(super) fn existing_ca(
+    /// `pki.existingCA`: its two paths; the files are read and checked by the loader.
+    pub(super) fn existing_ca<'a>(
         &mut self,
-        node: &MarkedYamlOwned,
-        files: &dyn FileSource,
+        node: &'a MarkedYamlOwned,
+        refs: &mut Vec<FileRef<'a>>,
     ) -> Option<ExistingCa> {
         let f = self.mapping("pki.existingCA", node, &["cert", "key"])?;
         let cert_path = self
@@ -250,70 +256,10 @@ impl Walker {
         let key_path = self
             .required("pki.existingCA", node, &f, "key", "ca.key")
             .and_then(|n| Some((self.string("pki.existingCA.key", n)?, n)));
-        let (cert_path, cert_node) = cert_path?;
-        let (key_path, key_node) = key_path?;
-        let cert = files.read(&cert_path).map_err(|e| {
-            self.err(
-                "pki.existingCA.cert",
-                cert_node,
-                format!("cannot read `{cert_path}`: {e}"),
-                "give the path of the CA certificate, relative to the topology file",
-            );
-        });
-        let key = files.read(&key_path).map_err(|e| {
-            self.err(
-                "pki.existingCA.key",
-                key_node,
-                format!("cannot read `{key_path}`: {e}"),
-                "give the path of the CA private key, relative to the topology file",
-            );
-        });
-        let (cert, key) = (cert.ok()?, key.ok()?);
-        let cert_pem = String::from_utf8_lossy(&cert).into_owned();
-        let key_pem = String::from_utf8_lossy(&key).into_owned();
-        let parsed = match crate::x509::parse_pem(&cert_pem) {
-            Ok(c) => c,
-            Err(e) => {
-                self.err(
-                    "pki.existingCA.cert",
-                    cert_node,
-                    format!("`{cert_path}` is not a PEM certificate: {e}"),
-                    "point cert at the CA's PEM certificate (ca.crt)",
-                );
-                return None;
-            }
-        };
-        if !parsed.is_ca {
-            self.err(
-                "pki.existingCA.cert",
-                cert_node,
-                format!("`{cert_path}` is not a CA certificate (basicConstraints CA:TRUE missing)"),
-                "use the etcd CA's own certificate, not a leaf",
-            );
-            return None;
-        }
-        let key = match PrivateKey::from_pem(&key_pem) {
-            Ok(k) => k,
-            Err(e) => {
-                self.err(
-                    "pki.existingCA.key",
-                    key_node,
-                    format!("`{key_path}` is not a usable private key: {e}"),
-                    "use an RSA or ECDSA (P-256/P-384) key in PEM",
-                );
-                return None;
-            }
-        };
-        if key.public_key_der() != parsed.spki_der {
-            self.err(
-                "pki.existingCA.key",
-                key_node,
-                format!("`{key_path}` does not match the certificate `{cert_path}`"),
-                "give the key that belongs to this CA certificate",
-            );
-            return None;
-        }
-        Some(ExistingCa { cert: cert_path, key: key_path, cert_pem, key_pem })
+        let (cert, cert_node) = cert_path?;
+        let (key, key_node) = key_path?;
+        refs.push(FileRef::ExistingCa { cert: (cert.clone(), cert_node), key: (key.clone(), key_node) });
+        Some(ExistingCa { cert, key, cert_pem: String::new(), key_pem: String::new() })
     }
 
     pub(super) fn kubelet(&mut self, node: Option<&MarkedYamlOwned>) -> Option<KubeletSettings> {
