@@ -16,6 +16,9 @@ dry_run=0
 }
 wait_secs=""
 rollback=0
+# The lock's folder on a host: root's alone, never a world-writable one such as /run/lock,
+# where any user could hold the lock (and stop every install) or plant a link.
+LOCK_DIR=/run/etcdpack
 
 # Messages: every line names the member.
 say() { printf 'etcdpack[%s]: %s\n' "$MEMBER" "$*"; }
@@ -84,8 +87,11 @@ take_lock() {
     return 0
   fi
   if [ "$host" -eq 1 ]; then
-    mkdir -p /run/lock
-    exec 9>/run/lock/etcdpack-install.lock
+    [ -e "$LOCK_DIR" ] || [ -L "$LOCK_DIR" ] || mkdir -m 0700 "$LOCK_DIR" 2>/dev/null || true
+    if [ -L "$LOCK_DIR" ] || [ ! -d "$LOCK_DIR" ] || [ "$(stat -c '%u %a' "$LOCK_DIR")" != "0 700" ]; then
+      die "$LOCK_DIR is not a root-only folder (owner root, mode 0700): someone else made it; look at what it holds, remove it, then run again"
+    fi
+    exec 9>"$LOCK_DIR/install.lock"
   else
     exec 9<"$root"
   fi

@@ -79,11 +79,24 @@ pub fn systemd_arg(arg: &str) -> String {
             '\\' => out.push_str("\\\\"),
             '"' => out.push_str("\\\""),
             '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
+            // Every other control character as an escape systemd reads back (the topology
+            // refuses them; this keeps a unit whole whatever reaches it).
+            c if c.is_control() => {
+                let mut utf8 = [0u8; 4];
+                for b in c.encode_utf8(&mut utf8).bytes() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+            }
             c => out.push(c),
         }
     }
-    if arg.is_empty() || arg.contains([' ', '"', '\'', '\t', '\n', ';']) { format!("\"{out}\"") } else { out }
+    if arg.is_empty() || arg.contains([' ', '"', '\'', ';']) || arg.chars().any(char::is_control) {
+        format!("\"{out}\"")
+    } else {
+        out
+    }
 }
 
 /// Go's `time.Duration` text for whole seconds (`8760h0m0s`).
@@ -137,6 +150,9 @@ mod tests {
         assert_eq!(systemd_arg("--x=a b"), "\"--x=a b\"");
         assert_eq!(systemd_arg("--x=say \"hi\""), "\"--x=say \\\"hi\\\"\"");
         assert_eq!(systemd_arg("--x=a\\b"), "--x=a\\\\b");
+        // A CR ends a line for systemd: escaped, it stays inside the argument; so does NUL.
+        assert_eq!(systemd_arg("info\rUser=root"), "\"info\\rUser=root\"");
+        assert_eq!(systemd_arg("a\u{0}b\u{85}"), "\"a\\x00b\\xc2\\x85\"");
         assert_eq!(systemd_arg(""), "\"\"");
     }
 

@@ -72,12 +72,13 @@ pub struct RenderError {
 mod helpers {
     #![allow(missing_docs)]
     use super::json_text;
-    use crate::quote::{shell_quote, yaml_scalar};
+    use crate::quote::{shell_quote, systemd_arg, yaml_scalar};
     use handlebars::handlebars_helper;
     handlebars_helper!(yaml_helper: |s: Json| yaml_scalar(&json_text(s)));
     handlebars_helper!(shell_helper: |s: Json| shell_quote(&json_text(s)));
+    handlebars_helper!(systemd_helper: |s: Json| systemd_arg(&json_text(s)));
 }
-use helpers::{shell_helper, yaml_helper};
+use helpers::{shell_helper, systemd_helper, yaml_helper};
 
 fn json_text(v: &serde_json::Value) -> String {
     match v {
@@ -119,6 +120,7 @@ pub fn registry() -> Result<Templates, RenderError> {
     hb.register_escape_fn(handlebars::no_escape);
     hb.register_helper("yaml", Box::new(yaml_helper));
     hb.register_helper("shell", Box::new(shell_helper));
+    hb.register_helper("systemd", Box::new(systemd_helper));
     let compiled: Vec<(&str, handlebars::Template)> = TEMPLATES
         .into_par_iter()
         .map(|(id, text)| {

@@ -84,7 +84,21 @@ impl Walker {
             "write an absolute path without spaces, `..` or `//`, such as /var/lib/etcd",
             &mut ok,
         ) {
-            out.data_dir = Some(v.trim_end_matches('/').to_string());
+            let dir = v.trim_end_matches('/');
+            let dir = if dir.is_empty() { "/" } else { dir };
+            match crate::layout::data_dir_refusal(dir) {
+                Some(why) => {
+                    let n = f.get("dataDir").map(|x| x.1).unwrap_or(node);
+                    self.err(
+                        "etcd.dataDir",
+                        n,
+                        format!("{why}: etcd's data dir must be a folder of its own"),
+                        "use a folder only etcd uses, such as /var/lib/etcd (kubeadm's default) or /data/etcd",
+                    );
+                    ok = false;
+                }
+                None => out.data_dir = Some(dir.to_string()),
+            }
         }
         for (key, slot) in [("clientPort", &mut out.client_port), ("peerPort", &mut out.peer_port)] {
             if let Some((_, n)) = f.get(key) {

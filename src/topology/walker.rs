@@ -160,7 +160,7 @@ impl Walker {
 
     pub(super) fn string(&mut self, path: &str, node: &MarkedYamlOwned) -> Option<String> {
         match &node.data {
-            YamlDataOwned::Value(ScalarOwned::String(s)) => Some(s.clone()),
+            YamlDataOwned::Value(ScalarOwned::String(s)) => self.printable(path, node, s),
             YamlDataOwned::Sequence(_) | YamlDataOwned::Mapping(_) => {
                 let key = path.rsplit(['.', ']']).next().unwrap_or(path);
                 self.err(
@@ -211,7 +211,7 @@ impl Walker {
     /// A scalar as text (numbers and booleans too, as extraArgs values are strings).
     pub(super) fn scalar_text(&mut self, path: &str, node: &MarkedYamlOwned) -> Option<String> {
         match &node.data {
-            YamlDataOwned::Value(ScalarOwned::String(s)) => Some(s.clone()),
+            YamlDataOwned::Value(ScalarOwned::String(s)) => self.printable(path, node, s),
             YamlDataOwned::Value(ScalarOwned::Integer(i)) => Some(i.to_string()),
             YamlDataOwned::Value(ScalarOwned::Boolean(b)) => Some(b.to_string()),
             YamlDataOwned::Value(ScalarOwned::FloatingPoint(f)) => Some(f.to_string()),
@@ -222,6 +222,29 @@ impl Walker {
                     node,
                     format!("expected a value, found {}", kind(node)),
                     "write a single value",
+                );
+                None
+            }
+        }
+    }
+
+    /// `s`, unless it holds a control character (CR, NUL, a tab, ...) or a Unicode line
+    /// separator: every value lands in YAML, shell or a systemd unit, where such a character
+    /// ends a line or a word and makes the rest say something else. The value is shown
+    /// escaped, so that the message itself prints nothing hidden.
+    fn printable(&mut self, path: &str, node: &MarkedYamlOwned, s: &str) -> Option<String> {
+        match s.chars().find(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}')) {
+            None => Some(s.to_string()),
+            Some(c) => {
+                self.err(
+                    path,
+                    node,
+                    format!(
+                        "{s:?} holds U+{:04X}, {}",
+                        c as u32,
+                        if c.is_control() { "a control character" } else { "an invisible line separator" }
+                    ),
+                    "write the value on one line, without control characters: etcdpack writes it into YAML, shell scripts and systemd units, where such a character ends a line or a word",
                 );
                 None
             }

@@ -161,3 +161,30 @@ setup() {
   parse_args --dry-run --root=new/
   [ "$root" = "$BATS_TEST_TMPDIR/new" ]
 }
+
+@test "on a host the lock lives in a root-only folder, and one another user made is refused" {
+  [ "$(id -u)" -eq 0 ] || skip "needs root: the folder must be root's"
+  command -v flock >/dev/null || skip "flock is missing"
+  host=1
+  LOCK_DIR=$BATS_TEST_TMPDIR/run-etcdpack
+  run take_lock
+  [ "$status" -eq 0 ]
+  [ "$(stat -c '%u %a' "$LOCK_DIR")" = "0 700" ]
+  [ -f "$LOCK_DIR/install.lock" ]
+  # A folder another user made (or made writable) could hold a lock of theirs, or a link.
+  chmod 0777 "$LOCK_DIR"
+  run take_lock
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"is not a root-only folder"* ]]
+  rm -rf "$LOCK_DIR"
+  mkdir "$BATS_TEST_TMPDIR/elsewhere"
+  ln -s "$BATS_TEST_TMPDIR/elsewhere" "$LOCK_DIR"
+  run take_lock
+  [ "$status" -eq 1 ]
+  [ ! -e "$BATS_TEST_TMPDIR/elsewhere/install.lock" ]
+  rm "$LOCK_DIR"
+  mkdir -m 0700 "$LOCK_DIR"
+  chown nobody "$LOCK_DIR"
+  run take_lock
+  [ "$status" -eq 1 ]
+}

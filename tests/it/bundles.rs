@@ -232,3 +232,21 @@ fn etcd_service_carries_exactly_the_manifest_flags() {
         assert_eq!(words[1..], command[1..], "{}: ExecStart flags = manifest flags", m.name);
     }
 }
+
+#[test]
+fn systemd_specifiers_in_a_path_stay_literal_in_the_units() {
+    // `%h` in the kubelet's path would be the user's home to systemd, `$X` a variable: the
+    // drop-in and etcd.service write them doubled, so systemd runs the path as written.
+    let dir = tempfile::tempdir().unwrap();
+    let t = "cluster: c\nkubernetesVersion: v1.34.2\npki: { keyAlgorithm: ECDSA-P256 }\nkubelet: { path: /opt/kube%h/kubelet }\nmembers:\n  - { name: a, address: 10.0.0.6 }\n";
+    let b = crate::support::build_in(dir.path(), t, 3, crate::support::NOW, None).unwrap();
+    let u = etcdpack::unpack::unpack(&b.dist["a.tar.gz"]).unwrap();
+    let dropin = text(&u, "rootfs/etc/systemd/system/kubelet.service.d/20-etcd-service-manager.conf");
+    assert!(dropin.contains("\nExecStart=/opt/kube%%h/kubelet --config="), "{dropin}");
+    let dir = tempfile::tempdir().unwrap();
+    let t = "cluster: c\nkubernetesVersion: v1.34.2\npki: { keyAlgorithm: ECDSA-P256 }\netcd: { runtime: systemd, binary: /opt/etcd%i/etcd }\nmembers:\n  - { name: a, address: 10.0.0.6 }\n";
+    let b = crate::support::build_in(dir.path(), t, 3, crate::support::NOW, None).unwrap();
+    let u = etcdpack::unpack::unpack(&b.dist["a.tar.gz"]).unwrap();
+    let unit = text(&u, "rootfs/etc/systemd/system/etcd.service");
+    assert!(unit.contains("\nExecStart=/opt/etcd%%i/etcd \\\n"), "{unit}");
+}

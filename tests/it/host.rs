@@ -112,9 +112,9 @@ impl Host {
             Some(uid) => format!("setpriv --reuid={uid} --regid={uid} --clear-groups "),
             None => String::new(),
         };
-        // Each simulated host has its own /run/lock (install.sh's lock), on a tmpfs.
+        // Each simulated host has its own /run/etcdpack (install.sh's lock), on a root-only tmpfs.
         let script = format!(
-            "set -e; {mounts} mkdir -p /run/lock; mount -t tmpfs tmpfs /run/lock; export PATH={d}/fakebin:$PATH FAKE_LOG={d}/fake.log; {drop}\"$@\""
+            "set -e; {mounts} mkdir -p /run/etcdpack; mount -t tmpfs -o mode=0700 tmpfs /run/etcdpack; export PATH={d}/fakebin:$PATH FAKE_LOG={d}/fake.log; {drop}\"$@\""
         );
         Command::new("ip")
             .args([
