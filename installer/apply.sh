@@ -115,6 +115,7 @@ apply_changes() {
   if [ ${#todo[@]} -eq 0 ] && [ "$need_data_dir" -eq 0 ] && [ "$need_image" -eq 0 ]; then
     changed=0
     nothing_changed
+    pin_signing_key
   else
     changed=1
     # 4. Back up, then install; a failure while installing restores the backup.
@@ -181,6 +182,16 @@ apply_changes() {
       put_file "$src" "$dest" "$mode" "$(owner_of "$path")"
       say "installed $path (mode $mode$(owner_said "$path"))"
     done
+    # A first install pins the key that signed the bundle; its rollback unpins it.
+    if [ "${pin_wanted:-0}" -eq 1 ] && [ ! -e "$root$SIGNING_KEY_PIN" ]; then
+      make_dir "${SIGNING_KEY_PIN%/*}"
+      if [ "$dry_run" -eq 1 ]; then
+        say "would pin the signing key $signer in $SIGNING_KEY_PIN"
+      else
+        note added "$SIGNING_KEY_PIN"
+        pin_signing_key
+      fi
+    fi
     install_extras
     trap - ERR INT TERM
 

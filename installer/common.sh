@@ -16,6 +16,7 @@ dry_run=0
 }
 wait_secs=""
 rollback=0
+pubkey=""
 # The lock's folder on a host: root's alone, never a world-writable one such as /run/lock,
 # where any user could hold the lock (and stop every install) or plant a link.
 LOCK_DIR=/run/etcdpack
@@ -44,6 +45,8 @@ parse_args() {
       --wait) [ $# -ge 2 ] || die "--wait needs a number of seconds"; wait_secs=$2; shift 2 ;;
       --wait=*) wait_secs=${1#--wait=}; shift ;;
       --rollback) rollback=1; shift ;;
+      --pubkey) [ $# -ge 2 ] || die "--pubkey needs the signing key's file"; pubkey=$2; shift 2 ;;
+      --pubkey=*) pubkey=${1#--pubkey=}; shift ;;
       -h | --help) usage; exit 0 ;;
       *) die "unknown option '$1' (see --help)" ;;
     esac
@@ -51,6 +54,9 @@ parse_args() {
   case "$wait_secs" in
     "" | *[!0-9]*) [ -z "$wait_secs" ] || die "--wait takes a whole number of seconds, not '$wait_secs'" ;;
   esac
+
+  # The key file is read after install.sh enters the bundle folder: made absolute here.
+  case "$pubkey" in "" | /*) ;; *) pubkey=$PWD/$pubkey ;; esac
 
   host=1
   if [ -n "$root" ]; then
@@ -98,6 +104,50 @@ take_lock() {
   flock -n 9 || die "another install.sh is running on ${root:-this host}; wait for it to finish, then run again"
 }
 
+# SHA256:<hex> of the public key in PEM file $1 (its DER, as etcdpack prints it).
+key_fingerprint() {
+  local d
+  d=$(
+    set -o pipefail
+    openssl pkey -pubin -in "$1" -outform DER 2>/dev/null | sha256sum
+  ) || return 1
+  printf 'SHA256:%s' "${d%% *}"
+}
+
+# 0. The bundle is the build's, before any other file is read: SHA256SUMS (which covers
+# every file) is signed by the key given with --pubkey, else by the key pinned on this host at
+# its first install. A host with no pinned key trusts the bundle's own key once, says so
+# with its fingerprint; either way a host with no pinned key gets the key that signed the
+# bundle pinned by the install (pin_signing_key). Sets signer and pin_wanted.
+verify_signature() {
+  local f key trust=""
+  command -v openssl >/dev/null || die "openssl is missing, so the bundle's signature cannot be checked; install openssl"
+  for f in SHA256SUMS SHA256SUMS.sig signing-key.pub; do
+    if [ -L "$f" ] || [ ! -f "$f" ]; then
+      die "the bundle holds no signed SHA256SUMS ($f is missing or not a file): it was not made by this etcdpack or was altered; unpack the build's bundle again"
+    fi
+  done
+  pin_wanted=0
+  [ -f "$root$SIGNING_KEY_PIN" ] || pin_wanted=1
+  if [ -n "$pubkey" ]; then
+    key=$pubkey trust="the key given with --pubkey"
+  elif [ "$pin_wanted" -eq 0 ]; then
+    key=$root$SIGNING_KEY_PIN trust="the key pinned in $SIGNING_KEY_PIN"
+  else
+    key=signing-key.pub
+  fi
+  signer=$(key_fingerprint "$key") || die "$key is not a public key in PEM; give the build's signing-key.pub"
+  if ! openssl dgst -sha256 -verify "$key" -signature SHA256SUMS.sig SHA256SUMS >/dev/null 2>&1; then
+    die "SHA256SUMS is not signed by ${trust:-the key the bundle carries} ($signer): the bundle was altered, or made by another signer; nothing changed"
+  fi
+  if [ -z "$trust" ]; then
+    warn "no signing key is pinned on this host: this first install trusts the key the bundle carries, $signer; compare it with the fingerprint the build printed (or pass --pubkey with the build's signing-key.pub); it is pinned in $SIGNING_KEY_PIN once the install succeeds"
+    return 0
+  fi
+  [ "$(key_fingerprint signing-key.pub)" = "$signer" ] || die "the bundle carries another key than $trust ($signer): it comes from another build; nothing changed"
+  say "SHA256SUMS is signed by $trust ($signer)"
+}
+
 # 1. Verify every file before anything else: each matches SHA256SUMS, nothing else is there,
 # and nothing is a symlink, a device or a pipe.
 verify_bundle() {
@@ -110,7 +160,8 @@ verify_bundle() {
     sha256sum --quiet -c SHA256SUMS >&2 || true
     die "the bundle does not match SHA256SUMS: it was altered or damaged; unpack a verified copy again"
   fi
-  listed=$( (sed -e 's/^[0-9a-f]\{64\}  //' SHA256SUMS; echo SHA256SUMS) | LC_ALL=C sort)
+  # SHA256SUMS and its signature (checked by verify_signature) are the two files it cannot list.
+  listed=$( (sed -e 's/^[0-9a-f]\{64\}  //' SHA256SUMS; echo SHA256SUMS; [ ! -f SHA256SUMS.sig ] || echo SHA256SUMS.sig) | LC_ALL=C sort)
   present=$(find . -type f | sed -e 's|^\./||' | LC_ALL=C sort)
   if [ "$listed" != "$present" ]; then
     extra=$(LC_ALL=C comm -13 <(printf '%s\n' "$listed") <(printf '%s\n' "$present") | tr '\n' ' ')

@@ -8,14 +8,15 @@ readonly WHAT="the control-plane files of $CLUSTER"
 
 usage() {
   cat <<'USAGE'
-Usage: install.sh [--root DIR] [--dry-run] [--wait SECONDS]
+Usage: install.sh [--pubkey FILE] [--root DIR] [--dry-run] [--wait SECONDS]
        install.sh --rollback [--root DIR] [--dry-run]
 
-Verifies this bundle against SHA256SUMS, backs up every file it will replace, and installs
-what kube-apiserver needs to reach the external etcd cluster: /etc/kubernetes/pki/etcd/ca.crt
-and this control plane's own apiserver-etcd-client certificate and key. It records what it
-installed, etcd-external.yaml included, under /etc/etcdpack/control-plane. It restarts
-nothing: kube-apiserver reads its etcd client certificate only when it starts.
+Checks that SHA256SUMS is signed by the pinned signing key, verifies this bundle against
+it, backs up every file it will replace, and installs what kube-apiserver needs to reach
+the external etcd cluster: /etc/kubernetes/pki/etcd/ca.crt and this control plane's own
+apiserver-etcd-client certificate and key. It records what it installed,
+etcd-external.yaml included, under /etc/etcdpack/control-plane. It restarts nothing:
+kube-apiserver reads its etcd client certificate only when it starts.
 
   --root DIR       install into DIR (an image or test root); a path that a symlink would
                    lead out of DIR is refused
@@ -24,6 +25,10 @@ nothing: kube-apiserver reads its etcd client certificate only when it starts.
   --wait SECONDS   after installing, poll every etcd member's client URL with the installed
                    client certificate until all of them answer healthy (also with --root)
   --rollback       restore the files the last install replaced, and remove those it added
+  --pubkey FILE    check SHA256SUMS's signature against this key (the build's
+                   signing-key.pub) instead of the one pinned in /etc/etcdpack at the
+                   host's first install; without either, the first install trusts the
+                   key the bundle carries and pins it
   -h, --help       show this help
 
 Exit codes: 0 done, 1 refused or failed (nothing changed, or the backup was restored),
@@ -86,6 +91,7 @@ main() {
   take_lock
   # rollback ends the run itself.
   [ "$rollback" -eq 0 ] || rollback
+  verify_signature
   verify_bundle
   preflight
   plan_changes

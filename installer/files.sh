@@ -27,6 +27,17 @@ owner_said() {
   [ "$(owner_of "$1")" = 0:0 ] || printf ', owner %s' "$ETCD_USER"
 }
 
+# After a host's first install, the key that signed its bundle (checked by verify_signature)
+# is the one the host trusts from now on: kept as it is by every later install.
+pin_signing_key() {
+  if [ "$dry_run" -eq 1 ] || [ "${pin_wanted:-0}" -eq 0 ] || [ -e "$root$SIGNING_KEY_PIN" ]; then
+    return 0
+  fi
+  [ -d "$root${SIGNING_KEY_PIN%/*}" ] || mkdir -p "$root${SIGNING_KEY_PIN%/*}"
+  put_file signing-key.pub "$root$SIGNING_KEY_PIN" 0644
+  say "pinned the signing key $signer in $SIGNING_KEY_PIN: later bundles must be signed by it"
+}
+
 # Runs a command, or only prints it with --dry-run.
 do_or_say() {
   if [ "$dry_run" -eq 1 ]; then

@@ -6,7 +6,7 @@
 
 usage() {
   cat <<'USAGE'
-Usage: install.sh [--root DIR] [--dry-run]
+Usage: install.sh [--pubkey FILE] [--root DIR] [--dry-run]
 
 Takes this host's etcd member out of the cluster: checks that the other members keep a
 quorum without it, removes it through a healthy member (etcd's v3 API, with the host's
@@ -19,6 +19,10 @@ cluster; add the host back to the topology and install its join bundle instead.
   --root DIR       act on the files under DIR (an image or test root); the cluster steps still
                    reach the members' real URLs
   --dry-run        say what would happen, change nothing
+  --pubkey FILE    check SHA256SUMS's signature against this key (the build's
+                   signing-key.pub) instead of the one pinned in /etc/etcdpack at the
+                   host's first install; without either, the first install trusts the
+                   key the bundle carries and pins it
   -h, --help       show this help
 
 Exit codes: 0 done (or nothing left to do), 1 refused or failed (what is named changed
@@ -135,6 +139,7 @@ main() {
   enter_bundle
   take_lock
   [ "$rollback" -eq 0 ] || die "a leave has no rollback: once the member is removed, the cluster cannot take it back; add the host to the topology again and install its join bundle"
+  verify_signature
   verify_bundle
   leave_cluster
 }

@@ -8,10 +8,11 @@ readonly WHAT="member $MEMBER"
 
 usage() {
   cat <<USAGE
-Usage: install.sh [--root DIR] [--dry-run] [--force] [--no-restart] [--wait SECONDS]
+Usage: install.sh [--pubkey FILE] [--root DIR] [--dry-run] [--force] [--no-restart] [--wait SECONDS]
        install.sh --rollback [--root DIR] [--dry-run] [--no-restart]
 
-Verifies this bundle against SHA256SUMS, checks the host, backs up every file it will
+Checks that SHA256SUMS is signed by the pinned signing key, verifies this bundle against
+it, checks the host, backs up every file it will
 $USAGE_INSTALLS
 
   --root DIR       install into DIR (an image or test root): no host checks, no systemctl,
@@ -27,6 +28,10 @@ $USAGE_INSTALLS
                    member of the cluster, then prove that the member serves the installed
                    server and peer certificates (openssl s_client)
   --rollback       restore the files the last install replaced, and remove those it added
+  --pubkey FILE    check SHA256SUMS's signature against this key (the build's
+                   signing-key.pub) instead of the one pinned in /etc/etcdpack at the
+                   host's first install; without either, the first install trusts the
+                   key the bundle carries and pins it
   -h, --help       show this help
 
 Replacing $RUNNER_SAID of a running member restarts etcd there. Before it does, the quorum
@@ -355,6 +360,7 @@ main() {
   take_lock
   # rollback ends the run itself.
   [ "$rollback" -eq 0 ] || rollback
+  verify_signature
   verify_bundle
   preflight
   plan_changes

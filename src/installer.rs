@@ -154,6 +154,7 @@ impl Data {
         scalar("PKI_DIR", crate::layout::PKI_DIR);
         scalar("RECORD_DIR", &self.record_dir);
         scalar("BACKUP_DIR", &self.backup_dir);
+        scalar("SIGNING_KEY_PIN", layout::SIGNING_KEY_PIN);
         if let Some(url) = &self.peer_url {
             scalar("PEER_URL", url);
         }

@@ -18,6 +18,8 @@ pub const RECORD_DIR: &str = "/etc/etcdpack";
 pub const BACKUP_DIR: &str = "/var/lib/etcdpack/backups";
 /// kubeadm's default etcd data dir.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/etcd";
+/// Where a host keeps the build's public key it trusts (pinned at its first install).
+pub const SIGNING_KEY_PIN: &str = "/etc/etcdpack/signing-key.pub";
 /// The name of the control-plane bundle, in dist/, the state folder and `expiry` (reserved:
 /// no member may have it).
 pub const CONTROL_PLANE: &str = "control-plane";
@@ -110,6 +112,10 @@ pub enum Content {
     BundleEnv,
     /// `SHA256SUMS`.
     Sums,
+    /// `SHA256SUMS.sig`: the build's signature of SHA256SUMS, which install.sh checks first.
+    SumsSig,
+    /// `signing-key.pub`: the build's public key (pinned on a host at its first install).
+    SigningKey,
 }
 
 /// One file of a bundle.
@@ -360,6 +366,8 @@ fn member_rows(runtime: Runtime) -> Vec<Row> {
     let mut rows = vec![
         row("install.sh", 0o755, Content::Installer),
         row("SHA256SUMS", 0o644, Content::Sums),
+        row("SHA256SUMS.sig", 0o644, Content::SumsSig),
+        row("signing-key.pub", 0o644, Content::SigningKey),
         row("bundle.json", 0o644, Content::BundleJson),
         row("bundle.env", 0o644, Content::BundleEnv),
         row("kubeadmcfg.yaml", 0o644, Content::Template(templates::KUBEADMCFG)),
@@ -422,6 +430,8 @@ fn control_plane_rows() -> Vec<Row> {
     vec![
         row("install.sh", 0o755, Content::Installer),
         row("SHA256SUMS", 0o644, Content::Sums),
+        row("SHA256SUMS.sig", 0o644, Content::SumsSig),
+        row("signing-key.pub", 0o644, Content::SigningKey),
         row("bundle.json", 0o644, Content::BundleJson),
         row("etcd-external.yaml", 0o644, Content::Template(templates::ETCD_EXTERNAL)),
         row(format!("rootfs{PKI_DIR}/etcd/ca.crt"), 0o644, Content::CaCert),
@@ -461,6 +471,8 @@ pub fn leave_files() -> Vec<PlannedFile> {
     let rows = [
         row("install.sh", 0o755, Content::Installer),
         row("SHA256SUMS", 0o644, Content::Sums),
+        row("SHA256SUMS.sig", 0o644, Content::SumsSig),
+        row("signing-key.pub", 0o644, Content::SigningKey),
         row("bundle.json", 0o644, Content::BundleJson),
     ];
     let mut files = planned(Kind::Leave, rows.into_iter());
@@ -546,8 +558,8 @@ mod tests {
         };
         let with = member_files(&layout(true, None));
         let without = member_files(&layout(false, Some("etcd.tar")));
-        assert_eq!(with.len(), 21);
-        assert_eq!(without.len(), 18);
+        assert_eq!(with.len(), 23);
+        assert_eq!(without.len(), 20);
         assert!(with.iter().any(|f| f.content == Content::CaKey));
         assert!(!without.iter().any(|f| f.content == Content::CaKey));
         assert!(without.iter().any(|f| f.path == "images/etcd.tar" && f.install_path.is_none()));
@@ -607,6 +619,7 @@ mod tests {
             installed,
             [
                 ("SHA256SUMS", None, 0o644),
+                ("SHA256SUMS.sig", None, 0o644),
                 ("bundle.json", Some("/etc/etcdpack/control-plane/bundle.json"), 0o644),
                 ("etcd-external.yaml", Some("/etc/etcdpack/control-plane/etcd-external.yaml"), 0o644),
                 ("install.sh", None, 0o755),
@@ -621,6 +634,7 @@ mod tests {
                     0o600
                 ),
                 ("rootfs/etc/kubernetes/pki/etcd/ca.crt", Some("/etc/kubernetes/pki/etcd/ca.crt"), 0o644),
+                ("signing-key.pub", None, 0o644),
             ]
         );
         assert!(CONTROL_PLANE_BACKUP_DIR.starts_with("/var/lib/etcdpack/"));

@@ -210,16 +210,21 @@ pub fn render(plan: &Plan, pki: &Pki) -> Result<Vec<FileSet>, RenderError> {
             sha256: hex::encode(Sha256::digest(bytes.as_slice())),
         })
         .collect();
-    let shared = Shared { image: image.as_ref(), binaries: &binaries };
+    // Every bundle carries the build's public key and its signature of SHA256SUMS.
+    let signer = crate::sign::Signer256::from_pem(&pki.signing_key_pem)
+        .map_err(|e| RenderError { template: "the signing key".into(), why: e.to_string() })?;
+    let signing_key = BundleFile::new(0o644, signer.public_pem().into_bytes());
+    let shared = Shared { image: image.as_ref(), binaries: &binaries, signing_key: Some(&signing_key) };
+    let keys_only = Shared { signing_key: Some(&signing_key), ..Shared::default() };
     // Bundles are independent: render them on every core (members, the control plane, then
     // the leaving members).
     let members = plan.members.len();
     (0..members + 1 + plan.leaving.len())
         .into_par_iter()
         .map(|i| match i {
-            i if i < members => render_member(hb, plan, &plan.members[i], pki, shared),
-            i if i == members => render_control_plane(hb, plan, pki),
-            i => render_leave(hb, plan, &plan.leaving[i - members - 1], pki),
+            i if i < members => render_member(hb, plan, &plan.members[i], pki, shared, &signer),
+            i if i == members => render_control_plane(hb, plan, pki, keys_only, &signer),
+            i => render_leave(hb, plan, &plan.leaving[i - members - 1], pki, keys_only, &signer),
         })
         .collect()
 }
@@ -324,6 +329,7 @@ fn context<'a>(plan: &'a Plan, m: &'a MemberPlan) -> MemberContext<'a> {
 struct Shared<'a> {
     image: Option<&'a BundleFile>,
     binaries: &'a [BundleFile],
+    signing_key: Option<&'a BundleFile>,
 }
 
 fn render_member(
@@ -332,6 +338,7 @@ fn render_member(
     m: &MemberPlan,
     pki: &Pki,
     shared: Shared<'_>,
+    signer: &crate::sign::Signer256,
 ) -> Result<FileSet, RenderError> {
     let installer = crate::installer::of_member(plan, m);
     let mut files = render_files(hb, &m.files, &context(plan, m), pki, &m.name, shared, &installer)?;
@@ -359,7 +366,7 @@ fn render_member(
         doc.etcd_binary = Some(sd.binary.clone());
     }
     let json = doc.to_text();
-    Ok(seal(&m.name, &m.files, files, json))
+    Ok(seal(&m.name, &m.files, files, json, signer))
 }
 
 /// A leave bundle: its install.sh (`leave`) removes the member from the cluster through the
@@ -369,34 +376,34 @@ fn render_leave(
     plan: &Plan,
     l: &crate::membership::Leaving,
     pki: &Pki,
+    shared: Shared<'_>,
+    signer: &crate::sign::Signer256,
 ) -> Result<FileSet, RenderError> {
-    // A leave bundle holds no template: install.sh, bundle.json and SHA256SUMS.
+    // A leave bundle holds no template: install.sh, the key, bundle.json and the signed sums.
     let ctx = json!({});
     let installer = crate::installer::of_leave(plan, l);
-    let files = render_files(hb, &l.files, &ctx, pki, "", Shared::default(), &installer)?;
+    let files = render_files(hb, &l.files, &ctx, pki, "", shared, &installer)?;
     let mut doc = bundle_json(plan, Kind::Leave, &l.name, &l.files, pki, &files);
     doc.peer_url = Some(l.peer_url.clone());
     doc.role = Some("leave".into());
     let json = doc.to_text();
-    Ok(seal(&l.name, &l.files, files, json))
+    Ok(seal(&l.name, &l.files, files, json, signer))
 }
 
-fn render_control_plane(hb: &Templates, plan: &Plan, pki: &Pki) -> Result<FileSet, RenderError> {
+fn render_control_plane(
+    hb: &Templates,
+    plan: &Plan,
+    pki: &Pki,
+    shared: Shared<'_>,
+    signer: &crate::sign::Signer256,
+) -> Result<FileSet, RenderError> {
     let cp = &plan.control_plane;
     let installer = crate::installer::of_control_plane(plan);
-    let files = render_files(
-        hb,
-        &cp.files,
-        &control_plane_context(plan),
-        pki,
-        &cp.name,
-        Shared::default(),
-        &installer,
-    )?;
+    let files = render_files(hb, &cp.files, &control_plane_context(plan), pki, &cp.name, shared, &installer)?;
     let mut doc = bundle_json(plan, Kind::ControlPlane, &cp.name, &cp.files, pki, &files);
     doc.endpoints = Some(cp.endpoints.clone());
     let json = doc.to_text();
-    Ok(seal(&cp.name, &cp.files, files, json))
+    Ok(seal(&cp.name, &cp.files, files, json, signer))
 }
 
 /// Every planned file whose bytes come from a template, the PKI or the image archive.
@@ -426,6 +433,12 @@ fn render_files(
             Content::Key(leaf) => leaves[leaf].key_pem.clone().into_bytes(),
             Content::CaCert => pki.ca.cert_pem.clone().into_bytes(),
             Content::CaKey => pki.ca.key_pem.clone().into_bytes(),
+            Content::SigningKey => {
+                if let Some(key) = shared.signing_key {
+                    files.insert(f.path.clone(), key.clone());
+                }
+                continue;
+            }
             Content::ImageArchive => {
                 if let Some(image) = shared.image {
                     files.insert(f.path.clone(), image.clone());
@@ -438,25 +451,31 @@ fn render_files(
                 }
                 continue;
             }
-            Content::BundleEnv | Content::BundleJson | Content::Sums => continue,
+            Content::BundleEnv | Content::BundleJson | Content::Sums | Content::SumsSig => continue,
         };
         files.insert(f.path.clone(), BundleFile::new(f.mode, bytes));
     }
     Ok(files)
 }
 
-/// Adds bundle.json and then SHA256SUMS (of every other file) at the paths the plan gives.
+/// Adds bundle.json, then SHA256SUMS (of every other file, the build's public key among
+/// them), then the build's signature of SHA256SUMS, at the paths the plan gives: what
+/// install.sh checks before anything else.
 fn seal(
     name: &str,
     planned: &[PlannedFile],
     mut files: BTreeMap<String, BundleFile>,
     bundle_json: String,
+    signer: &crate::sign::Signer256,
 ) -> FileSet {
     let path_of = |c: Content| planned.iter().find(|f| f.content == c).map(|f| f.path.clone());
     if let Some(path) = path_of(Content::BundleJson) {
         files.insert(path, BundleFile::new(0o644, bundle_json.into_bytes()));
     }
     let sums: String = files.iter().map(|(path, f)| format!("{}  {path}\n", f.sha256)).collect();
+    if let Some(path) = path_of(Content::SumsSig) {
+        files.insert(path, BundleFile::new(0o644, signer.sign(sums.as_bytes())));
+    }
     if let Some(path) = path_of(Content::Sums) {
         files.insert(path, BundleFile::new(0o644, sums.into_bytes()));
     }

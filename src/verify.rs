@@ -147,6 +147,7 @@ pub fn verify(bundle: &[u8], signature: Option<&[u8]>, public_pem: &str, now: i6
     };
     r.pass("bundle archive is safe to unpack");
     check_sums(&mut r, &u);
+    check_inner_signature(&mut r, &u, public_pem);
     let meta = match u.files.get("bundle.json").map(|e| crate::bundle::BundleJson::parse(&e.bytes)) {
         Some(Ok(m)) => m,
         Some(Err(e)) => {
@@ -259,7 +260,7 @@ fn check_sums(r: &mut Report, u: &Unpacked) {
         }
     }
     for path in u.files.keys() {
-        if path != "SHA256SUMS" && !listed.contains_key(path) {
+        if path != "SHA256SUMS" && path != "SHA256SUMS.sig" && !listed.contains_key(path) {
             bad.push(format!("{path} is not listed"));
         }
     }
@@ -267,6 +268,28 @@ fn check_sums(r: &mut Report, u: &Unpacked) {
         format!("{} files match SHA256SUMS", listed.len()),
         if bad.is_empty() { Ok(()) } else { Err(bad.join("; ")) },
     );
+}
+
+/// What install.sh checks on the host before anything else: SHA256SUMS signed by the
+/// trusted key, and the public key the bundle carries (pinned at a host's first install)
+/// being that key.
+fn check_inner_signature(r: &mut Report, u: &Unpacked, public_pem: &str) {
+    let signed = match (u.files.get("SHA256SUMS"), u.files.get("SHA256SUMS.sig")) {
+        (Some(sums), Some(sig)) => {
+            sign::verify(public_pem, &sums.bytes, &sig.bytes).map_err(|e| e.to_string())
+        }
+        (_, None) => Err("no SHA256SUMS.sig in the bundle (install.sh refuses it): rebuild it".to_string()),
+        (None, _) => Err("no SHA256SUMS".to_string()),
+    };
+    r.check("SHA256SUMS signed by the signing key (what install.sh checks)", signed);
+    let carried = u.files.get("signing-key.pub").map(|e| String::from_utf8_lossy(&e.bytes).into_owned());
+    let same = match (carried.as_deref().map(sign::fingerprint_of), sign::fingerprint_of(public_pem)) {
+        (Some(Ok(a)), Ok(b)) if a == b => Ok(()),
+        (Some(Ok(a)), Ok(b)) => Err(format!("it carries {a}, not {b}")),
+        (None, _) => Err("missing".to_string()),
+        (Some(Err(e)), _) | (_, Err(e)) => Err(e.to_string()),
+    };
+    r.check("signing-key.pub is the signing key", same);
 }
 
 /// The files a bundle of its kind holds (for a member, the guide's lists plus etcdpack's own).

@@ -188,3 +188,90 @@ setup() {
   run take_lock
   [ "$status" -eq 1 ]
 }
+
+# A signed bundle folder: SHA256SUMS over its files and the key, signed by key $1.
+sign_bundle() {
+  make_bundle
+  openssl pkey -in "$BATS_TEST_TMPDIR/$1.pem" -pubout -out signing-key.pub 2>/dev/null
+  sha256sum a sub/b signing-key.pub >SHA256SUMS
+  openssl dgst -sha256 -sign "$BATS_TEST_TMPDIR/$1.pem" -out SHA256SUMS.sig SHA256SUMS
+}
+
+new_key() {
+  openssl ecparam -name prime256v1 -genkey -noout -out "$BATS_TEST_TMPDIR/$1.pem" 2>/dev/null
+  openssl pkey -in "$BATS_TEST_TMPDIR/$1.pem" -pubout -out "$BATS_TEST_TMPDIR/$1.pub" 2>/dev/null
+}
+
+@test "verify_signature: a first install trusts the bundle's key and says its fingerprint" {
+  command -v openssl >/dev/null || skip "openssl is missing"
+  new_key build
+  root=$BATS_TEST_TMPDIR/root
+  sign_bundle build
+  SIGNING_KEY_PIN=/etc/etcdpack/signing-key.pub
+  run --separate-stderr verify_signature
+  [ "$status" -eq 0 ]
+  [[ "$stderr" == *"no signing key is pinned on this host"*"$(key_fingerprint "$BATS_TEST_TMPDIR/build.pub")"* ]]
+  verify_signature 2>/dev/null
+  [ "$pin_wanted" -eq 1 ]
+  # The same files pass verify_bundle: SHA256SUMS.sig is the bundle's own.
+  run verify_bundle
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"verified 3 files"* ]]
+}
+
+@test "verify_signature: the pinned key decides; another signer, or an altered SHA256SUMS, is refused" {
+  command -v openssl >/dev/null || skip "openssl is missing"
+  new_key build
+  new_key attacker
+  root=$BATS_TEST_TMPDIR/root
+  SIGNING_KEY_PIN=/etc/etcdpack/signing-key.pub
+  mkdir -p "$root/etc/etcdpack"
+  cp "$BATS_TEST_TMPDIR/build.pub" "$root$SIGNING_KEY_PIN"
+  sign_bundle build
+  run verify_signature
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"SHA256SUMS is signed by the key pinned in /etc/etcdpack/signing-key.pub"* ]]
+  # The attacker's bundle: every file consistent, SHA256SUMS and the key its own.
+  printf 'evil\n' >a
+  sha256sum a sub/b signing-key.pub >SHA256SUMS
+  openssl pkey -in "$BATS_TEST_TMPDIR/attacker.pem" -pubout -out signing-key.pub 2>/dev/null
+  sha256sum a sub/b signing-key.pub >SHA256SUMS
+  openssl dgst -sha256 -sign "$BATS_TEST_TMPDIR/attacker.pem" -out SHA256SUMS.sig SHA256SUMS
+  run verify_signature
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"SHA256SUMS is not signed by the key pinned in /etc/etcdpack/signing-key.pub"* ]]
+  # --pubkey with the build's key refuses it too, pinned or not.
+  rm "$root$SIGNING_KEY_PIN"
+  pubkey=$BATS_TEST_TMPDIR/build.pub
+  run verify_signature
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"not signed by the key given with --pubkey"* ]]
+  # The build's bundle with one file changed after signing.
+  sign_bundle build
+  printf 'x' >>SHA256SUMS
+  run verify_signature
+  [ "$status" -eq 1 ]
+  # Unsigned, or the signature a link.
+  sign_bundle build
+  rm SHA256SUMS.sig
+  run verify_signature
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"holds no signed SHA256SUMS (SHA256SUMS.sig is missing or not a file)"* ]]
+}
+
+@test "verify_signature: a bundle signed by the pinned key but carrying another key is refused" {
+  command -v openssl >/dev/null || skip "openssl is missing"
+  new_key build
+  new_key other
+  root=$BATS_TEST_TMPDIR/root
+  SIGNING_KEY_PIN=/etc/etcdpack/signing-key.pub
+  mkdir -p "$root/etc/etcdpack"
+  cp "$BATS_TEST_TMPDIR/build.pub" "$root$SIGNING_KEY_PIN"
+  make_bundle
+  cp "$BATS_TEST_TMPDIR/other.pub" signing-key.pub
+  sha256sum a sub/b signing-key.pub >SHA256SUMS
+  openssl dgst -sha256 -sign "$BATS_TEST_TMPDIR/build.pem" -out SHA256SUMS.sig SHA256SUMS
+  run verify_signature
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"the bundle carries another key than the key pinned"* ]]
+}

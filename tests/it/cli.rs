@@ -286,7 +286,10 @@ fn dist_is_replaced_whole_or_not_at_all() {
     // ...its bundle is now the leave bundle: no key, only the installer that takes it out.
     assert!(stdout(&o).contains("1. remove infra2 (https://10.0.0.8:2380)"), "{}", stdout(&o));
     let leave = etcdpack::unpack::unpack(&std::fs::read(d.join("dist/infra2.tar.gz")).unwrap()).unwrap();
-    assert_eq!(leave.files.keys().collect::<Vec<_>>(), ["SHA256SUMS", "bundle.json", "install.sh"]);
+    assert_eq!(
+        leave.files.keys().collect::<Vec<_>>(),
+        ["SHA256SUMS", "SHA256SUMS.sig", "bundle.json", "install.sh", "signing-key.pub"]
+    );
     assert!(d.join("etcd.state/members/infra2/server.key").exists(), "state keeps the removed member's keys");
     let leftovers: Vec<PathBuf> = std::fs::read_dir(d)
         .unwrap()

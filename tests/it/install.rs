@@ -55,6 +55,11 @@ fn expected_root(bundle: &Path, record_dir: &str) -> BTreeMap<String, (u32, Vec<
         }
     }
     expected.insert(format!("{record_dir}/bundle.json"), (0o644, json));
+    // A first install pins the key that signed the bundle.
+    expected.insert(
+        "etc/etcdpack/signing-key.pub".into(),
+        (0o644, std::fs::read(bundle.join("signing-key.pub")).unwrap()),
+    );
     expected
 }
 
@@ -124,7 +129,7 @@ fn root_install_lays_out_exactly_the_bundle_and_is_idempotent() {
     std::fs::create_dir(&root).unwrap();
     let o = install(&bundle, &["--root", root.to_str().unwrap()]);
     assert!(o.status.success(), "{}", out(&o));
-    assert!(out(&o).contains("verified 20 files against SHA256SUMS"), "{}", out(&o));
+    assert!(out(&o).contains("verified 21 files against SHA256SUMS"), "{}", out(&o));
 
     let expected = expected_root(&bundle, "etc/etcdpack");
     let tree = snapshot(&root);
@@ -154,7 +159,7 @@ fn the_control_plane_bundle_installs_its_three_files_and_keeps_its_own_backups()
     let o = install(&cp, &["--root", r]);
     assert!(o.status.success(), "{}", out(&o));
     let said = out(&o);
-    assert!(said.contains("verified 6 files against SHA256SUMS"), "{said}");
+    assert!(said.contains("verified 7 files against SHA256SUMS"), "{said}");
     assert!(
         said.contains("next: merge the etcd section of /etc/etcdpack/control-plane/etcd-external.yaml"),
         "{said}"
@@ -312,7 +317,7 @@ fn host_install_backs_up_records_restarts_and_is_idempotent() {
     assert!(o.status.success(), "{}", host_out(&o));
     let text = host_out(&o);
     for step in [
-        "verified 20 files",
+        "verified 21 files",
         "preflight passed",
         "installed /etc/kubernetes/pki/etcd/ca.key (mode 0600)",
         "restarted the kubelet",
@@ -478,6 +483,12 @@ fn host_preflight_refusals_leave_the_host_untouched() {
         let o = host.install_as(&bundle, &[], user);
         assert_eq!(o.status.code(), Some(1), "{tag}: {}", host_out(&o));
         let err = String::from_utf8_lossy(&o.stderr);
+        // A host with no pinned key says once that its first install trusts the bundle's.
+        let err: String = err
+            .lines()
+            .filter(|l| !l.contains("no signing key is pinned"))
+            .map(|l| format!("{l}\n"))
+            .collect();
         assert!(err.contains(reason), "{tag}: expected `{reason}` in:\n{err}");
         if tag == "r1" {
             // Said before the bundle is read at all: its keys are root's.
@@ -1041,4 +1052,69 @@ fn under_systemd_a_changed_unit_meets_the_quorum_guard_and_restarts_etcd_service
         "{}",
         host.log()
     );
+}
+
+#[test]
+fn a_bundle_altered_and_signed_again_by_another_key_is_refused_by_install_sh() {
+    // The attack: change the manifest's image, make SHA256SUMS match again, sign it with
+    // one's own key and ship that key in the bundle. A host whose first install pinned the
+    // build's key refuses it before reading any other file; so does --pubkey.
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = unpack_to("guide-v1.34", "infra1", &tmp.path().join("b"));
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let r = root.to_str().unwrap();
+    let o = install(&bundle, &["--root", r]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("pinned the signing key SHA256:"), "{}", out(&o));
+    let before = snapshot(&root);
+
+    let evil = tmp.path().join("evil");
+    copy_tree(&bundle, &evil);
+    let manifest = evil.join("rootfs/etc/kubernetes/manifests/etcd.yaml");
+    let text =
+        std::fs::read_to_string(&manifest).unwrap().replace("registry.k8s.io/etcd", "evil.example/etcd");
+    std::fs::write(&manifest, text).unwrap();
+    let sh = |script: &str| {
+        let o = Command::new("bash").args(["-c", script]).current_dir(&evil).output().unwrap();
+        assert!(o.status.success(), "{script}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    sh("openssl ecparam -name prime256v1 -genkey -noout -out ../attacker.pem");
+    sh("openssl pkey -in ../attacker.pem -pubout -out signing-key.pub");
+    sh("sha256sum $(sed -e 's/^[0-9a-f]*  //' SHA256SUMS) > ../sums && mv ../sums SHA256SUMS");
+    sh("openssl dgst -sha256 -sign ../attacker.pem -out SHA256SUMS.sig SHA256SUMS");
+    // Consistent in itself: its own key verifies it.
+    sh("openssl dgst -sha256 -verify signing-key.pub -signature SHA256SUMS.sig SHA256SUMS");
+
+    let o = install(&evil, &["--root", r]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        out(&o).contains("SHA256SUMS is not signed by the key pinned in /etc/etcdpack/signing-key.pub"),
+        "{}",
+        out(&o)
+    );
+    assert_same(&snapshot(&root), &before, "the root after the refused bundle");
+    // A fresh root given the build's key refuses it too; the genuine bundle passes that way.
+    let fresh = tmp.path().join("fresh");
+    std::fs::create_dir(&fresh).unwrap();
+    let key = tmp.path().join("build.pub");
+    std::fs::copy(bundle.join("signing-key.pub"), &key).unwrap();
+    let o = install(&evil, &["--root", fresh.to_str().unwrap(), "--pubkey", key.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("not signed by the key given with --pubkey"), "{}", out(&o));
+    let o = install(&bundle, &["--root", fresh.to_str().unwrap(), "--pubkey", key.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", out(&o));
+}
+
+/// Copies a bundle folder (regular files and folders) with its modes.
+fn copy_tree(from: &Path, to: &Path) {
+    for e in walkdir::WalkDir::new(from) {
+        let e = e.unwrap();
+        let dest = to.join(e.path().strip_prefix(from).unwrap());
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
 }

@@ -270,7 +270,11 @@ fn a_moved_member_replaces_its_old_address_and_a_removed_one_gets_a_keyless_leav
     assert!(b.membership.steps[0].dead_host.as_deref().unwrap().contains("member remove"));
     for m in ["infra3", "infra4"] {
         let u = unpacked(&b, m);
-        assert_eq!(u.files.keys().collect::<Vec<_>>(), ["SHA256SUMS", "bundle.json", "install.sh"], "{m}");
+        assert_eq!(
+            u.files.keys().collect::<Vec<_>>(),
+            ["SHA256SUMS", "SHA256SUMS.sig", "bundle.json", "install.sh", "signing-key.pub"],
+            "{m}"
+        );
     }
     let again = run(dir.path(), &three, 4, NOW, None).unwrap();
     assert!(again.membership.steps.is_empty());

@@ -19,18 +19,24 @@ fn public(scenario: &str) -> String {
     String::from_utf8(built(scenario).build.dist["signing-key.pub"].clone()).unwrap()
 }
 
-/// Packs `u` again with a fresh SHA256SUMS and signs it with the real key.
+/// Packs `u` again with a fresh SHA256SUMS, signed inside and out with the real key.
 fn repack(scenario: &str, u: &Unpacked) -> (Vec<u8>, Vec<u8>) {
+    repack_inner_by(scenario, u, &signer(scenario))
+}
+
+/// `repack`, with SHA256SUMS inside the bundle signed by `inner` (the tarball by the real key).
+fn repack_inner_by(scenario: &str, u: &Unpacked, inner: &Signer256) -> (Vec<u8>, Vec<u8>) {
     let mut files: std::collections::BTreeMap<String, BundleFile> = u
         .files
         .iter()
-        .filter(|(p, _)| *p != "SHA256SUMS")
+        .filter(|(p, _)| *p != "SHA256SUMS" && *p != "SHA256SUMS.sig")
         .map(|(p, e)| (p.clone(), BundleFile::new(e.mode, e.bytes.clone())))
         .collect();
     let sums: String = files
         .iter()
         .map(|(p, f)| format!("{}  {p}\n", hex::encode(Sha256::digest(f.bytes.as_slice()))))
         .collect();
+    files.insert("SHA256SUMS.sig".into(), BundleFile::new(0o644, inner.sign(sums.as_bytes())));
     files.insert("SHA256SUMS".into(), BundleFile::new(0o644, sums.into_bytes()));
     let bytes = pack::pack(&FileSet { member: u.top.clone(), files }, 0);
     let sig = signer(scenario).sign(&bytes);
@@ -221,4 +227,17 @@ fn the_control_plane_bundle_verifies_and_may_hold_neither_the_ca_key_nor_member_
     ));
     assert_eq!(f.len(), 1, "{f:?}");
     assert!(f[0].starts_with("apiserver-etcd-client.crt is valid now"), "{f:?}");
+}
+
+#[test]
+fn sums_signed_inside_by_another_key_fail_the_check_install_sh_makes() {
+    // The tarball's own signature is the real key's; SHA256SUMS inside is another's.
+    let key = OsKeys.key(KeyAlgorithm::EcdsaP256, "signing-key");
+    let other = Signer256::from_pem(&pem_encode("PRIVATE KEY", &key.to_pkcs8_der())).unwrap();
+    let (bytes, sig) = repack_inner_by("guide-v1.34", &built("guide-v1.34").bundles["infra1"], &other);
+    let r = verify::verify(&bytes, Some(&sig), &public("guide-v1.34"), NOW);
+    assert_eq!(
+        failures(&r),
+        ["SHA256SUMS signed by the signing key (what install.sh checks): the signature does not match"]
+    );
 }
