@@ -252,6 +252,8 @@ fn build(path: &Path, out: &Path, state: Option<PathBuf>, opts: BuildOpts<'_>) -
         )));
     }
     fsio::check_apart(&state_dir, out)?;
+    fsio::check_folder(&state_dir, "the state folder")?;
+    fsio::check_folder(out, "the output folder")?;
     fsio::check_out(out)?;
     let created = !state_dir.exists();
     let lock = fsio::lock_state(&state_dir)?;

@@ -76,6 +76,75 @@ fn resolved(path: &Path) -> PathBuf {
     out
 }
 
+/// A name part nobody can predict: the process id and 64 random bits (std's per-process
+/// random hasher keys).
+fn unpredictable() -> String {
+    use std::hash::BuildHasher;
+    let random = std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now());
+    format!("{}-{random:016x}", std::process::id())
+}
+
+/// Refuses a folder that another user could replace or already holds: `path` (the state
+/// folder or `--out`), when it exists, must be this user's and writable by no one else; the
+/// folder it is in (its nearest existing ancestor) must be this user's or root's, and
+/// writable by no one else unless it is root's with the sticky bit (as /tmp is), where no
+/// one can rename or remove what this user made.
+pub fn check_folder(path: &Path, what: &str) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    let refuse = |why: String, fix: &str| {
+        Err(Error::usage(format!("{what} {}: {why}\n  help: {fix}", path.display())))
+    };
+    if let Ok(m) = fs::symlink_metadata(path) {
+        let m = if m.file_type().is_symlink() { fs::metadata(path).unwrap_or(m) } else { m };
+        if m.is_dir() && m.uid() != me {
+            return refuse(
+                format!(
+                    "it belongs to uid {}, not to this user (uid {me}): another user made it, and may hold what is in it",
+                    m.uid()
+                ),
+                "use a folder this user made, or remove this one after checking what it holds",
+            );
+        }
+        if m.is_dir() && m.mode() & 0o022 != 0 {
+            return refuse(
+                format!("it is writable by other users (mode {:04o})", m.mode() & 0o7777),
+                "make it writable by this user alone (chmod go-w), or use another folder",
+            );
+        }
+    }
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut parent = abs.parent();
+    while let Some(p) = parent {
+        if let Ok(m) = fs::metadata(p) {
+            let sticky_root = m.uid() == 0 && m.mode() & 0o1000 != 0;
+            if m.uid() != me && m.uid() != 0 {
+                return refuse(
+                    format!(
+                        "it is in {}, which belongs to uid {}: that user can replace it",
+                        p.display(),
+                        m.uid()
+                    ),
+                    "use a folder in one of this user's own folders",
+                );
+            }
+            if m.mode() & 0o022 != 0 && !sticky_root {
+                return refuse(
+                    format!(
+                        "it is in {}, which other users may write (mode {:04o}): they can replace it",
+                        p.display(),
+                        m.mode() & 0o7777
+                    ),
+                    "use a folder in one of this user's own folders (a root-owned sticky folder such as /tmp is fine)",
+                );
+            }
+            break;
+        }
+        parent = p.parent();
+    }
+    Ok(())
+}
+
 /// Refuses a state folder inside (or equal to) the output folder, or the other way round,
 /// before anything is created: the state holds the CA key and must never be shipped.
 pub fn check_apart(state: &Path, out: &Path) -> Result<()> {
@@ -173,12 +242,13 @@ fn prepare_dist(out: &Path, files: &std::collections::BTreeMap<String, Vec<u8>>)
     let base = out.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "dist".into());
     let new = NewDist {
         out: out.to_path_buf(),
-        tmp: parent.join(format!(".{base}.new-{}", std::process::id())),
-        old: parent.join(format!(".{base}.old-{}", std::process::id())),
+        tmp: parent.join(format!(".{base}.new-{}", unpredictable())),
+        old: parent.join(format!(".{base}.old-{}", unpredictable())),
     };
     let tmp = &new.tmp;
     let written = (|| {
-        mkdirs(tmp, 0o755)?;
+        // A new folder, never one that is already there (whoever made it).
+        fs::DirBuilder::new().mode(0o755).create(tmp).map_err(|e| Error::io("cannot create", tmp, e))?;
         let mut batch = Batch::default();
         for (name, bytes) in files {
             let path = tmp.join(name);

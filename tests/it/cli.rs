@@ -644,9 +644,42 @@ fn a_state_folder_the_user_cannot_write_is_named_with_the_fix() {
         .current_dir(d)
         .output()
         .unwrap();
-    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
     assert!(stderr(&o).contains("etcd.state") && stderr(&o).contains("help:"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("it belongs to uid 0, not to this user (uid 65534)"), "{}", stderr(&o));
     assert!(!Path::new("/tmp/etcdpack-nobody-dist").exists());
+}
+
+#[test]
+fn folders_another_user_made_or_can_replace_are_refused_before_any_key_exists() {
+    crate::needs_root!();
+    let w = workspace();
+    let d = w.path();
+    // A state folder another user made first (holding, say, a CA key of theirs to be reused).
+    let theirs = d.join("theirs.state");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let o = etcdpack(d, &["build", "etcd.yaml", "--state", "theirs.state"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("the state folder theirs.state: it belongs to uid 65534"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 0, "nothing written into it");
+    // Output and state under a folder everyone may write (no sticky bit): another user could
+    // swap in the new dist/ before it is published, or the state before it is locked.
+    let open = d.join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    for args in [&["--out", "open/dist"][..], &["--state", "open/etcd.state"]] {
+        let o = etcdpack(d, &[&["build", "etcd.yaml"][..], args].concat());
+        assert_eq!(code(&o), 1, "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("which other users may write (mode 0777)"), "{}", stderr(&o));
+        assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0, "{args:?}: nothing created");
+    }
+    // A root-owned sticky folder, as /tmp is, is fine: nobody can rename what this user made.
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+    let o = etcdpack(d, &["build", "etcd.yaml", "--out", "open/dist", "--state", "open/etcd.state"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // dist/'s temporary folders carry names nobody can predict.
+    assert!(!stderr(&o).contains(".dist.new-"));
 }
 
 #[test]
