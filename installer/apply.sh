@@ -14,6 +14,19 @@
 #   after_done         what the role says once done
 #   after_rollback DIR after --rollback restored DIR
 
+# The first steps of every install: options, the bundle folder, the lock, --rollback (which
+# ends the run), the signature and every file checked, the preflight, and what changes.
+begin_install() {
+  parse_args "$@"
+  enter_bundle
+  take_lock
+  [ "$rollback" -eq 0 ] || rollback
+  verify_signature
+  verify_bundle
+  preflight
+  plan_changes
+}
+
 # --rollback: undo the last install from its backup.
 rollback() {
   last=""

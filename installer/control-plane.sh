@@ -86,15 +86,7 @@ wait_healthy() {
   fi
 }
 main() {
-  parse_args "$@"
-  enter_bundle
-  take_lock
-  # rollback ends the run itself.
-  [ "$rollback" -eq 0 ] || rollback
-  verify_signature
-  verify_bundle
-  preflight
-  plan_changes
+  begin_install "$@"
   apply_changes
   wait_healthy
   [ "$changed" -eq 1 ] || exit 0

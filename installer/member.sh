@@ -355,15 +355,7 @@ wait_healthy() {
   fi
 }
 main() {
-  parse_args "$@"
-  enter_bundle
-  take_lock
-  # rollback ends the run itself.
-  [ "$rollback" -eq 0 ] || rollback
-  verify_signature
-  verify_bundle
-  preflight
-  plan_changes
+  begin_install "$@"
   quorum_guard
   [ "$ROLE" != join ] || join_cluster
   apply_changes

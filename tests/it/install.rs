@@ -1070,7 +1070,7 @@ fn a_bundle_altered_and_signed_again_by_another_key_is_refused_by_install_sh() {
     let before = snapshot(&root);
 
     let evil = tmp.path().join("evil");
-    copy_tree(&bundle, &evil);
+    crate::support::copy_tree(&bundle, &evil);
     let manifest = evil.join("rootfs/etc/kubernetes/manifests/etcd.yaml");
     let text =
         std::fs::read_to_string(&manifest).unwrap().replace("registry.k8s.io/etcd", "evil.example/etcd");
@@ -1104,17 +1104,4 @@ fn a_bundle_altered_and_signed_again_by_another_key_is_refused_by_install_sh() {
     assert!(out(&o).contains("not signed by the key given with --pubkey"), "{}", out(&o));
     let o = install(&bundle, &["--root", fresh.to_str().unwrap(), "--pubkey", key.to_str().unwrap()]);
     assert!(o.status.success(), "{}", out(&o));
-}
-
-/// Copies a bundle folder (regular files and folders) with its modes.
-fn copy_tree(from: &Path, to: &Path) {
-    for e in walkdir::WalkDir::new(from) {
-        let e = e.unwrap();
-        let dest = to.join(e.path().strip_prefix(from).unwrap());
-        if e.file_type().is_dir() {
-            std::fs::create_dir_all(&dest).unwrap();
-        } else {
-            std::fs::copy(e.path(), &dest).unwrap();
-        }
-    }
 }

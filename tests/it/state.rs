@@ -267,25 +267,12 @@ fn a_damaged_state_is_reported_not_repaired() {
     assert_eq!(b.decisions.iter().filter(|d| d.action == Action::New).count(), 1);
 }
 
-/// Copies a folder tree (the committed state fixtures) into `to`.
-fn copy_tree(from: &Path, to: &Path) {
-    for e in walkdir::WalkDir::new(from) {
-        let e = e.unwrap();
-        let dest = to.join(e.path().strip_prefix(from).unwrap());
-        if e.file_type().is_dir() {
-            std::fs::create_dir_all(&dest).unwrap();
-        } else {
-            std::fs::copy(e.path(), &dest).unwrap();
-        }
-    }
-}
-
 #[test]
 fn state_folders_of_format_1_are_reused_whole() {
     for alg in ["rsa-2048", "ecdsa-p256"] {
         let fixture = fixtures().join("legacy-state").join(alg);
         let dir = tempfile::tempdir().unwrap();
-        copy_tree(&fixture.join("state-format1"), dir.path());
+        crate::support::copy_tree(&fixture.join("state-format1"), dir.path());
         let text = std::fs::read_to_string(fixture.join("topology.yaml")).unwrap();
         let b = build_into(dir.path(), &text, 1).unwrap();
         // Every member's leaf is reused; the state predates the control-plane bundle, whose
@@ -330,7 +317,7 @@ fn state_folders_of_format_1_are_reused_whole() {
 fn a_state_of_a_newer_format_is_refused_and_left_alone() {
     let fixture = fixtures().join("legacy-state/ecdsa-p256/state-format1");
     let dir = tempfile::tempdir().unwrap();
-    copy_tree(&fixture, dir.path());
+    crate::support::copy_tree(&fixture, dir.path());
     let record = std::fs::read_to_string(dir.path().join("state.json")).unwrap();
     let newer = record.replacen("\"format\": 1", "\"format\": 7", 1);
     assert_ne!(newer, record);

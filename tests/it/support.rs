@@ -267,3 +267,16 @@ pub fn parse_etcd_external(text: &str) -> EtcdExternal {
             .collect(),
     }
 }
+
+/// Copies a folder tree (files with their modes, and folders) into `to`.
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    for e in walkdir::WalkDir::new(from) {
+        let e = e.unwrap();
+        let dest = to.join(e.path().strip_prefix(from).unwrap());
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
