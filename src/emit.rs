@@ -22,8 +22,6 @@ pub type Files = BTreeMap<String, Vec<u8>>;
 
 /// The user-data size above which some clouds refuse it (EC2 takes 16 KiB).
 pub const USER_DATA_LIMIT: usize = 16 * 1024;
-/// Where the user-data writes the bundle on the host.
-pub const CLOUD_INIT_DIR: &str = "/var/lib/etcdpack/cloud-init";
 /// How long the user-data's install.sh waits for a healthy member.
 pub const CLOUD_INIT_WAIT_SECS: u32 = 600;
 /// The playbook, verbatim (Jinja, not a handlebars template).
@@ -72,7 +70,7 @@ pub fn cloud_init(
             "member": name,
             "address": address,
             "fingerprint": fingerprint,
-            "dir": CLOUD_INIT_DIR,
+            "dir": crate::layout::CLOUD_INIT_DIR,
             "wait": CLOUD_INIT_WAIT_SECS,
             "key_b64": key,
             "sig_b64": b64(&dist[&crate::dist::signature(&crate::dist::tarball(name))]),

@@ -18,6 +18,14 @@ pub const RECORD_DIR: &str = "/etc/etcdpack";
 pub const BACKUP_DIR: &str = "/var/lib/etcdpack/backups";
 /// kubeadm's default etcd data dir.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/etcd";
+/// Where the binaries of `etcd.binaryArchive` install, and so the default `etcd.binary` then.
+pub const ARCHIVE_ETCD_BINARY: &str = "/usr/local/bin/etcd";
+/// The default `etcd.binary`: Debian's and Ubuntu's etcd-server package.
+pub const DEFAULT_ETCD_BINARY: &str = "/usr/bin/etcd";
+/// The kubelet binary the drop-in runs unless `kubelet.path` says otherwise.
+pub const DEFAULT_KUBELET: &str = "/usr/bin/kubelet";
+/// Where cloud-init's user-data puts a member's bundle before it installs it.
+pub const CLOUD_INIT_DIR: &str = "/var/lib/etcdpack/cloud-init";
 /// Where a host keeps the build's public key it trusts (pinned at its first install).
 pub const SIGNING_KEY_PIN: &str = "/etc/etcdpack/signing-key.pub";
 /// The name of the control-plane bundle, in dist/, the state folder and `expiry` (reserved:

@@ -263,8 +263,9 @@ pub fn decide(
 /// looked up by peer URL in `member list` (an ID is known only to the cluster).
 pub fn remove_command(name: &str, peer_url: &str, endpoints: &[String]) -> String {
     let ctl = format!(
-        "etcdctl --endpoints={} --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key",
-        endpoints.join(",")
+        "etcdctl --endpoints={} --cacert={pki}/etcd/ca.crt --cert={pki}/etcd/healthcheck-client.crt --key={pki}/etcd/healthcheck-client.key",
+        endpoints.join(","),
+        pki = crate::layout::PKI_DIR
     );
     format!("{ctl} member remove \"$({ctl} member list | grep -F ', {name}, {peer_url},' | cut -d, -f1)\"")
 }

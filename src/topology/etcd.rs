@@ -6,6 +6,7 @@ use super::load::FileRef;
 use super::syntax::{is_clean_abs_path, is_image_repository, is_image_tag, is_safe_file_name};
 use super::walker::{Fields, Walker, closest, join, kind};
 use super::*;
+use crate::layout::ARCHIVE_ETCD_BINARY;
 use crate::versions;
 use saphyr::{MarkedYamlOwned, YamlDataOwned};
 

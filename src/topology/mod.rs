@@ -155,18 +155,13 @@ fn runtime_name<S: serde::Serializer>(r: &crate::layout::Runtime, s: S) -> Resul
     s.serialize_str(r.name())
 }
 
-/// Where the binaries of `etcd.binaryArchive` install, and so the default `etcd.binary` then.
-pub const ARCHIVE_ETCD_BINARY: &str = "/usr/local/bin/etcd";
-/// The default `etcd.binary`: Debian's and Ubuntu's etcd-server package.
-pub const DEFAULT_ETCD_BINARY: &str = "/usr/bin/etcd";
-
 impl EtcdSettings {
     /// The etcd binary the systemd unit runs.
     pub fn binary(&self) -> String {
         match (&self.binary, &self.binary_archive) {
             (Some(b), _) => b.clone(),
-            (None, Some(_)) => ARCHIVE_ETCD_BINARY.to_string(),
-            (None, None) => DEFAULT_ETCD_BINARY.to_string(),
+            (None, Some(_)) => crate::layout::ARCHIVE_ETCD_BINARY.to_string(),
+            (None, None) => crate::layout::DEFAULT_ETCD_BINARY.to_string(),
         }
     }
 }

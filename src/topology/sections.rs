@@ -266,7 +266,7 @@ impl Walker {
         let mut out = KubeletSettings {
             cgroup_driver: "systemd".into(),
             container_runtime_endpoint: "unix:///var/run/containerd/containerd.sock".into(),
-            path: "/usr/bin/kubelet".into(),
+            path: crate::layout::DEFAULT_KUBELET.into(),
         };
         let Some(node) = node else { return Some(out) };
         let f = self.mapping("kubelet", node, &["cgroupDriver", "containerRuntimeEndpoint", "path"])?;

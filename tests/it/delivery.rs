@@ -112,7 +112,7 @@ fn user_data_carries_the_signed_bundle_byte_for_byte() {
             std::fs::write(dir.path().join(name), bytes).unwrap();
         }
         let local = script
-            .replace(emit::CLOUD_INIT_DIR, &dir.path().display().to_string())
+            .replace(etcdpack::layout::CLOUD_INIT_DIR, &dir.path().display().to_string())
             .replace(&format!("./{}/install.sh", m.name), &format!("echo would run ./{}/install.sh", m.name));
         let o = Command::new("sh").args(["-ec", &local]).output().unwrap();
         let said = crate::host::out(&o);
