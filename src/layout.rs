@@ -32,68 +32,6 @@ pub const SIGNING_KEY_PIN: &str = "/etc/etcdpack/signing-key.pub";
 /// no member may have it).
 pub const CONTROL_PLANE: &str = "control-plane";
 
-/// Why `dir` cannot be etcd's data dir, if it cannot: a data dir is a folder of its own.
-/// install.sh creates it (0700), gives it to the systemd runtime's user with `chown -R`,
-/// moves it into the backup on a leave, and etcd writes below it; none of that may touch a
-/// system folder, the PKI, the manifests or etcdpack's own records. `dir` is a clean
-/// absolute path without a trailing slash.
-pub fn data_dir_refusal(dir: &str) -> Option<String> {
-    const SYSTEM: [&str; 25] = [
-        "/",
-        "/bin",
-        "/boot",
-        "/dev",
-        "/etc",
-        "/home",
-        "/lib",
-        "/lib32",
-        "/lib64",
-        "/media",
-        "/mnt",
-        "/opt",
-        "/proc",
-        "/root",
-        "/run",
-        "/sbin",
-        "/srv",
-        "/sys",
-        "/tmp",
-        "/usr",
-        "/usr/local",
-        "/var",
-        "/var/lib",
-        "/var/log",
-        "/var/tmp",
-    ];
-    const OWNED: [&str; 7] = [
-        PKI_DIR,
-        MANIFEST_DIR,
-        DROPIN_DIR,
-        RECORD_DIR,
-        "/var/lib/etcdpack",
-        "/etc/kubernetes",
-        "/etc/systemd",
-    ];
-    const VOLATILE: [&str; 7] = ["/proc", "/sys", "/dev", "/run", "/tmp", "/var/tmp", "/dev/shm"];
-    let inside = |parent: &str| dir.starts_with(&format!("{}/", parent.trim_end_matches('/')));
-    if SYSTEM.contains(&dir) || OWNED.contains(&dir) {
-        return Some(format!("{dir} is a system folder or one that kubeadm or etcdpack own"));
-    }
-    if let Some(p) = OWNED.iter().find(|p| inside(p)) {
-        return Some(format!("{dir} is inside {p}"));
-    }
-    if let Some(p) = VOLATILE.iter().find(|p| inside(p)) {
-        return Some(format!("{dir} is inside {p}, which does not keep data or is shared with every user"));
-    }
-    if let Some(p) = [PKI_DIR, MANIFEST_DIR, DROPIN_DIR, RECORD_DIR, BACKUP_DIR, ETCD_UNIT_PATH]
-        .iter()
-        .find(|p| p.starts_with(&format!("{dir}/")))
-    {
-        return Some(format!("{dir} holds {p}"));
-    }
-    None
-}
-
 /// Where a bundle file's bytes come from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "kind", content = "id")]
@@ -516,42 +454,6 @@ pub fn member_files(l: &MemberLayout<'_>) -> Vec<PlannedFile> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_data_dir_is_a_folder_of_its_own() {
-        for refused in [
-            "/",
-            "/etc",
-            "/usr",
-            "/var",
-            "/var/lib",
-            "/etc/kubernetes",
-            "/etc/kubernetes/pki",
-            "/etc/kubernetes/pki/etcd",
-            "/etc/kubernetes/manifests",
-            "/etc/etcdpack",
-            "/etc/etcdpack/data",
-            "/var/lib/etcdpack",
-            "/var/lib/etcdpack/backups/x",
-            "/tmp/etcd",
-            "/run/etcd",
-            "/dev/shm/etcd",
-            "/etc/systemd/system",
-            "/root",
-            "/home",
-        ] {
-            assert!(data_dir_refusal(refused).is_some(), "{refused} must be refused");
-        }
-        for fine in
-            ["/var/lib/etcd", "/data/etcd", "/var/lib/etcd-main", "/srv/etcd", "/opt/etcd/data", "/etc-data"]
-        {
-            assert_eq!(data_dir_refusal(fine), None, "{fine}");
-        }
-        assert_eq!(
-            data_dir_refusal("/etc/kubernetes/pki/etcd").as_deref(),
-            Some("/etc/kubernetes/pki/etcd is inside /etc/kubernetes/pki")
-        );
-    }
 
     #[test]
     fn the_first_member_alone_carries_the_ca_key() {

@@ -87,7 +87,7 @@ impl Walker {
         ) {
             let dir = v.trim_end_matches('/');
             let dir = if dir.is_empty() { "/" } else { dir };
-            match crate::layout::data_dir_refusal(dir) {
+            match data_dir_refusal(dir) {
                 Some(why) => {
                     let n = f.get("dataDir").map(|x| x.1).unwrap_or(node);
                     self.err(
@@ -390,9 +390,6 @@ impl Walker {
     }
 }
 
-/// The largest `etcd.binaryArchive` read.
-pub(super) const MAX_BINARY_ARCHIVE: u64 = 512 << 20;
-
 /// A POSIX login name as useradd takes it.
 fn is_user_name(s: &str) -> bool {
     let mut chars = s.chars();
@@ -401,122 +398,119 @@ fn is_user_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
-/// The binaries of an etcd release archive (gzip'd tar, one top folder
-/// `etcd-vX.Y.Z-linux-ARCH/`): `etcd` (required), `etcdctl`, `etcdutl`, and the version the
-/// folder names. Reading is bounded (entries, sizes), and links or odd paths are refused.
-pub(super) fn etcd_binaries(bytes: &[u8]) -> Result<(Option<String>, Binaries), String> {
-    use std::io::Read;
-    const MAX_ENTRIES: usize = 1000;
-    const MAX_BYTES: u64 = 1 << 30;
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
-    let mut found: BTreeMap<String, Arc<Vec<u8>>> = BTreeMap::new();
-    let mut top: Option<String> = None;
-    let mut total = 0u64;
-    let entries = archive.entries().map_err(|e| format!("not a gzip'd tar ({e})"))?;
-    for (i, entry) in entries.enumerate() {
-        if i >= MAX_ENTRIES {
-            return Err(format!("more than {MAX_ENTRIES} entries"));
-        }
-        let mut entry = entry.map_err(|e| format!("not a gzip'd tar ({e})"))?;
-        let path = entry.path().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
-        let path = path.trim_start_matches("./").trim_end_matches('/').to_string();
-        let (dir, name) = match path.split_once('/') {
-            Some((d, n)) => (d.to_string(), n.to_string()),
-            None => (path.clone(), String::new()),
-        };
-        if path.is_empty() {
-            continue;
-        }
-        if top.get_or_insert_with(|| dir.clone()) != &dir {
-            return Err(format!("more than one top folder (`{}` and `{dir}`)", top.unwrap_or_default()));
-        }
-        if !crate::layout::ETCD_BINARIES.contains(&name.as_str()) {
-            continue;
-        }
-        if entry.header().entry_type() != tar::EntryType::Regular {
-            return Err(format!("`{path}` is not a regular file"));
-        }
-        total += entry.header().size().unwrap_or(u64::MAX);
-        if total > MAX_BYTES {
-            return Err("its binaries exceed 1 GiB".into());
-        }
-        let mut body = Vec::new();
-        entry
-            .by_ref()
-            .take(MAX_BYTES)
-            .read_to_end(&mut body)
-            .map_err(|e| format!("not a gzip'd tar ({e})"))?;
-        found.insert(name, Arc::new(body));
+/// Why `dir` cannot be etcd's data dir, if it cannot: a data dir is a folder of its own.
+/// install.sh creates it (0700), gives it to the systemd runtime's user with `chown -R`,
+/// moves it into the backup on a leave, and etcd writes below it; none of that may touch a
+/// system folder, the PKI, the manifests or etcdpack's own records. `dir` is a clean
+/// absolute path without a trailing slash.
+pub(super) fn data_dir_refusal(dir: &str) -> Option<String> {
+    const SYSTEM: [&str; 25] = [
+        "/",
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/home",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/media",
+        "/mnt",
+        "/opt",
+        "/proc",
+        "/root",
+        "/run",
+        "/sbin",
+        "/srv",
+        "/sys",
+        "/tmp",
+        "/usr",
+        "/usr/local",
+        "/var",
+        "/var/lib",
+        "/var/log",
+        "/var/tmp",
+    ];
+    const OWNED: [&str; 7] = [
+        crate::layout::PKI_DIR,
+        crate::layout::MANIFEST_DIR,
+        crate::layout::DROPIN_DIR,
+        crate::layout::RECORD_DIR,
+        "/var/lib/etcdpack",
+        "/etc/kubernetes",
+        "/etc/systemd",
+    ];
+    const VOLATILE: [&str; 7] = ["/proc", "/sys", "/dev", "/run", "/tmp", "/var/tmp", "/dev/shm"];
+    let inside = |parent: &str| dir.starts_with(&format!("{}/", parent.trim_end_matches('/')));
+    if SYSTEM.contains(&dir) || OWNED.contains(&dir) {
+        return Some(format!("{dir} is a system folder or one that kubeadm or etcdpack own"));
     }
-    if !found.contains_key("etcd") {
-        return Err("it holds no `etcd` binary".into());
+    if let Some(p) = OWNED.iter().find(|p| inside(p)) {
+        return Some(format!("{dir} is inside {p}"));
     }
-    let version = top
-        .as_deref()
-        .and_then(|t| t.strip_prefix("etcd-v"))
-        .and_then(|rest| rest.split('-').next())
-        .filter(|v| {
-            v.split('.').count() == 3
-                && v.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .map(str::to_string);
-    // etcd first, then the tools in name order.
-    let mut binaries: Binaries = Vec::new();
-    if let Some(b) = found.remove("etcd") {
-        binaries.push(("etcd".into(), b));
+    if let Some(p) = VOLATILE.iter().find(|p| inside(p)) {
+        return Some(format!("{dir} is inside {p}, which does not keep data or is shared with every user"));
     }
-    binaries.extend(found);
-    Ok((version, binaries))
+    if let Some(p) = [
+        crate::layout::PKI_DIR,
+        crate::layout::MANIFEST_DIR,
+        crate::layout::DROPIN_DIR,
+        crate::layout::RECORD_DIR,
+        crate::layout::BACKUP_DIR,
+        crate::layout::ETCD_UNIT_PATH,
+    ]
+    .iter()
+    .find(|p| p.starts_with(&format!("{dir}/")))
+    {
+        return Some(format!("{dir} holds {p}"));
+    }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn targz(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
-        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
-        for (path, kind, body) in entries {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(*kind);
-            h.set_size(body.len() as u64);
-            h.set_mode(0o755);
-            if *kind == tar::EntryType::Symlink {
-                h.set_link_name("/etc/shadow").unwrap();
-            }
-            b.append_data(&mut h, path, *body).unwrap();
-        }
-        b.into_inner().unwrap().finish().unwrap()
-    }
-
     #[test]
-    fn an_etcd_release_archive_gives_its_binaries_and_version() {
-        let f = tar::EntryType::Regular;
-        let bytes = targz(&[
-            ("etcd-v3.5.24-linux-amd64/README.md", f, b"docs"),
-            ("etcd-v3.5.24-linux-amd64/etcdctl", f, b"ctl"),
-            ("etcd-v3.5.24-linux-amd64/etcd", f, b"etcd"),
-        ]);
-        let (version, binaries) = etcd_binaries(&bytes).unwrap();
-        assert_eq!(version.as_deref(), Some("3.5.24"));
-        let names: Vec<(&str, &[u8])> = binaries.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
-        assert_eq!(names, [("etcd", &b"etcd"[..]), ("etcdctl", &b"ctl"[..])]);
-        // A folder that names no version still gives its binaries.
-        let (version, _) = etcd_binaries(&targz(&[("etcd/etcd", f, b"x")])).unwrap();
-        assert_eq!(version, None);
-    }
-
-    #[test]
-    fn an_archive_that_is_not_an_etcd_release_is_refused_with_the_reason() {
-        let f = tar::EntryType::Regular;
-        let no_etcd = targz(&[("etcd-v3.5.24-linux-amd64/etcdctl", f, b"ctl")]);
-        assert_eq!(etcd_binaries(&no_etcd).unwrap_err(), "it holds no `etcd` binary");
-        let link = targz(&[("etcd-v3.5.24-linux-amd64/etcd", tar::EntryType::Symlink, b"")]);
-        assert!(etcd_binaries(&link).unwrap_err().contains("is not a regular file"));
-        let two = targz(&[("a/etcd", f, b"x"), ("b/etcdctl", f, b"y")]);
-        assert!(etcd_binaries(&two).unwrap_err().contains("more than one top folder"));
-        assert!(etcd_binaries(b"plain text").unwrap_err().starts_with("not a gzip'd tar"));
+    fn user_names_are_posix_login_names() {
         assert!(
             is_user_name("etcd") && is_user_name("_etcd-2") && !is_user_name("Etcd") && !is_user_name("2x")
+        );
+    }
+
+    #[test]
+    fn a_data_dir_is_a_folder_of_its_own() {
+        for refused in [
+            "/",
+            "/etc",
+            "/usr",
+            "/var",
+            "/var/lib",
+            "/etc/kubernetes",
+            "/etc/kubernetes/pki",
+            "/etc/kubernetes/pki/etcd",
+            "/etc/kubernetes/manifests",
+            "/etc/etcdpack",
+            "/etc/etcdpack/data",
+            "/var/lib/etcdpack",
+            "/var/lib/etcdpack/backups/x",
+            "/tmp/etcd",
+            "/run/etcd",
+            "/dev/shm/etcd",
+            "/etc/systemd/system",
+            "/root",
+            "/home",
+        ] {
+            assert!(data_dir_refusal(refused).is_some(), "{refused} must be refused");
+        }
+        for fine in
+            ["/var/lib/etcd", "/data/etcd", "/var/lib/etcd-main", "/srv/etcd", "/opt/etcd/data", "/etc-data"]
+        {
+            assert_eq!(data_dir_refusal(fine), None, "{fine}");
+        }
+        assert_eq!(
+            data_dir_refusal("/etc/kubernetes/pki/etcd").as_deref(),
+            Some("/etc/kubernetes/pki/etcd is inside /etc/kubernetes/pki")
         );
     }
 }

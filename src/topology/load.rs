@@ -3,7 +3,6 @@
 //! `etcd.imageArchive` and `etcd.binaryArchive` (an etcd release, read bounded). The walk
 //! records each reference with its YAML node; every problem is reported there.
 
-use super::etcd::{MAX_BINARY_ARCHIVE, etcd_binaries};
 use super::walker::Walker;
 use super::*;
 use crate::keys::PrivateKey;
@@ -178,5 +177,125 @@ impl Walker {
                 None
             }
         }
+    }
+}
+
+/// The largest `etcd.binaryArchive` read.
+pub(super) const MAX_BINARY_ARCHIVE: u64 = 512 << 20;
+
+/// The binaries of an etcd release archive (gzip'd tar, one top folder
+/// `etcd-vX.Y.Z-linux-ARCH/`): `etcd` (required), `etcdctl`, `etcdutl`, and the version the
+/// folder names. Reading is bounded (entries, sizes), and links or odd paths are refused.
+pub(super) fn etcd_binaries(bytes: &[u8]) -> Result<(Option<String>, Binaries), String> {
+    use std::io::Read;
+    const MAX_ENTRIES: usize = 1000;
+    const MAX_BYTES: u64 = 1 << 30;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    let mut found: BTreeMap<String, Arc<Vec<u8>>> = BTreeMap::new();
+    let mut top: Option<String> = None;
+    let mut total = 0u64;
+    let entries = archive.entries().map_err(|e| format!("not a gzip'd tar ({e})"))?;
+    for (i, entry) in entries.enumerate() {
+        if i >= MAX_ENTRIES {
+            return Err(format!("more than {MAX_ENTRIES} entries"));
+        }
+        let mut entry = entry.map_err(|e| format!("not a gzip'd tar ({e})"))?;
+        let path = entry.path().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
+        let path = path.trim_start_matches("./").trim_end_matches('/').to_string();
+        let (dir, name) = match path.split_once('/') {
+            Some((d, n)) => (d.to_string(), n.to_string()),
+            None => (path.clone(), String::new()),
+        };
+        if path.is_empty() {
+            continue;
+        }
+        if top.get_or_insert_with(|| dir.clone()) != &dir {
+            return Err(format!("more than one top folder (`{}` and `{dir}`)", top.unwrap_or_default()));
+        }
+        if !crate::layout::ETCD_BINARIES.contains(&name.as_str()) {
+            continue;
+        }
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            return Err(format!("`{path}` is not a regular file"));
+        }
+        total += entry.header().size().unwrap_or(u64::MAX);
+        if total > MAX_BYTES {
+            return Err("its binaries exceed 1 GiB".into());
+        }
+        let mut body = Vec::new();
+        entry
+            .by_ref()
+            .take(MAX_BYTES)
+            .read_to_end(&mut body)
+            .map_err(|e| format!("not a gzip'd tar ({e})"))?;
+        found.insert(name, Arc::new(body));
+    }
+    if !found.contains_key("etcd") {
+        return Err("it holds no `etcd` binary".into());
+    }
+    let version = top
+        .as_deref()
+        .and_then(|t| t.strip_prefix("etcd-v"))
+        .and_then(|rest| rest.split('-').next())
+        .filter(|v| {
+            v.split('.').count() == 3
+                && v.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(str::to_string);
+    // etcd first, then the tools in name order.
+    let mut binaries: Binaries = Vec::new();
+    if let Some(b) = found.remove("etcd") {
+        binaries.push(("etcd".into(), b));
+    }
+    binaries.extend(found);
+    Ok((version, binaries))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn targz(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        for (path, kind, body) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_size(body.len() as u64);
+            h.set_mode(0o755);
+            if *kind == tar::EntryType::Symlink {
+                h.set_link_name("/etc/shadow").unwrap();
+            }
+            b.append_data(&mut h, path, *body).unwrap();
+        }
+        b.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn an_etcd_release_archive_gives_its_binaries_and_version() {
+        let f = tar::EntryType::Regular;
+        let bytes = targz(&[
+            ("etcd-v3.5.24-linux-amd64/README.md", f, b"docs"),
+            ("etcd-v3.5.24-linux-amd64/etcdctl", f, b"ctl"),
+            ("etcd-v3.5.24-linux-amd64/etcd", f, b"etcd"),
+        ]);
+        let (version, binaries) = etcd_binaries(&bytes).unwrap();
+        assert_eq!(version.as_deref(), Some("3.5.24"));
+        let names: Vec<(&str, &[u8])> = binaries.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+        assert_eq!(names, [("etcd", &b"etcd"[..]), ("etcdctl", &b"ctl"[..])]);
+        // A folder that names no version still gives its binaries.
+        let (version, _) = etcd_binaries(&targz(&[("etcd/etcd", f, b"x")])).unwrap();
+        assert_eq!(version, None);
+    }
+
+    #[test]
+    fn an_archive_that_is_not_an_etcd_release_is_refused_with_the_reason() {
+        let f = tar::EntryType::Regular;
+        let no_etcd = targz(&[("etcd-v3.5.24-linux-amd64/etcdctl", f, b"ctl")]);
+        assert_eq!(etcd_binaries(&no_etcd).unwrap_err(), "it holds no `etcd` binary");
+        let link = targz(&[("etcd-v3.5.24-linux-amd64/etcd", tar::EntryType::Symlink, b"")]);
+        assert!(etcd_binaries(&link).unwrap_err().contains("is not a regular file"));
+        let two = targz(&[("a/etcd", f, b"x"), ("b/etcdctl", f, b"y")]);
+        assert!(etcd_binaries(&two).unwrap_err().contains("more than one top folder"));
+        assert!(etcd_binaries(b"plain text").unwrap_err().starts_with("not a gzip'd tar"));
     }
 }
