@@ -85,10 +85,11 @@ fn unpredictable() -> String {
 }
 
 /// Refuses a folder that another user could replace or already holds: `path` (the state
-/// folder or `--out`), when it exists, must be this user's and writable by no one else; the
-/// folder it is in (its nearest existing ancestor) must be this user's or root's, and
-/// writable by no one else unless it is root's with the sticky bit (as /tmp is), where no
-/// one can rename or remove what this user made.
+/// folder or `--out`), when it exists, must be this user's and not writable by all; the
+/// folder it is in (its nearest existing ancestor) must be this user's or root's, and not
+/// writable by all unless it is root's with the sticky bit (as /tmp is), where no one can
+/// rename or remove what this user made. (A folder writable by its group is accepted: with
+/// umask 002 every folder of a user is, and the group is the user's own.)
 pub fn check_folder(path: &Path, what: &str) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let me = rustix::process::geteuid().as_raw();
@@ -106,10 +107,10 @@ pub fn check_folder(path: &Path, what: &str) -> Result<()> {
                 "use a folder this user made, or remove this one after checking what it holds",
             );
         }
-        if m.is_dir() && m.mode() & 0o022 != 0 {
+        if m.is_dir() && m.mode() & 0o002 != 0 {
             return refuse(
                 format!("it is writable by other users (mode {:04o})", m.mode() & 0o7777),
-                "make it writable by this user alone (chmod go-w), or use another folder",
+                "make it writable by no one else (chmod o-w), or use another folder",
             );
         }
     }
@@ -128,7 +129,7 @@ pub fn check_folder(path: &Path, what: &str) -> Result<()> {
                     "use a folder in one of this user's own folders",
                 );
             }
-            if m.mode() & 0o022 != 0 && !sticky_root {
+            if m.mode() & 0o002 != 0 && !sticky_root {
                 return refuse(
                     format!(
                         "it is in {}, which other users may write (mode {:04o}): they can replace it",
