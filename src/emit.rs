@@ -108,7 +108,6 @@ pub fn ansible(
     plan: &Plan,
     digests: &BTreeMap<String, String>,
     changes: &[HostChange],
-    fingerprint: &str,
 ) -> Result<Files, crate::render::RenderError> {
     let host =
         |name: &str, address: &str| json!({ "name": name, "address": address, "sha256": digests.get(name) });
@@ -127,7 +126,6 @@ pub fn ansible(
     let cp = &plan.control_plane.name;
     let ctx = json!({
         "cluster": plan.cluster,
-        "fingerprint": fingerprint,
         "hosts": member_hosts,
         "leaving": leaving,
         "control_plane": cp,

@@ -221,7 +221,7 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
             warnings.extend(said);
         }
         if env.emit.ansible {
-            dist.extend(emit::ansible(hb, &plan, &digests, &changes, &fingerprint).map_err(internal)?);
+            dist.extend(emit::ansible(hb, &plan, &digests, &changes).map_err(internal)?);
         }
     }
     // The state remembers what shipped, so the next build can say what it changes.

@@ -94,20 +94,35 @@ fn the_playbook_installs_every_member_into_its_root_and_a_second_run_changes_not
     }
     hosts.push_str("  vars:\n    etcdpack_become: false\n    etcdpack_wait: 0\n    ansible_python_interpreter: \"{{ ansible_playbook_python }}\"\n");
     std::fs::write(w.join("hosts.yml"), hosts).unwrap();
-    let play = || {
-        ansible("ansible-playbook", w)
-            .args(["-i", "dist/ansible/inventory.yml", "-i", "hosts.yml", "dist/ansible/site.yml"])
-            .current_dir(w)
-            .output()
-            .unwrap()
+    // The operator's pin: the fingerprint of the build's key, known from the first build.
+    let pinned =
+        etcdpack::sign::fingerprint_of(&std::fs::read_to_string(w.join("dist/signing-key.pub")).unwrap())
+            .unwrap();
+    let play_with = |pin: Option<&str>| {
+        let mut c = ansible("ansible-playbook", w);
+        c.args(["-i", "dist/ansible/inventory.yml", "-i", "hosts.yml", "dist/ansible/site.yml"]);
+        if let Some(pin) = pin {
+            c.args(["-e", &format!("etcdpack_pinned_fingerprint={pin}")]);
+        }
+        c.current_dir(w).output().unwrap()
     };
+    let play = || play_with(Some(&pinned));
+
+    // Without the operator's pin the play refuses to start.
+    let o = play_with(None);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("set etcdpack_pinned_fingerprint"), "{}", text(&o));
+    assert_eq!(recap(&o), [("localhost".to_string(), 0, 1)], "{}", text(&o));
 
     let o = play();
     assert!(o.status.success(), "{}", text(&o));
     let first = recap(&o);
     for n in names {
-        // The folder, the unpacked bundle and install.sh: three changes on a new host.
-        assert!(first.contains(&(n.to_string(), 3, 0)), "{n}: {first:?}\n{}", text(&o));
+        // install.sh, the one task that reports a change; the copies are gone afterwards.
+        assert!(first.contains(&(n.to_string(), 1, 0)), "{n}: {first:?}\n{}", text(&o));
+        assert!(!w.join(format!("incoming-{n}")).read_dir().is_ok_and(|mut d| d.next().is_some()), "{n}");
+        // The key install.sh checked against is pinned on the host.
+        assert!(w.join(format!("root-{n}/etc/etcdpack/signing-key.pub")).is_file(), "{n}");
     }
     assert!(first.contains(&("localhost".to_string(), 0, 0)), "{first:?}");
 
@@ -155,4 +170,28 @@ fn the_playbook_installs_every_member_into_its_root_and_a_second_run_changes_not
     let third = recap(&o);
     assert_eq!(third, [("localhost".to_string(), 0, 1)], "{}", text(&o));
     assert!(text(&o).contains("Check each bundle's signature"), "{}", text(&o));
+
+    // Every tarball signed again by an attacker's key, that key in dist/ and a patched
+    // inventory: the fingerprint the operator pinned still stops the play on the controller.
+    let sh = |script: &str| {
+        let o = Command::new("bash").args(["-c", script]).current_dir(w.join("dist")).output().unwrap();
+        assert!(o.status.success(), "{script}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    sh(
+        "openssl ecparam -name prime256v1 -genkey -noout -out ../attacker.pem && openssl pkey -in ../attacker.pem -pubout -out signing-key.pub",
+    );
+    sh("for t in *.tar.gz; do openssl dgst -sha256 -sign ../attacker.pem -out $t.sig $t; done");
+    let attacker =
+        etcdpack::sign::fingerprint_of(&std::fs::read_to_string(w.join("dist/signing-key.pub")).unwrap())
+            .unwrap();
+    let inventory = w.join("dist/ansible/inventory.yml");
+    let patched = std::fs::read_to_string(&inventory).unwrap().replace(
+        "    etcdpack_cluster:",
+        &format!("    etcdpack_pinned_fingerprint: \"{attacker}\"\n    etcdpack_cluster:"),
+    );
+    std::fs::write(&inventory, patched).unwrap();
+    let o = play();
+    assert!(!o.status.success(), "{}", text(&o));
+    assert_eq!(recap(&o), [("localhost".to_string(), 0, 1)], "{}", text(&o));
+    assert!(text(&o).contains("Check that signing-key.pub is the pinned key"), "{}", text(&o));
 }
