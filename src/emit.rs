@@ -60,7 +60,10 @@ pub fn cloud_init(
     fingerprint: &str,
 ) -> Result<(Files, Vec<String>), crate::render::RenderError> {
     let mut files = BTreeMap::new();
-    let mut warnings = Vec::new();
+    let mut warnings = vec![format!(
+        "each user-data checks its bundle against the signing key baked into the image at {}; an image without it trusts the key the user-data carries, which proves only that the user-data is whole: bake dist/signing-key.pub ({fingerprint}) into the image",
+        crate::layout::SIGNING_KEY_PIN
+    )];
     let key = b64(&dist[crate::dist::SIGNING_KEY]);
     for m in &plan.members {
         let (name, address) = (&m.name, m.address.to_string());
@@ -71,6 +74,7 @@ pub fn cloud_init(
             "address": address,
             "fingerprint": fingerprint,
             "dir": crate::layout::CLOUD_INIT_DIR,
+            "pin": crate::layout::SIGNING_KEY_PIN,
             "wait": CLOUD_INIT_WAIT_SECS,
             "key_b64": key,
             "sig_b64": b64(&dist[&crate::dist::signature(&crate::dist::tarball(name))]),

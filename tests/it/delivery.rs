@@ -108,26 +108,64 @@ fn user_data_carries_the_signed_bundle_byte_for_byte() {
         let script = doc["runcmd"][0][2].as_str().unwrap().to_string();
         assert_eq!(doc["runcmd"][0][0].as_str(), Some("sh"));
         let dir = tempfile::tempdir().unwrap();
-        for (name, (bytes, _)) in &written {
-            std::fs::write(dir.path().join(name), bytes).unwrap();
-        }
+        // The image's key lives in a test folder here; this "image" has none yet.
+        let image_key = dir.path().join("image-signing-key.pub");
         let local = script
+            .replace(etcdpack::layout::SIGNING_KEY_PIN, &image_key.display().to_string())
             .replace(etcdpack::layout::CLOUD_INIT_DIR, &dir.path().display().to_string())
             .replace(&format!("./{}/install.sh", m.name), &format!("echo would run ./{}/install.sh", m.name));
-        let o = Command::new("sh").args(["-ec", &local]).output().unwrap();
+        let run = |written: &std::collections::BTreeMap<String, (Vec<u8>, String)>| {
+            for (name, (bytes, _)) in written {
+                std::fs::write(dir.path().join(name), bytes).unwrap();
+            }
+            Command::new("sh").args(["-ec", &local]).output().unwrap()
+        };
+        let o = run(&written);
         let said = crate::host::out(&o);
         assert!(o.status.success(), "{said}");
         assert!(said.contains("Verified OK"), "{said}");
-        assert!(said.contains(&format!("would run ./{}/install.sh --wait 600", m.name)), "{said}");
-        assert!(dir.path().join(&m.name).join("install.sh").is_file());
+        assert!(said.contains("no signing key in the image"), "{said}");
+        let pubkey = dir.path().join("signing-key.pub").display().to_string();
+        assert!(
+            said.contains(&format!("would run ./{}/install.sh --pubkey {pubkey} --wait 600", m.name)),
+            "{said}"
+        );
+        // The delivered copies (they hold keys) are gone once install.sh succeeded.
+        for gone in [m.name.clone(), bundle.clone(), sig.clone(), "signing-key.pub".into()] {
+            assert!(!dir.path().join(&gone).exists(), "{gone}");
+        }
+
+        // An image with the build's key baked in checks against it, and passes it on.
+        std::fs::write(&image_key, &b.build.dist["signing-key.pub"]).unwrap();
+        let o = run(&written);
+        let said = crate::host::out(&o);
+        assert!(o.status.success() && !said.contains("no signing key in the image"), "{said}");
+        assert!(said.contains(&format!("--pubkey {}", image_key.display())), "{said}");
+
+        // A user-data signed again by another key, that key in it: the image's key stops it.
+        let mut forged = written.clone();
+        let other = etcdpack::keys::KeySource::key(
+            &etcdpack::keys::OsKeys,
+            etcdpack::keys::KeyAlgorithm::EcdsaP256,
+            "x",
+        );
+        let signer = etcdpack::sign::Signer256::from_pem(&etcdpack::keys::pem_encode(
+            "PRIVATE KEY",
+            &other.to_pkcs8_der(),
+        ))
+        .unwrap();
+        forged.insert(sig.clone(), (signer.sign(&written[&bundle].0), "0644".into()));
+        forged.insert("signing-key.pub".into(), (signer.public_pem().into_bytes(), "0644".into()));
+        let o = run(&forged);
+        assert!(!o.status.success(), "{}", crate::host::out(&o));
+        assert!(!dir.path().join(&m.name).exists(), "nothing unpacked after a failed signature");
+        std::fs::remove_file(&image_key).unwrap();
 
         // A user-data whose bundle was altered stops at the signature.
-        let mut bad = written[&bundle].0.clone();
-        let i = bad.len() / 2;
-        bad[i] ^= 1;
-        std::fs::write(dir.path().join(&bundle), bad).unwrap();
-        std::fs::remove_dir_all(dir.path().join(&m.name)).unwrap();
-        let o = Command::new("sh").args(["-ec", &local]).output().unwrap();
+        let mut bad = written.clone();
+        let i = bad[&bundle].0.len() / 2;
+        bad.get_mut(&bundle).unwrap().0[i] ^= 1;
+        let o = run(&bad);
         assert!(!o.status.success(), "{}", crate::host::out(&o));
         assert!(!dir.path().join(&m.name).exists(), "nothing unpacked after a failed signature");
     }
