@@ -57,10 +57,11 @@ hand_over_leadership() {
 leave_cluster() {
   [ "$host" -eq 0 ] || [ "$dry_run" -eq 1 ] || i_am_root || die "must run as root (try: sudo ./install.sh)"
   command -v curl >/dev/null || die "leaving the cluster needs curl; install curl"
-  local env="$root$RECORD_DIR/bundle.env" was_member="" was_cluster="" list mine need
+  local env="$root$RECORD_DIR/bundle.env" was_member="" was_cluster="" was_peer="" list mine need
   if [ -f "$env" ]; then
     was_member=$(record_field "$env" MEMBER)
     was_cluster=$(record_field "$env" CLUSTER)
+    was_peer=$(record_field "$env" PEER_URL)
   fi
   if [ -z "$was_member" ] && [ ! -d "$root$DATA_DIR/member" ] && [ ! -f "$root$MANIFEST" ] && [ ! -f "$root$UNIT" ]; then
     say "no etcd member is installed here (no record under $RECORD_DIR, no data dir, no manifest or etcd.service): nothing to do"
@@ -68,6 +69,11 @@ leave_cluster() {
   fi
   if [ "$was_member" != "$MEMBER" ] || [ "$was_cluster" != "$CLUSTER" ]; then
     die "this host holds ${was_member:-an unrecorded member} of ${was_cluster:-an unknown cluster}, not $MEMBER of $CLUSTER: this leave bundle is for another host; nothing changed"
+  fi
+  # A member of that name re-added at a new address is another member: an older leave
+  # bundle must not take it out (nor move its data and keys away).
+  if [ -n "$was_peer" ] && [ "$was_peer" != "$PEER_URL" ]; then
+    die "this host holds $MEMBER at $was_peer, but this leave bundle takes it out at $PEER_URL: it is older than the member installed here (re-added at a new address); nothing changed"
   fi
   readonly API_CA=$root$PKI_DIR/etcd/ca.crt API_CRT=$root$PKI_DIR/etcd/healthcheck-client.crt API_KEY=$root$PKI_DIR/etcd/healthcheck-client.key
   if [ -f "$API_CRT" ]; then
