@@ -6,7 +6,8 @@
 # defines:
 #   preflight_host     member checks before the paths (runtime, address, ports)
 #   preflight_data     member checks after them (data dir, image import)
-#   plan_role          the data dir and image a member needs (need_data_dir, need_image)
+#   plan_role          the data dir and image a member needs (need_data_dir, need_image),
+#                      and the installed files its bundle no longer ships (retire)
 #   nothing_changed    what a run that changes nothing says (and finishes)
 #   dir_mode PATH      the mode of a folder it creates
 #   install_extras     after the files: a member's data dir and image
@@ -120,12 +121,13 @@ plan_changes() {
   done
   need_data_dir=0
   need_image=0
+  retire=()
   plan_role
 }
 
 # 4 and 5. Back up, install, restart: or say there is nothing to change.
 apply_changes() {
-  if [ ${#todo[@]} -eq 0 ] && [ "$need_data_dir" -eq 0 ] && [ "$need_image" -eq 0 ]; then
+  if [ ${#todo[@]} -eq 0 ] && [ ${#retire[@]} -eq 0 ] && [ "$need_data_dir" -eq 0 ] && [ "$need_image" -eq 0 ]; then
     changed=0
     nothing_changed
     pin_signing_key
@@ -194,6 +196,19 @@ apply_changes() {
       fi
       put_file "$src" "$dest" "$mode" "$(owner_of "$path")"
       say "installed $path (mode $mode$(owner_said "$path"))"
+    done
+    # Files an earlier bundle installed that this one does not ship (the CA key of a member
+    # that no longer holds it) go into the backup, from where --rollback puts them back.
+    for path in "${retire[@]}"; do
+      if [ "$dry_run" -eq 1 ]; then
+        say "would move $path into the backup: this bundle does not ship it"
+        continue
+      fi
+      mkdir -p "$backup/files$(dirname "$path")"
+      cp -p "$root$path" "$backup/files$path"
+      note replaced "$path"
+      rm -f "$root$path"
+      say "moved $path into the backup: this bundle does not ship it"
     done
     # A first install pins the key that signed the bundle; its rollback unpins it.
     if [ "${pin_wanted:-0}" -eq 1 ] && [ ! -e "$root$SIGNING_KEY_PIN" ]; then

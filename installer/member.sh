@@ -181,6 +181,11 @@ preflight_data() {
 plan_role() {
   # A first install of a bootstrapping member (see wait_healthy); a joining member's data
   # dir is never fresh in that sense: the cluster it joins runs.
+  # The CA key stays with the member that holds it: a bundle that does not carry it takes
+  # an earlier one's away (into the backup), so it is on one host only.
+  if ! ships "$PKI_DIR/etcd/ca.key" && [ -f "$root$PKI_DIR/etcd/ca.key" ]; then
+    retire+=("$PKI_DIR/etcd/ca.key")
+  fi
   fresh_dir=0
   if [ ! -d "$root$DATA_DIR" ]; then
     need_data_dir=1

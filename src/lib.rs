@@ -227,6 +227,7 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
     // The state remembers what shipped, so the next build can say what it changes.
     let mut record = state_update.record.clone().unwrap_or_else(|| env.state.record.clone());
     record.built = Some(rollout::built(&plan, &runtime, &digests));
+    record.ca_key_holder = plan.members.iter().find(|m| m.carries_ca_key).map(|m| m.name.clone());
     if record != env.state.record {
         state_update.record = Some(record);
     }
@@ -285,9 +286,19 @@ pub fn runtime_digests(plan: &Plan, binaries: Option<Vec<String>>) -> Result<BTr
 /// The plan of `t` against the members the state recorded: roles, views and the membership
 /// steps (or the refusal of a change that would lose quorum).
 pub fn plan_for(t: &Topology, state: &State, reset_members: bool) -> Result<(Plan, membership::Membership)> {
-    let membership =
-        membership::decide(&plan::peers(t), t.etcd.client_port, state.record.built.as_ref(), reset_members)
-            .map_err(Error::refused)?;
+    let ca = membership::CaKey {
+        shipped: t.pki.ca_key_on_first_member,
+        named: t.pki.ca_key_holder.as_deref(),
+        recorded: state.record.ca_key_holder.as_deref(),
+    };
+    let membership = membership::decide(
+        &plan::peers(t),
+        t.etcd.client_port,
+        state.record.built.as_ref(),
+        reset_members,
+        ca,
+    )
+    .map_err(Error::refused)?;
     Ok((plan::plan(t, &membership), membership))
 }
 

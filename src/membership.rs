@@ -104,13 +104,56 @@ pub struct Membership {
     /// Each member's view, in topology order.
     #[serde(skip)]
     pub views: Vec<View>,
+    /// The member whose bundle carries the CA key, if any does.
+    pub ca_key_holder: Option<String>,
+}
+
+/// Where the CA key goes: whether any bundle carries it, the member the topology names, the
+/// member the state recorded.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CaKey<'a> {
+    /// `pki.caKeyOnFirstMember`.
+    pub shipped: bool,
+    /// `pki.caKeyHolder`.
+    pub named: Option<&'a str>,
+    /// The holder the last build recorded.
+    pub recorded: Option<&'a str>,
+}
+
+/// The member that carries the CA key: the one the topology names, else the one the state
+/// recorded, else (a first build, or a state of an earlier release) the first member. The
+/// key never moves on its own: a recorded holder that left the topology is refused until the
+/// topology names the new one. Notes a move.
+fn ca_key_holder(members: &[Peer], ca: CaKey<'_>, notes: &mut Vec<String>) -> Result<Option<String>, String> {
+    if !ca.shipped {
+        return Ok(None);
+    }
+    match (ca.named, ca.recorded) {
+        (Some(n), Some(r)) if n != r => {
+            notes.push(format!(
+                "the CA key moves from {r} to {n} (pki.caKeyHolder): install {n}'s bundle first, then {r}'s, whose install.sh moves its ca.key into the backup"
+            ));
+            Ok(Some(n.to_string()))
+        }
+        (Some(n), _) => Ok(Some(n.to_string())),
+        (None, Some(r)) if members.iter().any(|m| m.name == r) => Ok(Some(r.to_string())),
+        (None, Some(r)) => Err(format!(
+            "{r} holds the etcd CA key and leaves the topology: the key does not move on its own\n  help: name the member that takes it over: pki: {{ caKeyHolder: {} }}",
+            members.first().map_or("<member>", |m| m.name.as_str())
+        )),
+        (None, None) => Ok(members.first().map(|m| m.name.clone())),
+    }
 }
 
 impl Membership {
     /// A new cluster: every member bootstraps it together, no step.
     pub fn bootstrap(members: &[Peer]) -> Membership {
         let view = View { role: Role::Bootstrap, peers: members.to_vec(), joins_now: false };
-        Membership { views: vec![view; members.len()], ..Membership::default() }
+        Membership {
+            views: vec![view; members.len()],
+            ca_key_holder: members.first().map(|m| m.name.clone()),
+            ..Membership::default()
+        }
     }
 }
 
@@ -128,9 +171,11 @@ pub fn decide(
     client_port: u16,
     old: Option<&Built>,
     reset: bool,
+    ca: CaKey<'_>,
 ) -> Result<Membership, String> {
     // Everyone bootstraps the cluster together, unless the record says otherwise.
     let mut out = Membership::bootstrap(members);
+    out.ca_key_holder = ca_key_holder(members, ca, &mut out.notes)?;
     let Some(old) = old.filter(|_| !reset) else {
         if reset && old.is_some_and(|b| !b.members.is_empty()) {
             out.notes.push(format!(

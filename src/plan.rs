@@ -208,7 +208,13 @@ fn kubeadm_config(t: &Topology, behaviour: &Behaviour, repo: &str, data_dir: &st
 
 /// The plan of a new cluster: every member bootstraps it together.
 pub fn bootstrap(t: &Topology) -> Plan {
-    plan(t, &Membership::bootstrap(&peers(t)))
+    let mut membership = Membership::bootstrap(&peers(t));
+    membership.ca_key_holder = match (t.pki.ca_key_on_first_member, &t.pki.ca_key_holder) {
+        (false, _) => None,
+        (true, Some(named)) => Some(named.clone()),
+        (true, None) => membership.ca_key_holder,
+    };
+    plan(t, &membership)
 }
 
 /// Builds the plan, every member with the role and view `membership` decided for it (see
@@ -243,7 +249,7 @@ pub fn plan(t: &Topology, membership: &Membership) -> Plan {
             let loopback = if m.address.is_ipv6() { "::1" } else { "127.0.0.1" }.to_string();
             let client_url = format!("https://{host}:{cport}");
             let peer_url = format!("https://{host}:{pport}");
-            let carries_ca_key = index == 0 && t.pki.ca_key_on_first_member;
+            let carries_ca_key = membership.ca_key_holder.as_deref() == Some(m.name.as_str());
             let certs = cert_requests(&m.name, &m.address, &m.cert_sans, t.pki.key_algorithm);
             MemberPlan {
                 role: Role::Bootstrap,

@@ -79,6 +79,11 @@ pub struct Record {
     /// did not record it: their first build here reports every host as changed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub built: Option<Built>,
+    /// The member whose bundle carries the CA key: it stays there until the topology names
+    /// another (`pki.caKeyHolder`), whatever the order of the members. Absent before the
+    /// first build, in states of earlier releases, and with `caKeyOnFirstMember: false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_key_holder: Option<String>,
 }
 
 /// The last build as the state remembers it.

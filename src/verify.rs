@@ -347,8 +347,7 @@ fn check_pki(r: &mut Report, u: &Unpacked, meta: &crate::bundle::BundleJson, kin
     };
     check_validity(r, "etcd/ca.crt", &ca, now);
     let ca_key_path = format!("{pki}/etcd/ca.key");
-    let may_carry =
-        kind == Kind::Member && meta.carries_ca_key == Some(true) && meta.index.unwrap_or_default() == 0;
+    let may_carry = kind == Kind::Member && meta.carries_ca_key == Some(true);
     match (u.files.contains_key(&ca_key_path), may_carry) {
         (true, true) => {
             r.check("etcd/ca.key belongs to etcd/ca.crt", key_matches(pem_at(u, &ca_key_path), &ca))

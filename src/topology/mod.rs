@@ -89,6 +89,9 @@ pub struct PkiSettings {
     pub cert_validity_secs: u64,
     /// Whether the first member's bundle carries `ca.key`.
     pub ca_key_on_first_member: bool,
+    /// `caKeyHolder`: the member whose bundle carries the CA key, when the topology names one
+    /// (else the one the state recorded, else the first member).
+    pub ca_key_holder: Option<String>,
     /// A CA brought by the user.
     pub existing_ca: Option<ExistingCa>,
 }

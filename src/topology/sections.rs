@@ -74,6 +74,28 @@ impl Walker {
         }
         let monitoring = self.monitoring(f.get("monitoring").map(|x| x.1));
         let members = self.members(root, &f);
+        if let (Some(p), Some(ms), Some((_, pn))) = (&pki, &members, f.get("pki")) {
+            let node = match &pn.data {
+                saphyr::YamlDataOwned::Mapping(m) => m
+                    .iter()
+                    .find(|(k, _)| matches!(&k.data, saphyr::YamlDataOwned::Value(saphyr::ScalarOwned::String(s)) if s == "caKeyHolder"))
+                    .map(|(_, v)| v),
+                _ => None,
+            };
+            if let (Some(h), Some(node)) = (&p.ca_key_holder, node) {
+                if !p.ca_key_on_first_member {
+                    self.err("pki.caKeyHolder", node, format!("caKeyHolder names {h}, but caKeyOnFirstMember: false keeps the CA key out of every bundle"), "remove one of the two");
+                } else if !ms.iter().any(|m| &m.name == h) {
+                    let names: Vec<&str> = ms.iter().map(|m| m.name.as_str()).collect();
+                    self.err(
+                        "pki.caKeyHolder",
+                        node,
+                        format!("`{h}` is not a member"),
+                        format!("name one of the members: {}", names.join(", ")),
+                    );
+                }
+            }
+        }
         if let (Some((v, release, n)), Some(etcd)) = (&version, &etcd)
             && etcd.image_tag.is_none()
         {
@@ -157,13 +179,21 @@ impl Walker {
             ca_validity_secs: DEFAULT_CA_VALIDITY,
             cert_validity_secs: DEFAULT_CERT_VALIDITY,
             ca_key_on_first_member: true,
+            ca_key_holder: None,
             existing_ca: None,
         };
         let Some(node) = node else { return Some(out) };
         let f = self.mapping(
             "pki",
             node,
-            &["keyAlgorithm", "caValidity", "certValidity", "caKeyOnFirstMember", "existingCA"],
+            &[
+                "keyAlgorithm",
+                "caValidity",
+                "certValidity",
+                "caKeyOnFirstMember",
+                "caKeyHolder",
+                "existingCA",
+            ],
         )?;
         let mut ok = true;
         if let Some((_, n)) = f.get("keyAlgorithm") {
@@ -231,6 +261,12 @@ impl Walker {
         if let Some((_, n)) = f.get("caKeyOnFirstMember") {
             match self.boolean("pki.caKeyOnFirstMember", n) {
                 Some(b) => out.ca_key_on_first_member = b,
+                None => ok = false,
+            }
+        }
+        if let Some((_, n)) = f.get("caKeyHolder") {
+            match self.string("pki.caKeyHolder", n) {
+                Some(h) => out.ca_key_holder = Some(h),
                 None => ok = false,
             }
         }

@@ -1105,3 +1105,44 @@ fn a_bundle_altered_and_signed_again_by_another_key_is_refused_by_install_sh() {
     let o = install(&bundle, &["--root", fresh.to_str().unwrap(), "--pubkey", key.to_str().unwrap()]);
     assert!(o.status.success(), "{}", out(&o));
 }
+
+#[test]
+fn a_member_that_no_longer_holds_the_ca_key_moves_it_into_the_backup() {
+    // infra0 held the CA key; the topology hands it to infra2. infra0's new bundle does not
+    // ship it, and its install takes the old one away, so the key is on one host only; a
+    // rollback puts it back.
+    let tmp = tempfile::tempdir().unwrap();
+    let t = "cluster: c\nkubernetesVersion: v1.34.2\npki: { keyAlgorithm: ECDSA-P256 }\nmembers:\n  - { name: infra0, address: 10.0.0.6 }\n  - { name: infra1, address: 10.0.0.7 }\n  - { name: infra2, address: 10.0.0.8 }\n";
+    let state = tmp.path().join("state");
+    let first = crate::support::build_in(&state, t, 5, crate::support::NOW, None).unwrap();
+    let moved = t.replace("pki: { ", "pki: { caKeyHolder: infra2, ");
+    let second = crate::support::build_in(&state, &moved, 5, crate::support::NOW, None).unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let r = root.to_str().unwrap();
+    let o = install(&untar(&first.dist, "infra0", &tmp.path().join("b1")), &["--root", r]);
+    assert!(o.status.success(), "{}", out(&o));
+    let ca_key = root.join("etc/kubernetes/pki/etcd/ca.key");
+    let key = std::fs::read(&ca_key).unwrap();
+
+    let bundle = untar(&second.dist, "infra0", &tmp.path().join("b2"));
+    assert!(!bundle.join("rootfs/etc/kubernetes/pki/etcd/ca.key").exists());
+    let o = install(&bundle, &["--root", r, "--dry-run"]);
+    assert!(out(&o).contains("would move /etc/kubernetes/pki/etcd/ca.key into the backup"), "{}", out(&o));
+    assert!(ca_key.is_file(), "a dry run moves nothing");
+    let o = install(&bundle, &["--root", r]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        out(&o)
+            .contains("moved /etc/kubernetes/pki/etcd/ca.key into the backup: this bundle does not ship it"),
+        "{}",
+        out(&o)
+    );
+    assert!(!ca_key.exists());
+    let o = install(&bundle, &["--root", r]);
+    assert!(out(&o).contains("nothing to change"), "{}", out(&o));
+    let o = install(&bundle, &["--root", r, "--rollback"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(std::fs::read(&ca_key).unwrap(), key, "the rollback puts the key back");
+    assert_eq!(std::fs::metadata(&ca_key).unwrap().permissions().mode() & 0o7777, 0o600);
+}

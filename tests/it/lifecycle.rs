@@ -449,3 +449,44 @@ fn a_new_installer_alone_is_named_and_restarts_nothing() {
         ["install.sh changed (this etcdpack release's installer); etcd does not restart"]
     );
 }
+
+#[test]
+fn the_ca_key_stays_with_its_holder_until_the_topology_names_another() {
+    let carrier = |b: &Build| -> Vec<String> {
+        b.plan.members.iter().filter(|m| m.carries_ca_key).map(|m| m.name.clone()).collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let first = run(dir.path(), THREE, 1, NOW, None).unwrap();
+    assert_eq!(carrier(&first), ["infra0"]);
+    assert_eq!(fsio::load_state(dir.path()).unwrap().record.ca_key_holder.as_deref(), Some("infra0"));
+    // The members reordered: the key does not follow the first place.
+    let reordered = THREE.replace(
+        "  - { name: infra0, address: 10.0.0.6 }\n  - { name: infra1, address: 10.0.0.7 }\n",
+        "  - { name: infra1, address: 10.0.0.7 }\n  - { name: infra0, address: 10.0.0.6 }\n",
+    );
+    assert_ne!(reordered, THREE);
+    let b = run(dir.path(), &reordered, 2, NOW, None).unwrap();
+    assert_eq!(carrier(&b), ["infra0"]);
+    let u = etcdpack::unpack::unpack(&b.dist["infra0.tar.gz"]).unwrap();
+    assert!(u.files.contains_key("rootfs/etc/kubernetes/pki/etcd/ca.key"));
+    // The holder leaves without a successor named: refused, with the way out.
+    let without = THREE
+        .replace("  - { name: infra0, address: 10.0.0.6 }\n", "  - { name: infra3, address: 10.0.0.9 }\n");
+    let e = run(dir.path(), &without, 3, NOW, None).err().expect("refused");
+    let Error::Refused(said) = &e else { panic!("{e:?}") };
+    assert_eq!(
+        said.what,
+        "infra0 holds the etcd CA key and leaves the topology: the key does not move on its own"
+    );
+    assert!(said.fix.as_deref().is_some_and(|f| f.contains("caKeyHolder")), "{said:?}");
+    // Named, it moves, and the build says in which order to install.
+    let named = THREE.replace("pki: { ", "pki: { caKeyHolder: infra2, ");
+    let b = run(dir.path(), &named, 4, NOW, None).unwrap();
+    assert_eq!(carrier(&b), ["infra2"]);
+    assert!(
+        b.membership.notes.iter().any(|n| n.starts_with("the CA key moves from infra0 to infra2")),
+        "{:?}",
+        b.membership.notes
+    );
+    assert_eq!(fsio::load_state(dir.path()).unwrap().record.ca_key_holder.as_deref(), Some("infra2"));
+}
