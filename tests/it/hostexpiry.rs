@@ -27,22 +27,26 @@ fn run_at(rootfs: &Path, at: i64, journal: bool, args: &[&str]) -> Output {
     cmd.output().unwrap()
 }
 
-#[test]
-fn etcdpack_expiry_reports_warns_and_writes_the_textfile_metric() {
-    if !crate::support::have_tool("faketime") {
-        return;
-    }
-    let b = built("guide-v1.34");
-    let u = &b.bundles["infra1"];
-    let tmp = tempfile::tempdir().unwrap();
-    let rootfs = tmp.path().join("rootfs");
-    for (path, e) in &u.files {
+/// Writes infra1's bundle's `rootfs/` files under `rootfs`.
+fn unpack_rootfs(b: &crate::support::Built, rootfs: &Path) {
+    for (path, e) in &b.bundles["infra1"].files {
         if let Some(rest) = path.strip_prefix("rootfs/") {
             let dest = rootfs.join(rest);
             std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
             std::fs::write(&dest, &e.bytes).unwrap();
         }
     }
+}
+
+#[test]
+fn etcdpack_expiry_reports_warns_and_writes_the_textfile_metric() {
+    if !crate::support::have_tool("faketime") {
+        return;
+    }
+    let b = built("guide-v1.34");
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    unpack_rootfs(&b, &rootfs);
     let script = rootfs.join("usr/local/sbin/etcdpack-expiry");
     let sc = Command::new("shellcheck").arg("-s").arg("sh").arg(&script).output().unwrap();
     assert!(sc.status.success(), "{}", String::from_utf8_lossy(&sc.stdout));
@@ -124,4 +128,62 @@ fn monitoring_expiry_timer_false_leaves_the_check_out() {
         .unwrap(),
     );
     assert_eq!(with.members[0].files.len(), plan.members[0].files.len() + 3);
+}
+
+/// The check runs as root and writes into node_exporter's folder, which another user may
+/// own: that user, swapping every name it can see there for a link to a root-only file
+/// (and the final name too) while root runs the check again and again, never gets root to
+/// write, truncate or change the mode of anything but its own new file.
+#[test]
+fn the_textfile_write_follows_no_link_another_user_plants() {
+    crate::needs_root!();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let b = built("guide-v1.34");
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    unpack_rootfs(&b, &rootfs);
+    let textfiles = rootfs.join("var/lib/node_exporter/textfile_collector");
+    std::fs::create_dir_all(&textfiles).unwrap();
+    let mut p = Some(textfiles.as_path());
+    while let Some(dir) = p.filter(|x| *x != Path::new("/tmp")) {
+        std::fs::set_permissions(dir, PermissionsExt::from_mode(0o755)).unwrap();
+        p = dir.parent();
+    }
+    std::os::unix::fs::chown(&textfiles, Some(65534), Some(65534)).unwrap();
+    let victim = tmp.path().join("root-only");
+    std::fs::write(&victim, "root's own\n").unwrap();
+    std::fs::set_permissions(&victim, PermissionsExt::from_mode(0o600)).unwrap();
+    std::os::unix::fs::symlink(&victim, textfiles.join("etcdpack-expiry.prom")).unwrap();
+
+    let attack = format!(
+        "while :; do for f in '{dir}'/.etcdpack-expiry.prom.* '{dir}'/etcdpack-expiry.prom; do \
+         [ -L \"$f\" ] || ln -sf '{victim}' \"$f\" 2>/dev/null; done; done",
+        dir = textfiles.display(),
+        victim = victim.display()
+    );
+    let mut attacker = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", &attack])
+        .spawn()
+        .unwrap();
+    let script = rootfs.join("usr/local/sbin/etcdpack-expiry");
+    for _ in 0..40 {
+        Command::new("sh").arg(&script).arg("--root").arg(&rootfs).output().unwrap();
+    }
+    attacker.kill().unwrap();
+    attacker.wait().unwrap();
+
+    let m = std::fs::symlink_metadata(&victim).unwrap();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's own\n");
+    assert_eq!((m.mode() & 0o7777, m.uid()), (0o600, 0));
+    // Once nobody races, the metric lands as root's own regular file, mode 0644.
+    let o = Command::new("sh").arg(&script).arg("--root").arg(&rootfs).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("cannot write"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let m = std::fs::symlink_metadata(textfiles.join("etcdpack-expiry.prom")).unwrap();
+    assert!(m.file_type().is_file());
+    assert_eq!((m.mode() & 0o7777, m.uid()), (0o644, 0));
+    assert!(std::fs::read_to_string(textfiles.join("etcdpack-expiry.prom")).unwrap().contains("etcd-peer"));
 }
