@@ -4,7 +4,7 @@
 # its role (member, join, leave, control plane) and etcd runtime. It reads the bundle's data
 # (ROLE, MEMBER, ...) and keeps the options in the globals below: root (the --root folder,
 # empty on a host), host (1 on a host), dry_run (1 with --dry-run), force, restart,
-# wait_secs, rollback.
+# wait_secs, rollback, allow_older.
 
 root=""
 host=1
@@ -13,6 +13,7 @@ dry_run=0
 {
   force=0
   restart=1
+  allow_older=0
 }
 wait_secs=""
 rollback=0
@@ -36,10 +37,10 @@ parse_args() {
       --root) [ $# -ge 2 ] || die "--root needs a directory"; root=$2; shift 2 ;;
       --root=*) root=${1#--root=}; shift ;;
       --dry-run) dry_run=1; shift ;;
-      --force | --no-restart)
+      --force | --no-restart | --allow-older)
         case "$ROLE" in member | join) ;; *) die "unknown option '$1' (see --help)" ;; esac
         # shellcheck disable=SC2034 # read by member.sh
-        if [ "$1" = --force ]; then force=1; else restart=0; fi
+        case "$1" in --force) force=1 ;; --no-restart) restart=0 ;; *) allow_older=1 ;; esac
         shift
         ;;
       --wait) [ $# -ge 2 ] || die "--wait needs a number of seconds"; wait_secs=$2; shift 2 ;;

@@ -8,7 +8,7 @@ readonly WHAT="member $MEMBER"
 
 usage() {
   cat <<USAGE
-Usage: install.sh [--pubkey FILE] [--root DIR] [--dry-run] [--force] [--no-restart] [--wait SECONDS]
+Usage: install.sh [--pubkey FILE] [--root DIR] [--dry-run] [--force] [--no-restart] [--wait SECONDS] [--allow-older]
        install.sh --rollback [--root DIR] [--dry-run] [--no-restart]
 
 Checks that SHA256SUMS is signed by the pinned signing key, verifies this bundle against
@@ -27,6 +27,9 @@ $USAGE_INSTALLS
                    the healthcheck-client certificate) until both are healthy, then every
                    member of the cluster, then prove that the member serves the installed
                    server and peer certificates (openssl s_client)
+  --allow-older    install this bundle even though the host runs a newer one (a higher
+                   GENERATION in bundle.env): a deliberate step back, with old
+                   certificates and perhaps an older etcd
   --rollback       restore the files the last install replaced, and remove those it added
   --pubkey FILE    check SHA256SUMS's signature against this key (the build's
                    signing-key.pub) instead of the one pinned in /etc/etcdpack at the
@@ -92,15 +95,18 @@ restart_service() {
     say "in an image, enable the daily expiry check with: systemctl --root $root enable etcdpack-expiry.timer"
   fi
 }
-# What an earlier install recorded under /etc/etcdpack: was_cluster, was_member, was_ca.
-# Installs by releases before bundle.env recorded only bundle.json, which is read the one way
-# those releases wrote it. Fails when there is no record at all.
+# What an earlier install recorded under /etc/etcdpack: was_cluster, was_member, was_ca,
+# was_generation (empty before generations). Installs by releases before bundle.env recorded
+# only bundle.json, which is read the one way those releases wrote it. Fails when there is
+# no record at all.
 read_record() {
   local env="$root$RECORD_DIR/bundle.env" json="$root$RECORD_DIR/bundle.json"
+  was_generation=""
   if [ -f "$env" ]; then
     was_cluster=$(record_field "$env" CLUSTER)
     was_member=$(record_field "$env" MEMBER)
     was_ca=$(record_field "$env" CA_SHA256)
+    was_generation=$(record_field "$env" GENERATION)
   elif [ -f "$json" ]; then
     was_cluster=$(sed -n 's/^  "cluster": "\(.*\)",$/\1/p' "$json")
     was_member=$(sed -n 's/^  "member": "\(.*\)",$/\1/p' "$json")
@@ -113,6 +119,18 @@ read_record() {
 # Member checks before the paths: the runtime, the address, the ports.
 preflight_host() {
   our_ca=$(record_field bundle.env CA_SHA256)
+  # No replay: a bundle older than the one this host installed last (of the same cluster
+  # and CA, the same member) would put retired certificates and perhaps an older etcd back.
+  our_generation=$(record_field bundle.env GENERATION)
+  if read_record && [ "$was_cluster" = "$CLUSTER" ] && [ "$was_ca" = "$our_ca" ] &&
+    [ "$was_member" = "$MEMBER" ] && [ -n "$was_generation" ] && [ -n "$our_generation" ] &&
+    [ "$our_generation" -lt "$was_generation" ]; then
+    if [ "$allow_older" -eq 1 ]; then
+      warn "this bundle is generation $our_generation, older than generation $was_generation installed here; going on because of --allow-older"
+    else
+      refuse "this bundle is generation $our_generation, older than generation $was_generation installed here: install the newest bundle of $MEMBER, or pass --allow-older to go back on purpose"
+    fi
+  fi
   # One etcd per host: a member does not change runtime under a running etcd.
   preflight_runtime
   # Whoever listens on a TCP port, as "name (pid N)", or nothing.

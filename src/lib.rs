@@ -140,8 +140,17 @@ pub fn issue(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static st
 
 /// The second half of a build: renders, packs and signs the bundles of what [`issue`] made.
 pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static str)) -> Result<Build> {
-    let Issued { plan, membership, pre, pki, mut state_update } = issued;
-    let sets = render::render(&plan, &pki).map_err(|e| Error::Internal(e.to_string()))?;
+    let Issued { mut plan, membership, pre, pki, mut state_update } = issued;
+    // Generations: each member's bundle keeps the one it was last built with while its bytes
+    // stay the same; the bundles this build changes (and new ones) take the next number.
+    let built = env.state.record.built.as_ref();
+    let recorded_generation =
+        |name: &str| built.and_then(|b| b.members.get(name)).map_or(0, |m| m.generation);
+    let next = built.map_or(0, |b| b.members.values().map(|m| m.generation).fold(b.generation, u64::max)) + 1;
+    for m in &mut plan.members {
+        m.generation = Some(recorded_generation(&m.name)).filter(|g| *g > 0).unwrap_or(next);
+    }
+    let mut sets = render::render(&plan, &pki).map_err(|e| Error::Internal(e.to_string()))?;
     phase("render");
     let mtime = env
         .source_date_epoch
@@ -158,24 +167,41 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
     let signer = sign::Signer256::from_pem(&pki.signing_key_pem)
         .map_err(|e| Error::StateCorrupt { path: "the state folder".into(), what: e.to_string() })?;
     // (member, tarball, its digest, its signature)
-    let tarballs: Vec<(String, Vec<u8>, String, Vec<u8>)> = sets
-        .par_iter()
-        .map(|s| {
-            let tar = pack::tar(s, mtime);
-            let kept = recorded(&s.member).and_then(|digest| {
-                let old = env.previous?(&s.member)?;
-                (hex::encode(Sha256::digest(&old)) == digest && pack::holds(&old, &tar))
-                    .then_some((old, digest))
-            });
-            let (bytes, digest) = kept.unwrap_or_else(|| {
-                let bytes = pack::gzip(&tar);
-                let digest = hex::encode(Sha256::digest(&bytes));
-                (bytes, digest)
-            });
-            let sig = signer.sign(&bytes);
-            (s.member.clone(), bytes, digest, sig)
-        })
+    let pack_all = |sets: &[render::FileSet]| -> Vec<(String, Vec<u8>, String, Vec<u8>)> {
+        sets.par_iter()
+            .map(|s| {
+                let tar = pack::tar(s, mtime);
+                let kept = recorded(&s.member).and_then(|digest| {
+                    let old = env.previous?(&s.member)?;
+                    (hex::encode(Sha256::digest(&old)) == digest && pack::holds(&old, &tar))
+                        .then_some((old, digest))
+                });
+                let (bytes, digest) = kept.unwrap_or_else(|| {
+                    let bytes = pack::gzip(&tar);
+                    let digest = hex::encode(Sha256::digest(&bytes));
+                    (bytes, digest)
+                });
+                let sig = signer.sign(&bytes);
+                (s.member.clone(), bytes, digest, sig)
+            })
+            .collect()
+    };
+    let mut tarballs = pack_all(&sets);
+    let changed: BTreeSet<&str> = tarballs
+        .iter()
+        .filter(|(member, _, digest, _)| recorded(member).is_some_and(|was| was != *digest))
+        .map(|(member, ..)| member.as_str())
         .collect();
+    let stale: Vec<usize> = (0..plan.members.len())
+        .filter(|&i| plan.members[i].generation != next && changed.contains(plan.members[i].name.as_str()))
+        .collect();
+    if !stale.is_empty() {
+        for i in stale {
+            plan.members[i].generation = next;
+        }
+        sets = render::render(&plan, &pki).map_err(|e| Error::Internal(e.to_string()))?;
+        tarballs = pack_all(&sets);
+    }
     // The binaries every member ships, as the bundles hold them (hashed once, in render).
     let shipped: Option<Vec<String>> = plan.members.first().zip(sets.first()).map(|(m, set)| {
         m.files
@@ -226,7 +252,9 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
     }
     // The state remembers what shipped, so the next build can say what it changes.
     let mut record = state_update.record.clone().unwrap_or_else(|| env.state.record.clone());
-    record.built = Some(rollout::built(&plan, &runtime, &digests));
+    let mut now_built = rollout::built(&plan, &runtime, &digests);
+    now_built.generation = now_built.generation.max(built.map_or(0, |b| b.generation));
+    record.built = Some(now_built);
     record.ca_key_holder = plan.members.iter().find(|m| m.carries_ca_key).map(|m| m.name.clone());
     if record != env.state.record {
         state_update.record = Some(record);

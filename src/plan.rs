@@ -58,6 +58,11 @@ pub struct MemberPlan {
     pub certs: Vec<CertRequest>,
     /// Every file of its bundle, sorted by path.
     pub files: Vec<PlannedFile>,
+    /// Its bundle's generation (`GENERATION` in bundle.env): the number of the last build
+    /// that changed this bundle, which a host never goes below. Set by the build, which
+    /// alone knows what changed; 0 in a plan.
+    #[serde(skip)]
+    pub generation: u64,
 }
 
 /// What the control-plane nodes get: the etcd CA, their own apiserver-etcd-client
@@ -252,6 +257,7 @@ pub fn plan(t: &Topology, membership: &Membership) -> Plan {
             let carries_ca_key = membership.ca_key_holder.as_deref() == Some(m.name.as_str());
             let certs = cert_requests(&m.name, &m.address, &m.cert_sans, t.pki.key_algorithm);
             MemberPlan {
+                generation: 0,
                 role: Role::Bootstrap,
                 joins_now: false,
                 peers: Vec::new(),

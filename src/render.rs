@@ -483,16 +483,17 @@ fn seal(
 }
 
 /// What install.sh reads of a bundle, line by line, without parsing JSON. Every value is a
-/// DNS name, an IP address, a URL or hex, so none needs quoting.
+/// DNS name, an IP address, a URL, hex or a number, so none needs quoting.
 fn bundle_env(plan: &Plan, m: &MemberPlan, pki: &Pki) -> String {
     format!(
-        "FORMAT=1\nCLUSTER={}\nMEMBER={}\nADDRESS={}\nCLIENT_URL={}\nPEER_URL={}\nCA_SHA256={}\n",
+        "FORMAT=1\nCLUSTER={}\nMEMBER={}\nADDRESS={}\nCLIENT_URL={}\nPEER_URL={}\nCA_SHA256={}\nGENERATION={}\n",
         plan.cluster,
         m.name,
         m.address,
         m.client_url,
         m.peer_url,
-        hex::encode(Sha256::digest(pki.ca.cert_pem.as_bytes()))
+        hex::encode(Sha256::digest(pki.ca.cert_pem.as_bytes())),
+        m.generation
     )
 }
 

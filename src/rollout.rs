@@ -244,12 +244,14 @@ pub fn built(plan: &Plan, runtime: &BTreeMap<String, String>, bundles: &BTreeMap
                         Role::Join { replaces } => replaces.clone(),
                         Role::Bootstrap => None,
                     },
+                    generation: m.generation,
                 };
                 (m.name.clone(), member)
             })
             .collect(),
         control_plane_sha256: bundles.get(&plan.control_plane.name).cloned(),
         removed: plan.leaving.iter().map(|l| (l.name.clone(), l.peer_url.clone())).collect(),
+        generation: plan.members.iter().map(|m| m.generation).max().unwrap_or(0),
     }
 }
 

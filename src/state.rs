@@ -103,6 +103,14 @@ pub struct Built {
     /// their leave bundle until the name comes back or `--reset-members`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub removed: BTreeMap<String, String>,
+    /// The number of the last build that changed a member's bundle (0 in states of releases
+    /// before generations).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A member as another member's bundle knows it.
@@ -135,6 +143,9 @@ pub struct BuiltMember {
     /// For a join that replaced a member: the old peer URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces: Option<String>,
+    /// Its bundle's generation (`GENERATION` in its bundle.env).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u64,
 }
 
 /// The inputs one leaf was issued for, as state.json stores them.

@@ -1146,3 +1146,46 @@ fn a_member_that_no_longer_holds_the_ca_key_moves_it_into_the_backup() {
     assert_eq!(std::fs::read(&ca_key).unwrap(), key, "the rollback puts the key back");
     assert_eq!(std::fs::metadata(&ca_key).unwrap().permissions().mode() & 0o7777, 0o600);
 }
+
+#[test]
+fn an_older_bundle_is_refused_unless_allow_older_says_so() {
+    // infra0's second build changes its bundle (the CA key moves away): generation 2. Once
+    // that is installed, the first bundle (generation 1, validly signed) is a replay.
+    let tmp = tempfile::tempdir().unwrap();
+    let t = "cluster: c\nkubernetesVersion: v1.34.2\npki: { keyAlgorithm: ECDSA-P256 }\nmembers:\n  - { name: infra0, address: 10.0.0.6 }\n  - { name: infra1, address: 10.0.0.7 }\n";
+    let state = tmp.path().join("state");
+    let first = crate::support::build_in(&state, t, 5, crate::support::NOW, None).unwrap();
+    let moved = t.replace("pki: { ", "pki: { caKeyHolder: infra1, ");
+    let second = crate::support::build_in(&state, &moved, 5, crate::support::NOW, None).unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let r = root.to_str().unwrap();
+    let old = untar(&first.dist, "infra0", &tmp.path().join("b1"));
+    let new = untar(&second.dist, "infra0", &tmp.path().join("b2"));
+    assert!(std::fs::read_to_string(new.join("bundle.env")).unwrap().contains("\nGENERATION=2\n"));
+    let o = install(&new, &["--root", r]);
+    assert!(o.status.success(), "{}", out(&o));
+
+    let before = snapshot(&root);
+    for args in [&["--root", r][..], &["--root", r, "--dry-run"][..]] {
+        let o = install(&old, args);
+        assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+        assert!(
+            out(&o).contains("this bundle is generation 1, older than generation 2 installed here: install the newest bundle of infra0, or pass --allow-older"),
+            "{}",
+            out(&o)
+        );
+        assert_same(&snapshot(&root), &before, "a refused replay");
+    }
+    // On purpose: it goes back, says so, and the newest bundle installs over it again.
+    let o = install(&old, &["--root", r, "--allow-older"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("going on because of --allow-older"), "{}", out(&o));
+    assert!(root.join("etc/kubernetes/pki/etcd/ca.key").is_file());
+    let o = install(&new, &["--root", r]);
+    assert!(o.status.success(), "{}", out(&o));
+    // The other roles have no such option.
+    let cp = untar(&second.dist, "control-plane", &tmp.path().join("b3"));
+    let o = install(&cp, &["--root", r, "--allow-older"]);
+    assert!(out(&o).contains("unknown option '--allow-older'"), "{}", out(&o));
+}

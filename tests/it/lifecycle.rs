@@ -101,6 +101,28 @@ fn renewing_one_member_leaves_the_other_bundles_byte_identical() {
     }
     assert_ne!(b.dist["infra1.tar.gz"], first.dist["infra1.tar.gz"]);
     assert_eq!(to_install(&b), [("infra1", false)]);
+    // Generations: the changed bundle takes the next number, the others keep theirs (and
+    // their bytes); a build that changes nothing raises nothing.
+    assert_eq!(generations(&first), [("infra0", 1), ("infra1", 1), ("infra2", 1)]);
+    assert_eq!(generations(&b), [("infra0", 1), ("infra1", 2), ("infra2", 1)]);
+    let again = run(dir.path(), THREE, 3, NOW + DAY, None).unwrap();
+    assert_eq!(generations(&again), [("infra0", 1), ("infra1", 2), ("infra2", 1)]);
+    assert_eq!(again.dist["infra1.tar.gz"], b.dist["infra1.tar.gz"]);
+    let c = run(dir.path(), THREE, 4, NOW + 2 * DAY, Some(&renewal(&["infra0"], None))).unwrap();
+    assert_eq!(generations(&c), [("infra0", 3), ("infra1", 2), ("infra2", 1)]);
+}
+
+/// Each member's `GENERATION` as its bundle.env in `dist/` says.
+fn generations(b: &etcdpack::Build) -> Vec<(&'static str, u64)> {
+    ["infra0", "infra1", "infra2"]
+        .into_iter()
+        .map(|m| {
+            let u = etcdpack::unpack::unpack(&b.dist[&format!("{m}.tar.gz")]).unwrap();
+            let env = String::from_utf8(u.files["bundle.env"].bytes.clone()).unwrap();
+            let g = env.lines().find_map(|l| l.strip_prefix("GENERATION=")).unwrap().parse().unwrap();
+            (m, g)
+        })
+        .collect()
 }
 
 #[test]
