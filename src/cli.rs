@@ -64,6 +64,10 @@ pub enum Command {
         /// (dist/ansible/); repeat or separate with commas for both
         #[arg(long, value_enum, value_delimiter = ',', value_name = "CHANNEL")]
         emit: Vec<Channel>,
+        /// With `--emit cloud-init`: let the CA key's holder's user-data carry the CA key in
+        /// clear (refused without it: anything that reads the instance's user-data gets it)
+        #[arg(long)]
+        user_data_with_ca_key: bool,
     },
     /// Renew leaf certificates: new keys and certificates from the same CA (old ones are
     /// retired, never deleted), then write dist/ as build does; names the hosts that need the
@@ -87,6 +91,9 @@ pub enum Command {
         /// Also write delivery files, as build does
         #[arg(long, value_enum, value_delimiter = ',', value_name = "CHANNEL")]
         emit: Vec<Channel>,
+        /// As build's
+        #[arg(long)]
+        user_data_with_ca_key: bool,
     },
     /// List when each certificate expires (from a topology's state folder, a state folder or
     /// bundles); exit 1 when any expires within the window
@@ -139,9 +146,10 @@ pub enum Channel {
 }
 
 /// What the channels ask for.
-pub fn emit_of(channels: &[Channel]) -> etcdpack::emit::Emit {
+pub fn emit_of(channels: &[Channel], user_data_with_ca_key: bool) -> etcdpack::emit::Emit {
     etcdpack::emit::Emit {
         cloud_init: channels.contains(&Channel::CloudInit),
         ansible: channels.contains(&Channel::Ansible),
+        user_data_with_ca_key,
     }
 }

@@ -15,6 +15,8 @@ pub struct Emit {
     pub cloud_init: bool,
     /// `dist/ansible/`.
     pub ansible: bool,
+    /// `--user-data-with-ca-key`: the CA key may go into a user-data, in clear.
+    pub user_data_with_ca_key: bool,
 }
 
 /// Files for `dist/`, by name.
@@ -39,7 +41,14 @@ pub fn refusal(plan: &Plan, emit: Emit) -> Option<String> {
     let what = match (&plan.image_archive, plan.systemd.as_ref().filter(|s| !s.binaries.is_empty())) {
         (Some(image), _) => format!("the image archive {image}"),
         (None, Some(_)) => "the etcd binaries of etcd.binaryArchive".to_string(),
-        (None, None) => return None,
+        (None, None) => {
+            let holder =
+                plan.members.iter().find(|m| m.carries_ca_key).filter(|_| !emit.user_data_with_ca_key)?;
+            return Some(format!(
+                "--emit cloud-init: {}'s bundle carries the etcd CA key, and its user-data would hold it in clear for anything that can read the instance's user-data (the metadata service, the cloud's API, launch templates, infrastructure state, /var/lib/cloud/instance)\n  help: keep the CA key out of every bundle with `pki: {{ caKeyOnFirstMember: false }}` (the state folder keeps it), or pass --user-data-with-ca-key to accept that exposure",
+                holder.name
+            ));
+        }
     };
     Some(format!(
         "--emit cloud-init: every bundle carries {what}, far more than cloud-init user-data can hold (16 KiB on EC2)\n  help: deliver these bundles by USB, scp or --emit ansible, or drop the archive from the topology (then install.sh needs the image or binary on the host)"

@@ -76,14 +76,14 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Plan { topology, out, state, json } => plan_cmd(&topology, &out, state, json),
-        Command::Build { topology, out, state, timings, reset_members, emit } => {
-            let emit = cli::emit_of(&emit);
+        Command::Build { topology, out, state, timings, reset_members, emit, user_data_with_ca_key } => {
+            let emit = cli::emit_of(&emit, user_data_with_ca_key);
             build(&topology, &out, state, BuildOpts { timings, reset_members, emit, ..BuildOpts::default() })
         }
-        Command::Renew { topology, members, within, out, state, emit } => {
+        Command::Renew { topology, members, within, out, state, emit, user_data_with_ca_key } => {
             let within = within.as_deref().map(parse_window).transpose()?;
             let renewal = etcdpack::pki::Renewal { members, within };
-            let emit = cli::emit_of(&emit);
+            let emit = cli::emit_of(&emit, user_data_with_ca_key);
             build(&topology, &out, state, BuildOpts { renewal: Some(&renewal), emit, ..BuildOpts::default() })
         }
         Command::Verify { bundles, pubkey } => verify_cmd(&bundles, pubkey.as_deref()),

@@ -23,7 +23,11 @@ fn small_scenarios() -> Vec<String> {
     scenarios()
         .into_iter()
         .filter(|s| {
-            emit::refusal(&built(s).build.plan, emit::Emit { cloud_init: true, ansible: false }).is_none()
+            emit::refusal(
+                &built(s).build.plan,
+                emit::Emit { cloud_init: true, ansible: false, user_data_with_ca_key: true },
+            )
+            .is_none()
         })
         .collect()
 }
@@ -185,7 +189,22 @@ fn a_user_data_above_16_kib_is_warned_and_an_archive_refused() {
         "cluster: big\nkubernetesVersion: v1.34.2\nmembers:\n  - { name: a0, address: 10.0.0.6 }\n",
     )
     .unwrap();
+    // a0 holds the CA key: its user-data would carry it in clear, which takes a flag.
     let o = etcdpack(w, &["build", "t.yaml", "--emit", "cloud-init"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "--emit cloud-init: a0's bundle carries the etcd CA key, and its user-data would hold it in clear"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("help: keep the CA key out of every bundle with `pki: { caKeyOnFirstMember: false }`"),
+        "{err}"
+    );
+    assert!(!w.join("t.state").exists() && !w.join("dist").exists(), "nothing made");
+    let o = etcdpack(w, &["build", "t.yaml", "--emit", "cloud-init", "--user-data-with-ca-key"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     let size = std::fs::metadata(w.join("dist/a0.user-data")).unwrap().len() as f64 / 1024.0;
@@ -201,7 +220,7 @@ fn a_user_data_above_16_kib_is_warned_and_an_archive_refused() {
     assert_eq!(mode, 0o600, "a user-data holds private keys");
     // A second build reuses dist/ (its user-data are etcdpack's own) and stays quiet about
     // nothing else.
-    let o = etcdpack(w, &["build", "t.yaml", "--emit", "cloud-init,ansible"]);
+    let o = etcdpack(w, &["build", "t.yaml", "--emit", "cloud-init,ansible", "--user-data-with-ca-key"]);
     assert!(o.status.success(), "{}", crate::host::out(&o));
     assert!(w.join("dist/ansible/site.yml").is_file());
     // Without --emit, the next build's dist/ holds neither.
@@ -237,7 +256,7 @@ fn a_leaving_member_goes_by_ansible_last_and_gets_no_user_data() {
     let w = dir.path();
     let topology = |n: usize| {
         let mut t =
-            "cluster: shrink\nkubernetesVersion: v1.34.2\npki: { keyAlgorithm: ECDSA-P256 }\nmembers:\n"
+            "cluster: shrink\nkubernetesVersion: v1.34.2\npki: { keyAlgorithm: ECDSA-P256, caKeyOnFirstMember: false }\nmembers:\n"
                 .to_string();
         for i in 0..n {
             t.push_str(&format!("  - {{ name: m{i}, address: 10.0.0.{} }}\n", 6 + i));
