@@ -17,6 +17,8 @@ dry_run=0
 }
 wait_secs=""
 rollback=0
+# What an earlier install recorded (read by the roles' preflight, checked by refuse_older).
+was_cluster="" was_member="" was_ca="" was_generation=""
 pubkey=""
 # The lock's folder on a host: root's alone, never a world-writable one such as /run/lock,
 # where any user could hold the lock (and stop every install) or plant a link.
@@ -37,10 +39,14 @@ parse_args() {
       --root) [ $# -ge 2 ] || die "--root needs a directory"; root=$2; shift 2 ;;
       --root=*) root=${1#--root=}; shift ;;
       --dry-run) dry_run=1; shift ;;
-      --force | --no-restart | --allow-older)
+      --allow-older)
+        case "$ROLE" in member | join | control-plane) allow_older=1 ;; *) die "unknown option '$1' (see --help)" ;; esac
+        shift
+        ;;
+      --force | --no-restart)
         case "$ROLE" in member | join) ;; *) die "unknown option '$1' (see --help)" ;; esac
         # shellcheck disable=SC2034 # read by member.sh
-        case "$1" in --force) force=1 ;; --no-restart) restart=0 ;; *) allow_older=1 ;; esac
+        if [ "$1" = --force ]; then force=1; else restart=0; fi
         shift
         ;;
       --wait) [ $# -ge 2 ] || die "--wait needs a number of seconds"; wait_secs=$2; shift 2 ;;
@@ -169,6 +175,24 @@ verify_bundle() {
     die "files not listed in SHA256SUMS: ${extra}; remove them or unpack the bundle again"
   fi
   say "verified $(wc -l <SHA256SUMS) files against SHA256SUMS"
+}
+
+# No replay: refuses (through preflight's refuse) a bundle older than the one recorded in
+# was_cluster, was_ca, was_member, was_generation (of the same cluster, CA and member): it
+# would put retired certificates, and perhaps an older etcd, back. --allow-older goes on.
+refuse_older() {
+  local ours
+  ours=$(record_field bundle.env GENERATION)
+  case "$ours$was_generation" in "" | *[!0-9]*) return 0 ;; esac
+  [ -n "$ours" ] && [ -n "$was_generation" ] || return 0
+  if [ "$was_cluster" = "$CLUSTER" ] && [ "$was_ca" = "$(record_field bundle.env CA_SHA256)" ] &&
+    [ "$was_member" = "$MEMBER" ] && [ "$ours" -lt "$was_generation" ]; then
+    if [ "$allow_older" -eq 1 ]; then
+      warn "this bundle is generation $ours, older than generation $was_generation installed here; going on because of --allow-older"
+    else
+      refuse "this bundle is generation $ours, older than generation $was_generation installed here: install the newest bundle of $MEMBER, or pass --allow-older to go back on purpose"
+    fi
+  fi
 }
 
 # One KEY=value line of a bundle.env.

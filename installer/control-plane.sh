@@ -8,7 +8,7 @@ readonly WHAT="the control-plane files of $CLUSTER"
 
 usage() {
   cat <<'USAGE'
-Usage: install.sh [--pubkey FILE] [--root DIR] [--dry-run] [--wait SECONDS]
+Usage: install.sh [--pubkey FILE] [--root DIR] [--dry-run] [--wait SECONDS] [--allow-older]
        install.sh --rollback [--root DIR] [--dry-run]
 
 Checks that SHA256SUMS is signed by the pinned signing key, verifies this bundle against
@@ -24,6 +24,8 @@ kube-apiserver reads its etcd client certificate only when it starts.
                    --root DIR)
   --wait SECONDS   after installing, poll every etcd member's client URL with the installed
                    client certificate until all of them answer healthy (also with --root)
+  --allow-older    install this bundle even though the node has a newer one (a higher
+                   GENERATION in bundle.env): a deliberate step back to old certificates
   --rollback       restore the files the last install replaced, and remove those it added
   --pubkey FILE    check SHA256SUMS's signature against this key (the build's
                    signing-key.pub) instead of the one pinned in /etc/etcdpack at the
@@ -36,8 +38,16 @@ Exit codes: 0 done, 1 refused or failed (nothing changed, or the backup was rest
 USAGE
 }
 
-# The hooks of apply.sh: no member checks, no data dir, no restart.
-preflight_host() { :; }
+# The hooks of apply.sh: no member checks, no data dir, no restart; only no replay.
+preflight_host() {
+  local env="$root$RECORD_DIR/bundle.env"
+  [ -f "$env" ] || return 0
+  was_cluster=$(record_field "$env" CLUSTER)
+  was_member=$(record_field "$env" MEMBER)
+  was_ca=$(record_field "$env" CA_SHA256)
+  was_generation=$(record_field "$env" GENERATION)
+  refuse_older
+}
 preflight_data() { :; }
 plan_role() { :; }
 install_extras() { :; }

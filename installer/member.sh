@@ -119,18 +119,7 @@ read_record() {
 # Member checks before the paths: the runtime, the address, the ports.
 preflight_host() {
   our_ca=$(record_field bundle.env CA_SHA256)
-  # No replay: a bundle older than the one this host installed last (of the same cluster
-  # and CA, the same member) would put retired certificates and perhaps an older etcd back.
-  our_generation=$(record_field bundle.env GENERATION)
-  if read_record && [ "$was_cluster" = "$CLUSTER" ] && [ "$was_ca" = "$our_ca" ] &&
-    [ "$was_member" = "$MEMBER" ] && [ -n "$was_generation" ] && [ -n "$our_generation" ] &&
-    [ "$our_generation" -lt "$was_generation" ]; then
-    if [ "$allow_older" -eq 1 ]; then
-      warn "this bundle is generation $our_generation, older than generation $was_generation installed here; going on because of --allow-older"
-    else
-      refuse "this bundle is generation $our_generation, older than generation $was_generation installed here: install the newest bundle of $MEMBER, or pass --allow-older to go back on purpose"
-    fi
-  fi
+  read_record && refuse_older
   # One etcd per host: a member does not change runtime under a running etcd.
   preflight_runtime
   # Whoever listens on a TCP port, as "name (pid N)", or nothing.

@@ -379,6 +379,7 @@ fn control_plane_rows() -> Vec<Row> {
         row("SHA256SUMS.sig", 0o644, Content::SumsSig),
         row("signing-key.pub", 0o644, Content::SigningKey),
         row("bundle.json", 0o644, Content::BundleJson),
+        row("bundle.env", 0o644, Content::BundleEnv),
         row("etcd-external.yaml", 0o644, Content::Template(templates::ETCD_EXTERNAL)),
         row(format!("rootfs{PKI_DIR}/etcd/ca.crt"), 0o644, Content::CaCert),
         row(format!("rootfs{PKI_DIR}/{}.crt", cert.stem()), 0o644, Content::Cert(cert)),
@@ -530,6 +531,7 @@ mod tests {
             [
                 ("SHA256SUMS", None, 0o644),
                 ("SHA256SUMS.sig", None, 0o644),
+                ("bundle.env", Some("/etc/etcdpack/control-plane/bundle.env"), 0o644),
                 ("bundle.json", Some("/etc/etcdpack/control-plane/bundle.json"), 0o644),
                 ("etcd-external.yaml", Some("/etc/etcdpack/control-plane/etcd-external.yaml"), 0o644),
                 ("install.sh", None, 0o755),

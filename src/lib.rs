@@ -146,10 +146,14 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
     let built = env.state.record.built.as_ref();
     let recorded_generation =
         |name: &str| built.and_then(|b| b.members.get(name)).map_or(0, |m| m.generation);
-    let next = built.map_or(0, |b| b.members.values().map(|m| m.generation).fold(b.generation, u64::max)) + 1;
+    let next = built.map_or(0, |b| {
+        b.members.values().map(|m| m.generation).fold(b.generation.max(b.control_plane_generation), u64::max)
+    }) + 1;
     for m in &mut plan.members {
         m.generation = Some(recorded_generation(&m.name)).filter(|g| *g > 0).unwrap_or(next);
     }
+    plan.control_plane.generation =
+        built.map(|b| b.control_plane_generation).filter(|g| *g > 0).unwrap_or(next);
     let mut sets = render::render(&plan, &pki).map_err(|e| Error::Internal(e.to_string()))?;
     phase("render");
     let mtime = env
@@ -195,9 +199,14 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
     let stale: Vec<usize> = (0..plan.members.len())
         .filter(|&i| plan.members[i].generation != next && changed.contains(plan.members[i].name.as_str()))
         .collect();
-    if !stale.is_empty() {
+    let cp_stale =
+        plan.control_plane.generation != next && changed.contains(plan.control_plane.name.as_str());
+    if !stale.is_empty() || cp_stale {
         for i in stale {
             plan.members[i].generation = next;
+        }
+        if cp_stale {
+            plan.control_plane.generation = next;
         }
         sets = render::render(&plan, &pki).map_err(|e| Error::Internal(e.to_string()))?;
         tarballs = pack_all(&sets);

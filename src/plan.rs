@@ -78,6 +78,9 @@ pub struct ControlPlanePlan {
     pub certs: Vec<CertRequest>,
     /// Every file of its bundle, sorted by path.
     pub files: Vec<PlannedFile>,
+    /// Its bundle's generation, as a member's ([`MemberPlan::generation`]).
+    #[serde(skip)]
+    pub generation: u64,
 }
 
 /// The whole build, decided.
@@ -323,6 +326,7 @@ pub fn plan(t: &Topology, membership: &Membership) -> Plan {
                 profile: client_profile("kube-apiserver-etcd-client", t.pki.key_algorithm),
             }],
             files: layout::control_plane_files(),
+            generation: 0,
         },
         members,
         leaving: membership.leaving.clone(),

@@ -399,7 +399,18 @@ fn render_control_plane(
 ) -> Result<FileSet, RenderError> {
     let cp = &plan.control_plane;
     let installer = crate::installer::of_control_plane(plan);
-    let files = render_files(hb, &cp.files, &control_plane_context(plan), pki, &cp.name, shared, &installer)?;
+    let mut files =
+        render_files(hb, &cp.files, &control_plane_context(plan), pki, &cp.name, shared, &installer)?;
+    if let Some(f) = cp.files.iter().find(|f| f.content == Content::BundleEnv) {
+        let env = format!(
+            "FORMAT=1\nCLUSTER={}\nMEMBER={}\nCA_SHA256={}\nGENERATION={}\n",
+            plan.cluster,
+            cp.name,
+            hex::encode(Sha256::digest(pki.ca.cert_pem.as_bytes())),
+            cp.generation
+        );
+        files.insert(f.path.clone(), BundleFile::new(f.mode, env.into_bytes()));
+    }
     let mut doc = bundle_json(plan, Kind::ControlPlane, &cp.name, &cp.files, pki, &files);
     doc.endpoints = Some(cp.endpoints.clone());
     let json = doc.to_text();

@@ -99,6 +99,9 @@ pub struct Built {
     /// SHA-256 of the control-plane bundle (absent in states of releases without it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_plane_sha256: Option<String>,
+    /// The control-plane bundle's generation.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub control_plane_generation: u64,
     /// Members left out of the topology, by name, with their peer URL: each build ships
     /// their leave bundle until the name comes back or `--reset-members`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -159,7 +159,7 @@ fn the_control_plane_bundle_installs_its_three_files_and_keeps_its_own_backups()
     let o = install(&cp, &["--root", r]);
     assert!(o.status.success(), "{}", out(&o));
     let said = out(&o);
-    assert!(said.contains("verified 7 files against SHA256SUMS"), "{said}");
+    assert!(said.contains("verified 8 files against SHA256SUMS"), "{said}");
     assert!(
         said.contains("next: merge the etcd section of /etc/etcdpack/control-plane/etcd-external.yaml"),
         "{said}"
@@ -1184,8 +1184,23 @@ fn an_older_bundle_is_refused_unless_allow_older_says_so() {
     assert!(root.join("etc/kubernetes/pki/etcd/ca.key").is_file());
     let o = install(&new, &["--root", r]);
     assert!(o.status.success(), "{}", out(&o));
-    // The other roles have no such option.
-    let cp = untar(&second.dist, "control-plane", &tmp.path().join("b3"));
-    let o = install(&cp, &["--root", r, "--allow-older"]);
-    assert!(out(&o).contains("unknown option '--allow-older'"), "{}", out(&o));
+
+    // The control-plane bundle likewise: renewed, it is generation 3; the first one is a replay.
+    let renewal = etcdpack::pki::Renewal { members: vec!["control-plane".into()], within: None };
+    let third = crate::support::build_in(&state, &moved, 5, crate::support::NOW, Some(&renewal)).unwrap();
+    let cp_old = untar(&first.dist, "control-plane", &tmp.path().join("c1"));
+    let cp_new = untar(&third.dist, "control-plane", &tmp.path().join("c3"));
+    assert!(std::fs::read_to_string(cp_new.join("bundle.env")).unwrap().contains("\nGENERATION=3\n"));
+    assert!(install(&cp_new, &["--root", r]).status.success());
+    let before = snapshot(&root);
+    let o = install(&cp_old, &["--root", r]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        out(&o).contains("this bundle is generation 1, older than generation 3 installed here"),
+        "{}",
+        out(&o)
+    );
+    assert_same(&snapshot(&root), &before, "a refused control-plane replay");
+    let o = install(&cp_old, &["--root", r, "--allow-older"]);
+    assert!(o.status.success() && out(&o).contains("--allow-older"), "{}", out(&o));
 }
