@@ -36,7 +36,9 @@ pub const INSTALL_BUNDLE_YML: &str = include_str!("../templates/ansible/install-
 /// is made.
 pub fn refusal(plan: &Plan, emit: Emit) -> Option<String> {
     if !emit.cloud_init {
-        return None;
+        return emit.user_data_with_ca_key.then(|| {
+            "--user-data-with-ca-key applies to --emit cloud-init only, which this command does not ask for\n  help: add --emit cloud-init, or leave --user-data-with-ca-key out".to_string()
+        });
     }
     let what = match (&plan.image_archive, plan.systemd.as_ref().filter(|s| !s.binaries.is_empty())) {
         (Some(image), _) => format!("the image archive {image}"),

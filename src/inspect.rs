@@ -76,9 +76,17 @@ pub fn inspect(u: &Unpacked) -> String {
             format!("address {address}{role}{runtime}, members {knows}")
         }
     };
+    // The generation (bundle.env) that install.sh compares with the host's record.
+    let generation = u
+        .files
+        .get("bundle.env")
+        .and_then(|e| std::str::from_utf8(&e.bytes).ok())
+        .and_then(|env| env.lines().find_map(|l| l.strip_prefix("GENERATION=")))
+        .map(|g| format!(", generation {g}"))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
-        "bundle {} (cluster {}, {whom}, kubeadm {}, {} files)",
+        "bundle {} (cluster {}, {whom}, kubeadm {}{generation}, {} files)",
         u.top,
         if meta.cluster.is_empty() { "?" } else { &meta.cluster },
         if meta.kubernetes_version.is_empty() { "?" } else { &meta.kubernetes_version },

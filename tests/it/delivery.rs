@@ -204,6 +204,11 @@ fn a_user_data_above_16_kib_is_warned_and_an_archive_refused() {
         "{err}"
     );
     assert!(!w.join("t.state").exists() && !w.join("dist").exists(), "nothing made");
+    let o = etcdpack(w, &["build", "t.yaml", "--emit", "ansible", "--user-data-with-ca-key"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("--user-data-with-ca-key applies to --emit cloud-init only"), "{err}");
+    assert!(!w.join("t.state").exists(), "nothing made");
     let o = etcdpack(w, &["build", "t.yaml", "--emit", "cloud-init", "--user-data-with-ca-key"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
