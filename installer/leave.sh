@@ -57,11 +57,12 @@ hand_over_leadership() {
 leave_cluster() {
   [ "$host" -eq 0 ] || [ "$dry_run" -eq 1 ] || i_am_root || die "must run as root (try: sudo ./install.sh)"
   command -v curl >/dev/null || die "leaving the cluster needs curl; install curl"
-  local env="$root$RECORD_DIR/bundle.env" was_member="" was_cluster="" was_peer="" list mine need
+  local env="$root$RECORD_DIR/bundle.env" was_member="" was_cluster="" was_peer="" was_generation="" list mine need
   if [ -f "$env" ]; then
     was_member=$(record_field "$env" MEMBER)
     was_cluster=$(record_field "$env" CLUSTER)
     was_peer=$(record_field "$env" PEER_URL)
+    was_generation=$(record_field "$env" GENERATION)
   fi
   if [ -z "$was_member" ] && [ ! -d "$root$DATA_DIR/member" ] && [ ! -f "$root$MANIFEST" ] && [ ! -f "$root$UNIT" ]; then
     say "no etcd member is installed here (no record under $RECORD_DIR, no data dir, no manifest or etcd.service): nothing to do"
@@ -75,6 +76,16 @@ leave_cluster() {
   if [ -n "$was_peer" ] && [ "$was_peer" != "$PEER_URL" ]; then
     die "this host holds $MEMBER at $was_peer, but this leave bundle takes it out at $PEER_URL: it is older than the member installed here (re-added at a new address); nothing changed"
   fi
+  # Re-added at the same address: the host installed a bundle newer than the member's last
+  # one when this leave was made.
+  case "$was_generation:$LEFT_AT_GENERATION" in
+    *[!0-9:]* | :* | *: | *:0) ;;
+    *)
+      if [ "$was_generation" -gt "$LEFT_AT_GENERATION" ]; then
+        die "this host holds $MEMBER from a bundle of generation $was_generation, newer than its last one when this leave bundle was made ($LEFT_AT_GENERATION): it was added again since; nothing changed"
+      fi
+      ;;
+  esac
   readonly API_CA=$root$PKI_DIR/etcd/ca.crt API_CRT=$root$PKI_DIR/etcd/healthcheck-client.crt API_KEY=$root$PKI_DIR/etcd/healthcheck-client.key
   if [ -f "$API_CRT" ]; then
     api /v3/cluster/member/list '{}' || die "no other member of $CLUSTER answered; nothing changed (a dead cluster cannot remove a member)"

@@ -130,6 +130,9 @@ pub struct Data {
     pub members: Vec<(String, String)>,
     /// The files it installs, in order.
     pub files: Vec<InstallFile>,
+    /// A leave's: the generation of the member's last bundle when it left (0: unknown). A
+    /// host that installed a newer one took the member back since: the leave is stale.
+    pub left_at_generation: Option<u64>,
 }
 
 impl Data {
@@ -160,6 +163,9 @@ impl Data {
         }
         if let Some(dir) = &self.data_dir {
             scalar("DATA_DIR", dir);
+        }
+        if let Some(g) = self.left_at_generation {
+            scalar("LEFT_AT_GENERATION", &g.to_string());
         }
         if self.role != Role::ControlPlane {
             // What may run etcd here: a static pod's manifest, or etcdpack's etcd.service.
@@ -351,6 +357,7 @@ pub fn of_member(plan: &Plan, m: &MemberPlan) -> Data {
             .collect(),
         members: m.peers.iter().map(|o| (o.name.clone(), o.client_url.clone())).collect(),
         files: install_files(&m.files),
+        left_at_generation: None,
     }
 }
 
@@ -369,6 +376,7 @@ pub fn of_leave(plan: &Plan, l: &crate::membership::Leaving) -> Data {
         etcd_owned: Vec::new(),
         members: plan.members.iter().map(|o| (o.name.clone(), o.client_url.clone())).collect(),
         files: Vec::new(),
+        left_at_generation: Some(l.generation),
     }
 }
 
@@ -388,6 +396,7 @@ pub fn of_control_plane(plan: &Plan) -> Data {
         etcd_owned: Vec::new(),
         members: plan.members.iter().map(|o| (o.name.clone(), o.client_url.clone())).collect(),
         files: install_files(&cp.files),
+        left_at_generation: None,
     }
 }
 
@@ -461,6 +470,7 @@ mod tests {
                 install_path: "/etc/a b".into(),
                 mode: "0600".into(),
             }],
+            left_at_generation: None,
         }
     }
 

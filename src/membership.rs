@@ -85,10 +85,19 @@ pub struct Leaving {
     pub peer_url: String,
     /// Every file of its bundle, sorted by path.
     pub files: Vec<crate::layout::PlannedFile>,
+    /// The generation of its last bundle when it left (0 in states of releases before
+    /// generations): a host that installed a newer one took it back since.
+    #[serde(skip)]
+    pub generation: u64,
 }
 
-fn leaving(name: &str, peer_url: &str) -> Leaving {
-    Leaving { name: name.to_string(), peer_url: peer_url.to_string(), files: crate::layout::leave_files() }
+fn leaving(name: &str, peer_url: &str, generation: u64) -> Leaving {
+    Leaving {
+        name: name.to_string(),
+        peer_url: peer_url.to_string(),
+        files: crate::layout::leave_files(),
+        generation,
+    }
 }
 
 /// What the build does to the membership.
@@ -291,10 +300,13 @@ pub fn decide(
     }
     // Earlier leaves are shipped again until the name comes back: a leave that already ran
     // finds the member gone and only cleans up.
-    let mut leaves: Vec<Leaving> = removed.iter().map(|p| leaving(&p.name, &p.peer_url)).collect();
+    let mut leaves: Vec<Leaving> = removed
+        .iter()
+        .map(|p| leaving(&p.name, &p.peer_url, old.members.get(&p.name).map_or(0, |m| m.generation)))
+        .collect();
     for (name, url) in &old.removed {
         if position(name) == usize::MAX && !leaves.iter().any(|l| &l.name == name) {
-            leaves.push(leaving(name, url));
+            leaves.push(leaving(name, url, old.removed_generations.get(name).copied().unwrap_or(0)));
             out.notes.push(format!(
                 "{name} left the topology in an earlier build: its leave bundle is shipped again (run it once if it has not run; `build --reset-members` forgets it)"
             ));

@@ -251,6 +251,12 @@ pub fn built(plan: &Plan, runtime: &BTreeMap<String, String>, bundles: &BTreeMap
             .collect(),
         control_plane_sha256: bundles.get(&plan.control_plane.name).cloned(),
         removed: plan.leaving.iter().map(|l| (l.name.clone(), l.peer_url.clone())).collect(),
+        removed_generations: plan
+            .leaving
+            .iter()
+            .filter(|l| l.generation > 0)
+            .map(|l| (l.name.clone(), l.generation))
+            .collect(),
         generation: plan.members.iter().map(|m| m.generation).fold(plan.control_plane.generation, u64::max),
         control_plane_generation: plan.control_plane.generation,
     }

@@ -106,6 +106,9 @@ pub struct Built {
     /// their leave bundle until the name comes back or `--reset-members`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub removed: BTreeMap<String, String>,
+    /// The removed members' last bundle generations, by name (see `removed`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub removed_generations: BTreeMap<String, u64>,
     /// The number of the last build that changed a member's bundle (0 in states of releases
     /// before generations).
     #[serde(default, skip_serializing_if = "is_zero")]

@@ -279,6 +279,12 @@ fn a_moved_member_replaces_its_old_address_and_a_removed_one_gets_a_keyless_leav
     let moved = FIVE.replace("10.0.0.7 }", "10.0.0.17 }");
     let b = run(dir.path(), &moved, 2, NOW, None).unwrap();
     assert_eq!(steps(&b), [(StepAction::Replace, "infra1")]);
+    let generation_of = |b: &etcdpack::Build, m: &str| {
+        let env = String::from_utf8(unpacked(b, m).files["bundle.env"].bytes.clone()).unwrap();
+        env.lines().find_map(|l| l.strip_prefix("GENERATION=")).unwrap().to_string()
+    };
+    let infra3_last = generation_of(&b, "infra3");
+    assert_ne!(infra3_last, "0");
     let meta: serde_json::Value =
         serde_json::from_slice(&unpacked(&b, "infra1").files["bundle.json"].bytes).unwrap();
     assert_eq!(meta["replaces"], "https://10.0.0.7:2380");
@@ -298,7 +304,16 @@ fn a_moved_member_replaces_its_old_address_and_a_removed_one_gets_a_keyless_leav
             "{m}"
         );
     }
+    // Each leave knows its member's last generation: a host that runs a newer bundle of that
+    // name took the member back, and the leave refuses it.
+    let left_at = |b: &etcdpack::Build| {
+        let script = String::from_utf8(unpacked(b, "infra3").files["install.sh"].bytes.clone()).unwrap();
+        script.lines().find_map(|l| l.strip_prefix("readonly LEFT_AT_GENERATION=")).unwrap().to_string()
+    };
+    assert_eq!(left_at(&b), infra3_last);
     let again = run(dir.path(), &three, 4, NOW, None).unwrap();
+    assert_eq!(left_at(&again), infra3_last, "shipped again, the same");
+    assert_eq!(again.dist["infra3.tar.gz"], b.dist["infra3.tar.gz"]);
     assert!(again.membership.steps.is_empty());
     assert_eq!(again.membership.notes.len(), 2, "{:?}", again.membership.notes);
     assert!(again.dist.contains_key("infra3.tar.gz"));
