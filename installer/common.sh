@@ -18,11 +18,18 @@ dry_run=0
 wait_secs=""
 rollback=0
 # What an earlier install recorded (read by the roles' preflight, checked by refuse_older).
-was_cluster="" was_member="" was_ca="" was_generation=""
+was_cluster="" was_member="" was_ca="" was_peer="" was_generation=""
 pubkey=""
 # The lock's folder on a host: root's alone, never a world-writable one such as /run/lock,
 # where any user could hold the lock (and stop every install) or plant a link.
 LOCK_DIR=/run/etcdpack
+
+# The end of every role's --help: the signature check's option, and help itself.
+readonly USAGE_PUBKEY="  --pubkey FILE    check SHA256SUMS's signature against this key (the build's
+                   signing-key.pub) instead of the one pinned in /etc/etcdpack at the
+                   host's first install; without either, the first install trusts the
+                   key the bundle carries and pins it
+  -h, --help       show this help"
 
 # Messages: every line names the member.
 say() { printf 'etcdpack[%s]: %s\n' "$MEMBER" "$*"; }
@@ -193,6 +200,17 @@ refuse_older() {
       refuse "this bundle is generation $ours, older than generation $was_generation installed here: install the newest bundle of $MEMBER, or pass --allow-older to go back on purpose"
     fi
   fi
+}
+
+# What an earlier install recorded in bundle.env FILE: was_cluster, was_member, was_ca,
+# was_peer, was_generation (each empty where the record has no such line).
+read_bundle_env() {
+  was_cluster=$(record_field "$1" CLUSTER)
+  was_member=$(record_field "$1" MEMBER)
+  was_ca=$(record_field "$1" CA_SHA256)
+  # shellcheck disable=SC2034 # read by leave.sh
+  was_peer=$(record_field "$1" PEER_URL)
+  was_generation=$(record_field "$1" GENERATION)
 }
 
 # One KEY=value line of a bundle.env.

@@ -7,7 +7,7 @@
 readonly WHAT="the control-plane files of $CLUSTER"
 
 usage() {
-  cat <<'USAGE'
+  cat <<USAGE
 Usage: install.sh [--pubkey FILE] [--root DIR] [--dry-run] [--wait SECONDS] [--allow-older]
        install.sh --rollback [--root DIR] [--dry-run]
 
@@ -27,11 +27,7 @@ kube-apiserver reads its etcd client certificate only when it starts.
   --allow-older    install this bundle even though the node has a newer one (a higher
                    GENERATION in bundle.env): a deliberate step back to old certificates
   --rollback       restore the files the last install replaced, and remove those it added
-  --pubkey FILE    check SHA256SUMS's signature against this key (the build's
-                   signing-key.pub) instead of the one pinned in /etc/etcdpack at the
-                   host's first install; without either, the first install trusts the
-                   key the bundle carries and pins it
-  -h, --help       show this help
+$USAGE_PUBKEY
 
 Exit codes: 0 done, 1 refused or failed (nothing changed, or the backup was restored),
 3 installed but not every member answered the certificate within --wait.
@@ -42,10 +38,7 @@ USAGE
 preflight_host() {
   local env="$root$RECORD_DIR/bundle.env"
   [ -f "$env" ] || return 0
-  was_cluster=$(record_field "$env" CLUSTER)
-  was_member=$(record_field "$env" MEMBER)
-  was_ca=$(record_field "$env" CA_SHA256)
-  was_generation=$(record_field "$env" GENERATION)
+  read_bundle_env "$env"
   refuse_older
 }
 preflight_data() { :; }

@@ -5,7 +5,7 @@
 # It installs nothing, so it has no rollback.
 
 usage() {
-  cat <<'USAGE'
+  cat <<USAGE
 Usage: install.sh [--pubkey FILE] [--root DIR] [--dry-run]
 
 Takes this host's etcd member out of the cluster: checks that the other members keep a
@@ -19,11 +19,7 @@ cluster; add the host back to the topology and install its join bundle instead.
   --root DIR       act on the files under DIR (an image or test root); the cluster steps still
                    reach the members' real URLs
   --dry-run        say what would happen, change nothing
-  --pubkey FILE    check SHA256SUMS's signature against this key (the build's
-                   signing-key.pub) instead of the one pinned in /etc/etcdpack at the
-                   host's first install; without either, the first install trusts the
-                   key the bundle carries and pins it
-  -h, --help       show this help
+$USAGE_PUBKEY
 
 Exit codes: 0 done (or nothing left to do), 1 refused or failed (what is named changed
 nothing, or says what was done).
@@ -57,12 +53,9 @@ hand_over_leadership() {
 leave_cluster() {
   [ "$host" -eq 0 ] || [ "$dry_run" -eq 1 ] || i_am_root || die "must run as root (try: sudo ./install.sh)"
   command -v curl >/dev/null || die "leaving the cluster needs curl; install curl"
-  local env="$root$RECORD_DIR/bundle.env" was_member="" was_cluster="" was_peer="" was_generation="" list mine need
+  local env="$root$RECORD_DIR/bundle.env" list mine need
   if [ -f "$env" ]; then
-    was_member=$(record_field "$env" MEMBER)
-    was_cluster=$(record_field "$env" CLUSTER)
-    was_peer=$(record_field "$env" PEER_URL)
-    was_generation=$(record_field "$env" GENERATION)
+    read_bundle_env "$env"
   fi
   if [ -z "$was_member" ] && [ ! -d "$root$DATA_DIR/member" ] && [ ! -f "$root$MANIFEST" ] && [ ! -f "$root$UNIT" ]; then
     say "no etcd member is installed here (no record under $RECORD_DIR, no data dir, no manifest or etcd.service): nothing to do"

@@ -31,11 +31,7 @@ $USAGE_INSTALLS
                    GENERATION in bundle.env): a deliberate step back, with old
                    certificates and perhaps an older etcd
   --rollback       restore the files the last install replaced, and remove those it added
-  --pubkey FILE    check SHA256SUMS's signature against this key (the build's
-                   signing-key.pub) instead of the one pinned in /etc/etcdpack at the
-                   host's first install; without either, the first install trusts the
-                   key the bundle carries and pins it
-  -h, --help       show this help
+$USAGE_PUBKEY
 
 Replacing $RUNNER_SAID of a running member restarts etcd there. Before it does, the quorum
 guard asks every other member for its health (client URL, healthcheck-client certificate)
@@ -103,10 +99,7 @@ read_record() {
   local env="$root$RECORD_DIR/bundle.env" json="$root$RECORD_DIR/bundle.json"
   was_generation=""
   if [ -f "$env" ]; then
-    was_cluster=$(record_field "$env" CLUSTER)
-    was_member=$(record_field "$env" MEMBER)
-    was_ca=$(record_field "$env" CA_SHA256)
-    was_generation=$(record_field "$env" GENERATION)
+    read_bundle_env "$env"
   elif [ -f "$json" ]; then
     was_cluster=$(sed -n 's/^  "cluster": "\(.*\)",$/\1/p' "$json")
     was_member=$(sed -n 's/^  "member": "\(.*\)",$/\1/p' "$json")

@@ -202,6 +202,14 @@ new_key() {
   openssl pkey -in "$BATS_TEST_TMPDIR/$1.pem" -pubout -out "$BATS_TEST_TMPDIR/$1.pub" 2>/dev/null
 }
 
+# A root whose host pinned key $1 at its first install.
+pinned_root() {
+  root=$BATS_TEST_TMPDIR/root
+  SIGNING_KEY_PIN=/etc/etcdpack/signing-key.pub
+  mkdir -p "$root/etc/etcdpack"
+  cp "$BATS_TEST_TMPDIR/$1.pub" "$root$SIGNING_KEY_PIN"
+}
+
 @test "verify_signature: a first install trusts the bundle's key and says its fingerprint" {
   command -v openssl >/dev/null || skip "openssl is missing"
   new_key build
@@ -223,10 +231,7 @@ new_key() {
   command -v openssl >/dev/null || skip "openssl is missing"
   new_key build
   new_key attacker
-  root=$BATS_TEST_TMPDIR/root
-  SIGNING_KEY_PIN=/etc/etcdpack/signing-key.pub
-  mkdir -p "$root/etc/etcdpack"
-  cp "$BATS_TEST_TMPDIR/build.pub" "$root$SIGNING_KEY_PIN"
+  pinned_root build
   sign_bundle build
   run verify_signature
   [ "$status" -eq 0 ]
@@ -263,10 +268,7 @@ new_key() {
   command -v openssl >/dev/null || skip "openssl is missing"
   new_key build
   new_key other
-  root=$BATS_TEST_TMPDIR/root
-  SIGNING_KEY_PIN=/etc/etcdpack/signing-key.pub
-  mkdir -p "$root/etc/etcdpack"
-  cp "$BATS_TEST_TMPDIR/build.pub" "$root$SIGNING_KEY_PIN"
+  pinned_root build
   make_bundle
   cp "$BATS_TEST_TMPDIR/other.pub" signing-key.pub
   sha256sum a sub/b signing-key.pub >SHA256SUMS
