@@ -40,6 +40,7 @@ fn env(state: &State) -> BuildEnv<'_> {
         reset_members: false,
         emit: Default::default(),
         previous: None,
+        sealer: &etcdpack::seal::Age,
     }
 }
 
@@ -62,7 +63,7 @@ fn rebuild_reusing_everything(bencher: divan::Bencher, members: usize) {
     fsio::apply_state_update(dir.path(), &first.state_update).unwrap();
     let state = fsio::load_state(dir.path()).unwrap();
     // The tarballs the first build wrote, as the shell reads them back from dist/.
-    let previous = |member: &str| first.dist.get(&format!("{member}.tar.gz")).cloned();
+    let previous = |file: &str| first.dist.get(file).cloned();
     let env = BuildEnv { previous: Some(&previous), ..env(&state) };
     bencher.bench(|| etcdpack::build(&t, &env, &mut |_| {}).unwrap());
 }

@@ -79,6 +79,12 @@ restore_from() {
           failed+=("$path")
         fi
         ;;
+      set-aside)
+        # Renamed into the backup from a folder another user may write: renamed back, so
+        # that nothing is written through a name that user controls.
+        if [ "$dry_run" -eq 1 ]; then say "would put back $path"; continue; fi
+        if mv -fT "$backup/files$path" "$root$path" 2>/dev/null; then say "put back $path"; else failed+=("$path"); fi
+        ;;
       added)
         if [ "$dry_run" -eq 1 ]; then say "would remove $path"; continue; fi
         if rm -f "$root$path" 2>/dev/null; then say "removed $path"; else failed+=("$path"); fi

@@ -57,6 +57,32 @@ ships() {
   return 1
 }
 
+# The expiry check runs as a user of its own and writes its metric into its runtime folder
+# ($EXPIRY_METRIC); where node_exporter's textfile folder exists, a link there lets the
+# collector read it. That folder may be another user's, so nothing is written through a
+# name in it: what is there (the metric an earlier release wrote as root) is renamed into
+# the backup, and the link is made with ln -T, which follows nothing; --rollback renames
+# it back.
+link_expiry_metric() {
+  local dir=$root$TEXTFILE_DIR name=${EXPIRY_METRIC##*/}
+  [ -d "$dir" ] && [ ! -L "$dir" ] || return 0
+  [ "$(readlink "$dir/$name" 2>/dev/null)" != "$EXPIRY_METRIC" ] || return 0
+  if [ -e "$dir/$name" ] || [ -L "$dir/$name" ]; then
+    mkdir -p "$backup/files$TEXTFILE_DIR"
+    mv -fT "$dir/$name" "$backup/files$TEXTFILE_DIR/$name" 2>/dev/null || {
+      warn "could not move $TEXTFILE_DIR/$name aside; node_exporter will not see the expiry metric"
+      return 0
+    }
+    note set-aside "$TEXTFILE_DIR/$name"
+  fi
+  if ln -snT "$EXPIRY_METRIC" "$dir/$name" 2>/dev/null; then
+    note added "$TEXTFILE_DIR/$name"
+    say "linked $TEXTFILE_DIR/$name to $EXPIRY_METRIC (the expiry check's metric)"
+  else
+    warn "could not link $TEXTFILE_DIR/$name to $EXPIRY_METRIC; node_exporter will not see the expiry metric"
+  fi
+}
+
 # Restarts what runs etcd: the kubelet (static pod), or etcd.service, enabled first and
 # restarted without waiting for it to report ready (a member of a new cluster is ready only
 # once a quorum runs; --wait waits for that).
@@ -235,6 +261,9 @@ install_extras() {
     [ "$dry_run" -eq 1 ] || say "imported $IMAGE with $import_tool"
   elif [ -n "$IMAGE_ARCHIVE" ] && [ "$host" -eq 1 ] && [ -n "$import_tool" ]; then
     say "image $IMAGE is already present"
+  fi
+  if ships "$EXPIRY_TIMER" && [ "$dry_run" -eq 0 ]; then
+    link_expiry_metric
   fi
 }
 

@@ -98,7 +98,7 @@ pub enum Command {
     /// List when each certificate expires (from a topology's state folder, a state folder or
     /// bundles); exit 1 when any expires within the window
     Expiry {
-        /// A topology file (its state folder is read), a state folder, or bundles (.tar.gz)
+        /// A topology file (its state folder is read), a state folder, or bundles (.tar.gz, .tar.gz.age)
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
         /// The window: exit 1 when a certificate (the CA included) expires within it
@@ -110,27 +110,39 @@ pub enum Command {
         /// The pinned signing key, for bundles [default: signing-key.pub beside each bundle]
         #[arg(long)]
         pubkey: Option<PathBuf>,
+        /// A key that opens sealed bundles (.tar.gz.age): an age identity file or an unencrypted
+        /// SSH private key such as the host's /etc/ssh/ssh_host_ed25519_key (repeatable)
+        #[arg(long = "identity", short = 'i', value_name = "FILE")]
+        identity: Vec<PathBuf>,
     },
     /// Check bundles: signature, digests, certificate chain, SANs, expiry, key placement,
     /// and that several bundles belong to one cluster
     Verify {
-        /// Bundles (.tar.gz); each one's signature is read from BUNDLE.sig
+        /// Bundles (.tar.gz, or sealed .tar.gz.age); each one's signature is read from BUNDLE.sig
         #[arg(required = true)]
         bundles: Vec<PathBuf>,
         /// The pinned signing key [default: signing-key.pub beside each bundle, which proves
         /// only that the bundle matches its folder]
         #[arg(long)]
         pubkey: Option<PathBuf>,
+        /// A key that opens sealed bundles (.tar.gz.age): an age identity file or an unencrypted
+        /// SSH private key such as the host's /etc/ssh/ssh_host_ed25519_key (repeatable)
+        #[arg(long = "identity", short = 'i', value_name = "FILE")]
+        identity: Vec<PathBuf>,
     },
     /// Show bundles as the guide's file trees, with certificate summaries (after checking
     /// each one's signature)
     Inspect {
-        /// Bundles (.tar.gz); each one's signature is read from BUNDLE.sig
+        /// Bundles (.tar.gz, or sealed .tar.gz.age); each one's signature is read from BUNDLE.sig
         #[arg(required = true)]
         bundles: Vec<PathBuf>,
         /// The pinned signing key [default: signing-key.pub beside each bundle]
         #[arg(long)]
         pubkey: Option<PathBuf>,
+        /// A key that opens sealed bundles (.tar.gz.age): an age identity file or an unencrypted
+        /// SSH private key such as the host's /etc/ssh/ssh_host_ed25519_key (repeatable)
+        #[arg(long = "identity", short = 'i', value_name = "FILE")]
+        identity: Vec<PathBuf>,
     },
 }
 

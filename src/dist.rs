@@ -19,6 +19,11 @@ pub fn tarball(bundle: &str) -> String {
     format!("{bundle}.tar.gz")
 }
 
+/// `<member>.tar.gz.age`: a bundle sealed to its member's recipients.
+pub fn sealed(member: &str) -> String {
+    format!("{member}.tar.gz.age")
+}
+
 /// The detached signature of a file of dist/: `<file>.sig`.
 pub fn signature(file: &str) -> String {
     format!("{file}.sig")
@@ -38,6 +43,8 @@ pub fn ansible(file: &str) -> String {
 pub fn is_ours(name: &str) -> bool {
     name.ends_with(".tar.gz")
         || name.ends_with(".tar.gz.sig")
+        || name.ends_with(".tar.gz.age")
+        || name.ends_with(".tar.gz.age.sig")
         || name.ends_with(".user-data")
         || [SUMS, &signature(SUMS), SIGNING_KEY, PLAN_JSON].contains(&name)
 }
@@ -45,7 +52,11 @@ pub fn is_ours(name: &str) -> bool {
 /// The mode of `dist/<name>`: bundles (and user-data carrying one) hold private keys, so
 /// they are readable by the building user only.
 pub fn mode(name: &str) -> u32 {
-    if name.ends_with(".tar.gz") || name.ends_with(".user-data") { 0o600 } else { 0o644 }
+    if name.ends_with(".tar.gz") || name.ends_with(".tar.gz.age") || name.ends_with(".user-data") {
+        0o600
+    } else {
+        0o644
+    }
 }
 
 #[cfg(test)]

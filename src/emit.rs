@@ -44,10 +44,14 @@ pub fn refusal(plan: &Plan, emit: Emit) -> Option<String> {
         (Some(image), _) => format!("the image archive {image}"),
         (None, Some(_)) => "the etcd binaries of etcd.binaryArchive".to_string(),
         (None, None) => {
-            let holder =
-                plan.members.iter().find(|m| m.carries_ca_key).filter(|_| !emit.user_data_with_ca_key)?;
+            // A sealed bundle's user-data holds only ciphertext.
+            let holder = plan
+                .members
+                .iter()
+                .find(|m| m.carries_ca_key && m.recipients.is_empty())
+                .filter(|_| !emit.user_data_with_ca_key)?;
             return Some(format!(
-                "--emit cloud-init: {}'s bundle carries the etcd CA key, and its user-data would hold it in clear for anything that can read the instance's user-data (the metadata service, the cloud's API, launch templates, infrastructure state, /var/lib/cloud/instance)\n  help: keep the CA key out of every bundle with `pki: {{ caKeyOnFirstMember: false }}` (the state folder keeps it), or pass --user-data-with-ca-key to accept that exposure",
+                "--emit cloud-init: {}'s bundle carries the etcd CA key, and its user-data would hold it in clear for anything that can read the instance's user-data (the metadata service, the cloud's API, launch templates, infrastructure state, /var/lib/cloud/instance)\n  help: seal the bundle to the host (`recipients:` with an age identity or SSH host key baked into the image), keep the CA key out of every bundle with `pki: {{ caKeyOnFirstMember: false }}` (the state folder keeps it), or pass --user-data-with-ca-key to accept that exposure",
                 holder.name
             ));
         }
@@ -78,7 +82,9 @@ pub fn cloud_init(
     let key = b64(&dist[crate::dist::SIGNING_KEY]);
     for m in &plan.members {
         let (name, address) = (&m.name, m.address.to_string());
-        let bundle = &dist[&crate::dist::tarball(name)];
+        let sealed = !m.recipients.is_empty();
+        let file = if sealed { crate::dist::sealed(name) } else { crate::dist::tarball(name) };
+        let bundle = &dist[&file];
         let ctx = json!({
             "cluster": plan.cluster,
             "member": name,
@@ -88,14 +94,18 @@ pub fn cloud_init(
             "pin": crate::layout::SIGNING_KEY_PIN,
             "wait": CLOUD_INIT_WAIT_SECS,
             "key_b64": key,
-            "sig_b64": b64(&dist[&crate::dist::signature(&crate::dist::tarball(name))]),
+            "file": file,
+            "sealed": sealed,
+            "identities": crate::layout::AGE_IDENTITIES.join(" "),
+            "sig_b64": b64(&dist[&crate::dist::signature(&file)]),
             "bundle_b64": b64(bundle),
         });
         let text = hb.render(crate::layout::templates::USER_DATA, &ctx)?;
+        let shipped = file;
         let file = crate::dist::user_data(name);
         if text.len() > USER_DATA_LIMIT {
             warnings.push(format!(
-                "dist/{file} is {:.1} KiB, above the 16 KiB user-data limit of EC2 (other clouds take more: Azure 64 KiB, GCE 256 KiB); where it is refused, deliver dist/{name}.tar.gz by scp or --emit ansible",
+                "dist/{file} is {:.1} KiB, above the 16 KiB user-data limit of EC2 (other clouds take more: Azure 64 KiB, GCE 256 KiB); where it is refused, deliver dist/{shipped} by scp or --emit ansible",
                 text.len() as f64 / 1024.0
             ));
         }
@@ -124,8 +134,11 @@ pub fn ansible(
     digests: &BTreeMap<String, String>,
     changes: &[HostChange],
 ) -> Result<Files, crate::render::RenderError> {
-    let host =
-        |name: &str, address: &str| json!({ "name": name, "address": address, "sha256": digests.get(name) });
+    let sealed = |name: &str| plan.members.iter().any(|m| m.name == name && !m.recipients.is_empty());
+    let host = |name: &str, address: &str| {
+        let file = if sealed(name) { crate::dist::sealed(name) } else { crate::dist::tarball(name) };
+        json!({ "name": name, "address": address, "sha256": digests.get(name), "file": file, "sealed": sealed(name) })
+    };
     let changed =
         install_order(changes).into_iter().filter_map(|c| plan.members.iter().find(|m| m.name == c.member));
     let mut order: Vec<&crate::plan::MemberPlan> = Vec::new();

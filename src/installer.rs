@@ -181,6 +181,11 @@ impl Data {
             scalar("METRICS_URL", &e.metrics_url);
             scalar("RUNNER", e.runtime.runner_path());
             scalar("EXPIRY_TIMER", &e.expiry_timer);
+            scalar(
+                "EXPIRY_METRIC",
+                &format!("{}/{}", crate::layout::EXPIRY_METRIC_DIR, crate::layout::EXPIRY_METRIC),
+            );
+            scalar("TEXTFILE_DIR", crate::layout::TEXTFILE_DIR);
             scalar("IMAGE_ARCHIVE", e.image_archive.as_deref().unwrap_or_default());
             for (key, value) in [
                 ("KUBELET", &e.kubelet),

@@ -28,6 +28,10 @@ pub const DEFAULT_KUBELET: &str = "/usr/bin/kubelet";
 pub const CLOUD_INIT_DIR: &str = "/var/lib/etcdpack/cloud-init";
 /// Where a host keeps the build's public key it trusts (pinned at its first install).
 pub const SIGNING_KEY_PIN: &str = "/etc/etcdpack/signing-key.pub";
+/// Where a host looks for the key that opens its sealed bundle, in this order: an age
+/// identity baked into the image, then its SSH host keys.
+pub const AGE_IDENTITIES: [&str; 3] =
+    ["/etc/etcdpack/age-identity", "/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_rsa_key"];
 /// The name of the control-plane bundle, in dist/, the state folder and `expiry` (reserved:
 /// no member may have it).
 pub const CONTROL_PLANE: &str = "control-plane";
@@ -210,6 +214,15 @@ pub const EXPIRY_SCRIPT_PATH: &str = "/usr/local/sbin/etcdpack-expiry";
 pub const SYSTEMD_DIR: &str = "/etc/systemd/system";
 /// Where the expiry check's timer installs.
 pub const EXPIRY_TIMER_PATH: &str = "/etc/systemd/system/etcdpack-expiry.timer";
+/// Where the expiry check, run by the unit as an unprivileged dynamic user, writes its metric:
+/// its own runtime folder, which no other user can write.
+pub const EXPIRY_METRIC_DIR: &str = "/run/etcdpack-expiry";
+/// That folder as the unit's `RuntimeDirectory=` names it (under /run).
+pub const EXPIRY_RUNTIME_DIR: &str = "etcdpack-expiry";
+/// The metric's file name, in that folder and as the link in node_exporter's.
+pub const EXPIRY_METRIC: &str = "etcdpack-expiry.prom";
+/// node_exporter's textfile collector folder, where install.sh links the metric.
+pub const TEXTFILE_DIR: &str = "/var/lib/node_exporter/textfile_collector";
 
 /// One row: bundle path (`rootfs/...` installs at the rest), mode, owner, content, presence.
 struct Row {
@@ -455,6 +468,11 @@ pub fn member_files(l: &MemberLayout<'_>) -> Vec<PlannedFile> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_expiry_metric_folder_is_the_units_runtime_folder() {
+        assert_eq!(EXPIRY_METRIC_DIR, format!("/run/{EXPIRY_RUNTIME_DIR}"));
+    }
 
     #[test]
     fn the_first_member_alone_carries_the_ca_key() {

@@ -39,6 +39,7 @@ pub mod quote;
 pub mod render;
 pub mod report;
 pub mod rollout;
+pub mod seal;
 pub mod sign;
 pub mod state;
 pub mod topology;
@@ -96,13 +97,16 @@ pub struct BuildEnv<'a> {
     pub reset_members: bool,
     /// `build --emit`: cloud-init user-data, an Ansible playbook.
     pub emit: emit::Emit,
-    /// The tarball the last build wrote for a bundle (by member name), if the shell can read
-    /// it. A tarball whose digest the state recorded and which holds exactly the new tar is
-    /// kept as it is instead of being compressed again.
+    /// A file of the last build's `dist/` (by name), if the shell can read it. A tarball whose
+    /// digest the state recorded and which holds exactly the new tar is kept as it is instead
+    /// of being compressed again; a sealed bundle whose tarball and recipients are unchanged
+    /// is kept instead of being sealed again (sealing is never reproducible).
     pub previous: Option<Previous<'a>>,
+    /// Seals the bundles of members with recipients (see [`seal`]).
+    pub sealer: &'a dyn seal::Sealer,
 }
 
-/// Reads the tarball the last build wrote for a bundle (see [`BuildEnv::previous`]).
+/// Reads a file the last build wrote into `dist/` (see [`BuildEnv::previous`]).
 pub type Previous<'a> = &'a (dyn Fn(&str) -> Option<Vec<u8>> + Sync);
 
 /// Runs the whole pipeline: [`issue`], then [`finish`]. `phase` is called with each stage's
@@ -170,13 +174,13 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
     };
     let signer = sign::Signer256::from_pem(&pki.signing_key_pem)
         .map_err(|e| Error::StateCorrupt { path: "the state folder".into(), what: e.to_string() })?;
-    // (member, tarball, its digest, its signature)
-    let pack_all = |sets: &[render::FileSet]| -> Vec<(String, Vec<u8>, String, Vec<u8>)> {
+    // (member, tarball, its digest)
+    let pack_all = |sets: &[render::FileSet]| -> Vec<(String, Vec<u8>, String)> {
         sets.par_iter()
             .map(|s| {
                 let tar = pack::tar(s, mtime);
                 let kept = recorded(&s.member).and_then(|digest| {
-                    let old = env.previous?(&s.member)?;
+                    let old = env.previous?(&crate::dist::tarball(&s.member))?;
                     (hex::encode(Sha256::digest(&old)) == digest && pack::holds(&old, &tar))
                         .then_some((old, digest))
                 });
@@ -185,15 +189,14 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
                     let digest = hex::encode(Sha256::digest(&bytes));
                     (bytes, digest)
                 });
-                let sig = signer.sign(&bytes);
-                (s.member.clone(), bytes, digest, sig)
+                (s.member.clone(), bytes, digest)
             })
             .collect()
     };
     let mut tarballs = pack_all(&sets);
     let changed: BTreeSet<&str> = tarballs
         .iter()
-        .filter(|(member, _, digest, _)| recorded(member).is_some_and(|was| was != *digest))
+        .filter(|(member, _, digest)| recorded(member).is_some_and(|was| was != *digest))
         .map(|(member, ..)| member.as_str())
         .collect();
     let stale: Vec<usize> = (0..plan.members.len())
@@ -221,14 +224,53 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
     });
     let runtime = runtime_digests(&plan, shipped)?;
     phase("pack");
+    // Bundles with recipients ship sealed: dist/ never holds their clear tarball.
+    let sealed = tarballs
+        .into_par_iter()
+        .map(|(member, bytes, digest)| {
+            let Some(m) = plan.members.iter().find(|m| m.name == member && !m.recipients.is_empty()) else {
+                let name = crate::dist::tarball(&member);
+                return Ok((member, name, bytes, digest));
+            };
+            let name = crate::dist::sealed(&member);
+            let was = built.and_then(|b| b.members.get(&member));
+            let kept =
+                was.filter(|w| w.bundle_sha256 == digest && w.recipients == m.recipients).and_then(|w| {
+                    let old = env.previous?(&name)?;
+                    (w.sealed_sha256.as_deref() == Some(&hex::encode(Sha256::digest(&old)))).then_some(old)
+                });
+            let ciphertext = match kept {
+                Some(old) => old,
+                None => {
+                    let to = m
+                        .recipients
+                        .iter()
+                        .map(|r| seal::parse_recipient(r))
+                        .collect::<std::result::Result<Vec<_>, _>>()
+                        .map_err(|e| Error::Internal(format!("recipient of {member}: {e}")))?;
+                    env.sealer
+                        .seal(&bytes, &to)
+                        .map_err(|e| Error::Internal(format!("sealing {member}'s bundle: {e}")))?
+                }
+            };
+            Ok((member, name, ciphertext, digest))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut dist = BTreeMap::new();
     let mut sums = String::new();
     let mut digests = BTreeMap::new();
-    for (member, bytes, digest, sig) in tarballs {
-        let name = crate::dist::tarball(&member);
-        sums.push_str(&format!("{digest}  {name}\n"));
+    let mut file_digests = BTreeMap::new();
+    let mut sealed_digests = BTreeMap::new();
+    for (member, name, bytes, digest) in sealed {
+        let file_digest =
+            if name.ends_with(".age") { hex::encode(Sha256::digest(&bytes)) } else { digest.clone() };
+        sums.push_str(&format!("{file_digest}  {name}\n"));
+        if name.ends_with(".age") {
+            sealed_digests.insert(member.clone(), file_digest.clone());
+        }
+        file_digests.insert(member.clone(), file_digest);
         digests.insert(member, digest);
-        dist.insert(crate::dist::signature(&name), sig);
+        dist.insert(crate::dist::signature(&name), signer.sign(&bytes));
         dist.insert(name, bytes);
     }
     dist.insert(crate::dist::signature(crate::dist::SUMS), signer.sign(sums.as_bytes()));
@@ -256,13 +298,19 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
             warnings.extend(said);
         }
         if env.emit.ansible {
-            dist.extend(emit::ansible(hb, &plan, &digests, &changes).map_err(internal)?);
+            dist.extend(emit::ansible(hb, &plan, &file_digests, &changes).map_err(internal)?);
         }
     }
     // The state remembers what shipped, so the next build can say what it changes.
     let mut record = state_update.record.clone().unwrap_or_else(|| env.state.record.clone());
     let mut now_built = rollout::built(&plan, &runtime, &digests);
     now_built.generation = now_built.generation.max(built.map_or(0, |b| b.generation));
+    for m in &plan.members {
+        if let Some(b) = now_built.members.get_mut(&m.name) {
+            b.recipients = m.recipients.clone();
+            b.sealed_sha256 = sealed_digests.get(&m.name).cloned();
+        }
+    }
     record.built = Some(now_built);
     record.ca_key_holder = plan.members.iter().find(|m| m.carries_ca_key).map(|m| m.name.clone());
     if record != env.state.record {
@@ -295,7 +343,7 @@ pub fn installer_changes(plan: &Plan, state: &State, previous: Previous<'_>) -> 
                 None => None,
             };
             let old = recorded.and_then(|digest| {
-                let old = previous(name)?;
+                let old = previous(&crate::dist::tarball(name))?;
                 (hex::encode(Sha256::digest(&old)) == *digest).then_some(old)
             });
             old.and_then(|old| unpack::unpack(&old).ok())

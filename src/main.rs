@@ -86,10 +86,14 @@ fn run(cli: Cli) -> Result<()> {
             let emit = cli::emit_of(&emit, user_data_with_ca_key);
             build(&topology, &out, state, BuildOpts { renewal: Some(&renewal), emit, ..BuildOpts::default() })
         }
-        Command::Verify { bundles, pubkey } => verify_cmd(&bundles, pubkey.as_deref()),
-        Command::Inspect { bundles, pubkey } => inspect_cmd(&bundles, pubkey.as_deref()),
-        Command::Expiry { inputs, within, json, pubkey } => {
-            expiry_cmd(&inputs, &within, json, pubkey.as_deref())
+        Command::Verify { bundles, pubkey, identity } => {
+            verify_cmd(&bundles, pubkey.as_deref(), identities(&identity)?.as_ref())
+        }
+        Command::Inspect { bundles, pubkey, identity } => {
+            inspect_cmd(&bundles, pubkey.as_deref(), identities(&identity)?.as_ref())
+        }
+        Command::Expiry { inputs, within, json, pubkey, identity } => {
+            expiry_cmd(&inputs, &within, json, pubkey.as_deref(), identities(&identity)?.as_ref())
         }
     }
 }
@@ -181,7 +185,7 @@ fn plan_cmd(path: &Path, out_dir: &Path, state: Option<PathBuf>, json: bool) -> 
     // The same checks build runs before it creates anything: the same refusals.
     let pre = etcdpack::preflight(&t, &p, &st, now, None)?;
     let runtime = etcdpack::runtime_digests(&p, None)?;
-    let previous = |member: &str| fsio::read_previous_bundle(out_dir, member);
+    let previous = |file: &str| fsio::read_previous(out_dir, file);
     let installers = etcdpack::installer_changes(&p, &st, &previous);
     let changes =
         etcdpack::rollout::changes(&p, st.record.built.as_ref(), &runtime, None, &pre.decisions, &installers);
@@ -290,7 +294,8 @@ fn build_locked(
         renewal,
         reset_members,
         emit,
-        previous: Some(&|member: &str| fsio::read_previous_bundle(out_dir, member)),
+        previous: Some(&|file: &str| fsio::read_previous(out_dir, file)),
+        sealer: &etcdpack::seal::Age,
     };
     let mut mark = |name| marks.push((name, Instant::now()));
     let issued = etcdpack::issue(t, &env, &mut mark);
@@ -365,6 +370,33 @@ fn read_signed(bundle: &Path, pubkey: Option<&Path>) -> Result<Signed> {
     Ok(Signed { bytes, sig, key_pem, fingerprint })
 }
 
+/// The identities of `--identity`, each file read whole (a key file is small) and never
+/// echoed back.
+fn identities(files: &[PathBuf]) -> Result<Option<etcdpack::seal::Identities>> {
+    const MAX_IDENTITY_BYTES: u64 = 64 << 10;
+    let mut all: Option<etcdpack::seal::Identities> = None;
+    for f in files {
+        let meta = std::fs::metadata(f).map_err(|e| Error::io("cannot read the identity", f, e))?;
+        if !meta.is_file() || meta.len() > MAX_IDENTITY_BYTES {
+            return Err(Error::usage(format!(
+                "{} is not an identity file (a regular file of at most {MAX_IDENTITY_BYTES} bytes)\n  help: pass an age identity file (age-keygen) or an SSH private key such as /etc/ssh/ssh_host_ed25519_key",
+                f.display()
+            )));
+        }
+        let text = std::fs::read(f).map_err(|e| Error::io("cannot read the identity", f, e))?;
+        let ids = etcdpack::seal::Identities::parse(&f.display().to_string(), &text)
+            .map_err(|e| Error::usage(format!("{e}\n  help: pass an age identity file (age-keygen) or an unencrypted SSH private key (ed25519 or RSA)")))?;
+        all = Some(match all {
+            Some(mut a) => {
+                a.extend(ids);
+                a
+            }
+            None => ids,
+        });
+    }
+    Ok(all)
+}
+
 fn key_origin(pubkey: Option<&Path>, fingerprint: &str) -> String {
     match pubkey {
         Some(_) => format!("pinned signing key {fingerprint}"),
@@ -374,14 +406,22 @@ fn key_origin(pubkey: Option<&Path>, fingerprint: &str) -> String {
     }
 }
 
-fn verify_cmd(bundles: &[PathBuf], pubkey: Option<&Path>) -> Result<()> {
+fn verify_cmd(
+    bundles: &[PathBuf],
+    pubkey: Option<&Path>,
+    ids: Option<&etcdpack::seal::Identities>,
+) -> Result<()> {
     let now = now();
     let mut failed = 0;
     let mut summaries = Vec::new();
     let mut fingerprints = std::collections::BTreeSet::new();
     for bundle in bundles {
         let s = read_signed(bundle, pubkey)?;
-        let report = verify::verify(&s.bytes, s.sig.as_deref(), &s.key_pem, now);
+        let report = if is_sealed_name(bundle) {
+            verify::verify_sealed(&s.bytes, s.sig.as_deref(), &s.key_pem, ids, now)
+        } else {
+            verify::verify(&s.bytes, s.sig.as_deref(), &s.key_pem, now)
+        };
         let heading = format!("{} ({})", bundle.display(), key_origin(pubkey, &s.fingerprint));
         out(format_args!("{}", report::checks(&heading, &report.checks)));
         if !report.ok() {
@@ -398,7 +438,8 @@ fn verify_cmd(bundles: &[PathBuf], pubkey: Option<&Path>) -> Result<()> {
         if fingerprints.len() > 1 {
             problems.push(format!("the bundles are signed by {} different keys", fingerprints.len()));
         }
-        out(format_args!("{}", report::agreement(bundles.len(), &problems)));
+        let unopened = if ids.is_none() { bundles.iter().filter(|b| is_sealed_name(b)).count() } else { 0 };
+        out(format_args!("{}", report::agreement(bundles.len(), unopened, &problems)));
         if !problems.is_empty() {
             failed += 1;
         }
@@ -413,8 +454,18 @@ fn verify_cmd(bundles: &[PathBuf], pubkey: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-/// A bundle whose signature verified, unpacked: nothing is decompressed before that.
-fn read_verified_bundle(bundle: &Path, pubkey: Option<&Path>) -> Result<(Signed, unpack::Unpacked)> {
+/// Whether a path names a sealed bundle (`.tar.gz.age`).
+fn is_sealed_name(bundle: &Path) -> bool {
+    bundle.to_string_lossy().ends_with(".age")
+}
+
+/// A bundle whose signature verified, opened when sealed, unpacked: nothing is decrypted or
+/// decompressed before that.
+fn read_verified_bundle(
+    bundle: &Path,
+    pubkey: Option<&Path>,
+    ids: Option<&etcdpack::seal::Identities>,
+) -> Result<(Signed, unpack::Unpacked)> {
     let s = read_signed(bundle, pubkey)?;
     let signed = match &s.sig {
         Some(sig) => etcdpack::sign::verify(&s.key_pem, &s.bytes, sig).map_err(|e| e.to_string()),
@@ -427,14 +478,32 @@ fn read_verified_bundle(bundle: &Path, pubkey: Option<&Path>) -> Result<(Signed,
             bundle.display()
         )));
     }
+    let opened;
+    let tarball = if is_sealed_name(bundle) {
+        let Some(ids) = ids else {
+            return Err(Error::usage(format!(
+                "{} is sealed to its host\n  help: pass --identity with a recipient's key (the host's /etc/ssh/ssh_host_ed25519_key, or a break-glass age identity)",
+                bundle.display()
+            )));
+        };
+        opened =
+            ids.open(&s.bytes).map_err(|e| Error::verify_failed(format!("{}: {e}", bundle.display())))?;
+        &opened
+    } else {
+        &s.bytes
+    };
     let u =
-        unpack::unpack(&s.bytes).map_err(|e| Error::verify_failed(format!("{}: {e}", bundle.display())))?;
+        unpack::unpack(tarball).map_err(|e| Error::verify_failed(format!("{}: {e}", bundle.display())))?;
     Ok((s, u))
 }
 
-fn inspect_cmd(bundles: &[PathBuf], pubkey: Option<&Path>) -> Result<()> {
+fn inspect_cmd(
+    bundles: &[PathBuf],
+    pubkey: Option<&Path>,
+    ids: Option<&etcdpack::seal::Identities>,
+) -> Result<()> {
     for (i, bundle) in bundles.iter().enumerate() {
-        let (s, u) = read_verified_bundle(bundle, pubkey)?;
+        let (s, u) = read_verified_bundle(bundle, pubkey, ids)?;
         if bundles.len() > 1 {
             if i > 0 {
                 outln!();
@@ -447,14 +516,22 @@ fn inspect_cmd(bundles: &[PathBuf], pubkey: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-fn expiry_cmd(inputs: &[PathBuf], within: &str, json: bool, pubkey: Option<&Path>) -> Result<()> {
+fn expiry_cmd(
+    inputs: &[PathBuf],
+    within: &str,
+    json: bool,
+    pubkey: Option<&Path>,
+    ids: Option<&etcdpack::seal::Identities>,
+) -> Result<()> {
     let window = parse_window(within)?;
     let mut rows = Vec::new();
     for input in inputs {
         let found = if input.is_dir() {
             etcdpack::expiry::from_state(&fsio::load_state(input)?)
-        } else if input.to_string_lossy().ends_with(".tar.gz") {
-            let (_, u) = read_verified_bundle(input, pubkey)?;
+        } else if input.to_string_lossy().ends_with(".tar.gz")
+            || input.to_string_lossy().ends_with(".tar.gz.age")
+        {
+            let (_, u) = read_verified_bundle(input, pubkey, ids)?;
             etcdpack::expiry::from_bundle(&u)
         } else {
             load(input)?;

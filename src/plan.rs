@@ -46,6 +46,9 @@ pub struct MemberPlan {
     pub peer_url: String,
     /// Extra SANs for the kubeadm config (`serverCertSANs` = `peerCertSANs`).
     pub cert_sans: Vec<String>,
+    /// Whom its bundle is sealed to (`members[].recipients`); empty: a clear tarball.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
     /// `etcd.local.extraArgs` of its kubeadmcfg.yaml, guide entries first.
     pub kubeadm_args: Vec<Arg>,
     /// The etcd command line of the manifest.
@@ -273,6 +276,7 @@ pub fn plan(t: &Topology, membership: &Membership) -> Plan {
                 loopback,
                 client_url,
                 peer_url,
+                recipients: m.recipients.clone(),
                 cert_sans: dedup_keep_order(
                     std::iter::once(m.address.to_string()).chain(m.cert_sans.iter().cloned()),
                 ),

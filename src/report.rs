@@ -57,7 +57,11 @@ pub fn plan(
     say!(o, "state {}: etcd-ca {ca}", state_dir.display());
     for m in &p.members {
         let key_note = if m.carries_ca_key { ", carries ca.key" } else { "" };
-        say!(o, "member {} {}{key_note}", m.name, m.address);
+        let sealed = match m.recipients.len() {
+            0 => String::new(),
+            n => format!(", sealed to {n} recipient(s) ({})", crate::dist::sealed(&m.name)),
+        };
+        say!(o, "member {} {}{key_note}{sealed}", m.name, m.address);
         for d in decisions.iter().filter(|d| d.member == m.name) {
             say!(o, "  {:<24} {}", d.leaf.kubeadm_name(), action_text(&d.action));
         }
@@ -106,13 +110,21 @@ pub fn build(b: &Build, out_dir: &Path, state_dir: &Path, wrote: bool, renewal: 
         let renewed = b.decisions.iter().filter(|d| matches!(d.action, Action::Renew(_))).count();
         say!(o, "renewed {renewed} certificate(s)");
     }
-    o.push_str(&membership(&b.membership, Some(out_dir)));
-    o.push_str(&changes(&b.changes, Some(out_dir)));
+    o.push_str(&membership(&b.membership, Some((out_dir, p))));
+    o.push_str(&changes(&b.changes, Some((out_dir, p))));
     o
 }
 
+/// The file of dist/ a bundle ships as: sealed when its member names recipients.
+fn shipped(p: &Plan, member: &str) -> String {
+    match p.members.iter().any(|m| m.name == member && !m.recipients.is_empty()) {
+        true => crate::dist::sealed(member),
+        false => crate::dist::tarball(member),
+    }
+}
+
 /// What installing the new bundles does to each host, in the order to install them.
-pub fn changes(changes: &[HostChange], out_dir: Option<&Path>) -> String {
+pub fn changes(changes: &[HostChange], out_dir: Option<(&Path, &Plan)>) -> String {
     let mut o = String::new();
     let order = crate::rollout::install_order(changes);
     if order.is_empty() {
@@ -123,7 +135,7 @@ pub fn changes(changes: &[HostChange], out_dir: Option<&Path>) -> String {
     say!(o, "hosts that need the new bundle, in this order:");
     for (i, c) in order.iter().enumerate() {
         let bundle = match out_dir {
-            Some(d) => format!(" <- {}", d.join(crate::dist::tarball(&c.member)).display()),
+            Some((d, p)) => format!(" <- {}", d.join(shipped(p, &c.member)).display()),
             None => String::new(),
         };
         say!(o, "  {}. {}{bundle}: {}", i + 1, c.member, c.reasons.join("; "));
@@ -141,7 +153,7 @@ pub fn changes(changes: &[HostChange], out_dir: Option<&Path>) -> String {
 }
 
 /// The membership steps, in the order to run them, each with its bundle.
-pub fn membership(m: &Membership, out_dir: Option<&Path>) -> String {
+pub fn membership(m: &Membership, out_dir: Option<(&Path, &Plan)>) -> String {
     let mut o = String::new();
     for n in &m.notes {
         say!(o, "note: {n}");
@@ -152,7 +164,7 @@ pub fn membership(m: &Membership, out_dir: Option<&Path>) -> String {
     say!(o, "membership changes, one at a time in this order (each waits for a healthy cluster):");
     for (i, s) in m.steps.iter().enumerate() {
         let bundle = match out_dir {
-            Some(d) => d.join(crate::dist::tarball(&s.member)).display().to_string(),
+            Some((d, p)) => d.join(shipped(p, &s.member)).display().to_string(),
             None => crate::dist::tarball(&s.member),
         };
         let verb = match s.action {
@@ -197,11 +209,17 @@ pub fn checks(heading: &str, checks: &[crate::verify::Check]) -> String {
 }
 
 /// Whether `count` bundles verified together agree (`problems` empty) or how they do not.
-pub fn agreement(count: usize, problems: &[String]) -> String {
+pub fn agreement(count: usize, unopened: usize, problems: &[String]) -> String {
     let mut o = String::new();
     say!(o, "{count} bundles together");
     if problems.is_empty() {
         say!(o, "  ok    one cluster, one CA, one signing key, one member list, no member twice");
+    }
+    if unopened > 0 {
+        say!(
+            o,
+            "  note  {unopened} sealed bundle(s) not opened (no --identity for them) are left out of this comparison"
+        );
     }
     for p in problems {
         say!(o, "  FAIL  bundles agree: {p}");

@@ -245,6 +245,7 @@ pub fn built(plan: &Plan, runtime: &BTreeMap<String, String>, bundles: &BTreeMap
                         Role::Bootstrap => None,
                     },
                     generation: m.generation,
+                    ..BuiltMember::default()
                 };
                 (m.name.clone(), member)
             })

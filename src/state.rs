@@ -152,6 +152,13 @@ pub struct BuiltMember {
     /// Its bundle's generation (`GENERATION` in its bundle.env).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub generation: u64,
+    /// Whom its bundle was sealed to (canonical recipients); empty: a clear tarball.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
+    /// SHA-256 of `dist/<member>.tar.gz.age`, when sealed: a rebuild that changes nothing
+    /// keeps that file instead of sealing again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_sha256: Option<String>,
 }
 
 /// The inputs one leaf was issued for, as state.json stores them.

@@ -128,16 +128,61 @@ impl Report {
 
 /// Verifies one bundle. `signature` is the detached `.sig`; `public_pem` the trusted key.
 pub fn verify(bundle: &[u8], signature: Option<&[u8]>, public_pem: &str, now: i64) -> Report {
-    let mut r = Report::default();
-    let signed = match signature {
-        Some(sig) => sign::verify(public_pem, bundle, sig).map_err(|e| e.to_string()),
-        None => Err("no .sig file beside the bundle".to_string()),
-    };
-    r.check("signature by the signing key", signed);
+    let r = signed(bundle, signature, public_pem, "signature by the signing key");
     if !r.ok() {
         // Nothing unsigned is unpacked: an attacker's archive is never decompressed.
         return r;
     }
+    contents(r, bundle, public_pem, now)
+}
+
+/// A report that starts with the check of `bytes`' detached signature.
+fn signed(bytes: &[u8], signature: Option<&[u8]>, public_pem: &str, what: &str) -> Report {
+    let mut r = Report::default();
+    let result = match signature {
+        Some(sig) => sign::verify(public_pem, bytes, sig).map_err(|e| e.to_string()),
+        None => Err("no .sig file beside the bundle".to_string()),
+    };
+    r.check(what, result);
+    r
+}
+
+/// Verifies one sealed bundle (`<member>.tar.gz.age`): its signature, then, opened with
+/// `identities` (a recipient's key), everything [`verify`] checks in a tarball. Without
+/// identities only the signature and the age format can be checked, and the report says so.
+pub fn verify_sealed(
+    sealed: &[u8],
+    signature: Option<&[u8]>,
+    public_pem: &str,
+    identities: Option<&crate::seal::Identities>,
+    now: i64,
+) -> Report {
+    let mut r = signed(sealed, signature, public_pem, "signature by the signing key (over the sealed file)");
+    if !r.ok() {
+        return r;
+    }
+    if !crate::seal::is_sealed(sealed) {
+        r.fail("sealed bundle", "not an age file (no age-encryption.org/v1 header)");
+        return r;
+    }
+    let Some(ids) = identities else {
+        r.pass("sealed with age; its contents are not checked: pass --identity with a recipient's key (such as the host's SSH host key) to check them");
+        return r;
+    };
+    match ids.open(sealed) {
+        Ok(plain) => {
+            r.pass("opened with the given identity");
+            contents(r, &plain, public_pem, now)
+        }
+        Err(e) => {
+            r.fail("open the sealed bundle", e);
+            r
+        }
+    }
+}
+
+/// The checks of a tarball whose signature held.
+fn contents(mut r: Report, bundle: &[u8], public_pem: &str, now: i64) -> Report {
     let u = match unpack(bundle) {
         Ok(u) => u,
         Err(e) => {

@@ -12,7 +12,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 mod out;
-pub use out::{check_apart, check_folder, check_out, land, read_previous_bundle};
+pub use out::{check_apart, check_folder, check_out, land, read_previous};
 
 /// Reads files named in a topology, relative to the topology's folder.
 pub struct DirFiles(pub PathBuf);

@@ -35,10 +35,13 @@ fn holds_exactly(out: &Path, files: &std::collections::BTreeMap<String, Vec<u8>>
         })
 }
 
-/// The tarball `out/<member>.tar.gz`, if it is a regular file no larger than a bundle can be
+/// The file `out/<file>` the last build wrote (a name of dist/), if it is a regular file no larger than a bundle can be
 /// (see [`crate::unpack::MAX_UNPACKED_BYTES`]) that can be read.
-pub fn read_previous_bundle(out: &Path, member: &str) -> Option<Vec<u8>> {
-    let path = out.join(crate::dist::tarball(member));
+pub fn read_previous(out: &Path, file: &str) -> Option<Vec<u8>> {
+    if file.contains('/') || !crate::dist::is_ours(file) {
+        return None;
+    }
+    let path = out.join(file);
     fs::symlink_metadata(&path)
         .ok()
         .filter(|m| m.is_file() && m.len() <= crate::unpack::MAX_UNPACKED_BYTES)?;

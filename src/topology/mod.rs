@@ -227,6 +227,8 @@ pub struct Member {
     pub address: IpAddr,
     /// Extra SANs for server and peer certs, as written.
     pub cert_sans: Vec<String>,
+    /// Whom its bundle is sealed to (canonical age or SSH recipients); empty: not sealed.
+    pub recipients: Vec<String>,
 }
 
 /// Default CA validity: 87600h.

@@ -375,7 +375,7 @@ impl Walker {
         let mut addrs: BTreeMap<IpAddr, usize> = BTreeMap::new();
         for (i, item) in items.iter().enumerate() {
             let path = format!("members[{i}]");
-            let Some(mf) = self.mapping(&path, item, &["name", "address", "certSANs"]) else {
+            let Some(mf) = self.mapping(&path, item, &["name", "address", "certSANs", "recipients"]) else {
                 ok = false;
                 continue;
             };
@@ -445,8 +445,12 @@ impl Walker {
                     None => sans_ok = false,
                 }
             }
-            match (name, address, sans_ok) {
-                (Some(name), Some(address), true) => out.push(Member { name, address, cert_sans: sans }),
+            let recipients =
+                mf.get("recipients").map_or(Some(Vec::new()), |(_, n)| self.recipients(&path, n));
+            match (name, address, sans_ok, recipients) {
+                (Some(name), Some(address), true, Some(recipients)) => {
+                    out.push(Member { name, address, cert_sans: sans, recipients })
+                }
                 _ => ok = false,
             }
         }
@@ -471,6 +475,58 @@ impl Walker {
             );
         }
         ok.then_some(out)
+    }
+}
+
+impl Walker {
+    /// `members[i].recipients`: whom the member's bundle is sealed to, each parsed by age.
+    fn recipients(&mut self, member: &str, node: &MarkedYamlOwned) -> Option<Vec<String>> {
+        let path = format!("{member}.recipients");
+        let list = self.list(&path, node)?;
+        if list.is_empty() {
+            self.err(&path, node, "an empty list of recipients", "name the host's age recipient or SSH host key (ssh-ed25519 …), or remove `recipients` to ship the bundle unsealed");
+            return None;
+        }
+        let mut out: Vec<String> = Vec::new();
+        let mut at: Vec<usize> = Vec::new();
+        let mut ok = true;
+        for (j, item) in list.iter().enumerate() {
+            let sp = format!("{path}[{j}]");
+            let Some(text) = self.string(&sp, item) else {
+                ok = false;
+                continue;
+            };
+            match crate::seal::parse_recipient(&text) {
+                Ok(r) => {
+                    let canonical = r.canonical();
+                    if let Some(first) = out.iter().position(|o| *o == canonical) {
+                        self.err(
+                            &sp,
+                            item,
+                            format!("the same key as {path}[{}]", at[first]),
+                            "name each recipient once",
+                        );
+                        ok = false;
+                    } else {
+                        out.push(canonical);
+                        at.push(j);
+                    }
+                }
+                Err(why) => {
+                    self.err(&sp, item, format!("`{}`: {why}", shorten(&text)), "write an age recipient (age1…, from age-keygen) or the host's SSH public key (the line of /etc/ssh/ssh_host_ed25519_key.pub)");
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+}
+
+/// A value cut to a length an error line can show.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(48) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Delivery by Ansible: `build --emit ansible` writes a playbook that ansible-lint accepts;
-//! ansible-core runs it against local connections, each member into its own root, a real
+//! ansible-core runs it against local connections, each member into its own root (one of them
+//! sealed to its SSH host key and opened on the host by Debian's age), a real
 //! cluster comes up from those roots, a second run changes nothing, and a bundle altered
 //! after the build stops the play on the controller before any host is touched.
 
@@ -15,9 +16,9 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-/// Builds TOPOLOGY in `w` with the Ansible files.
-fn build(w: &Path) {
-    std::fs::write(w.join("t.yaml"), TOPOLOGY).unwrap();
+/// Builds `topology` in `w` with the Ansible files.
+fn build(w: &Path, topology: &str) {
+    std::fs::write(w.join("t.yaml"), topology).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_etcdpack"))
         .args(["build", "t.yaml", "--emit", "ansible"])
         .current_dir(w)
@@ -45,7 +46,7 @@ fn the_playbook_passes_ansible_lint() {
     }
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    build(w);
+    build(w, TOPOLOGY);
     let o = ansible("ansible-lint", w)
         .args(["--offline", "site.yml", "install-bundle.yml", "inventory.yml"])
         .current_dir(w.join("dist/ansible"))
@@ -79,16 +80,33 @@ fn the_playbook_installs_every_member_into_its_root_and_a_second_run_changes_not
     }
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    build(w);
+    // a1's bundle is sealed to its SSH host key: the play opens it on the host with age.
+    let host_key = w.join("a1_ssh_host_ed25519_key");
+    let o = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "a1", "-f"])
+        .arg(&host_key)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let host_pub = std::fs::read_to_string(w.join("a1_ssh_host_ed25519_key.pub")).unwrap();
+    build(
+        w,
+        &TOPOLOGY.replace(
+            "{ name: a1, address: 10.0.0.51 }",
+            &format!("{{ name: a1, address: 10.0.0.51, recipients: [\"{}\"] }}", host_pub.trim()),
+        ),
+    );
+    assert!(w.join("dist/a1.tar.gz.age").is_file() && !w.join("dist/a1.tar.gz").exists());
     let names = ["a0", "a1", "a2"];
     // The test's own inventory: local connections, one root (and bundle folder) per member,
     // no become (already root), no --wait (the harness starts etcd afterwards).
     let mut hosts = String::from("etcd:\n  hosts:\n");
     for n in names {
         hosts.push_str(&format!(
-            "    {n}:\n      ansible_connection: local\n      etcdpack_root: {root}\n      etcdpack_dir: {dir}\n",
+            "    {n}:\n      ansible_connection: local\n      etcdpack_root: {root}\n      etcdpack_dir: {dir}\n      etcdpack_age_identity: {key}\n",
             root = w.join(format!("root-{n}")).display(),
-            dir = w.join(format!("incoming-{n}")).display()
+            dir = w.join(format!("incoming-{n}")).display(),
+            key = host_key.display()
         ));
         std::fs::create_dir_all(w.join(format!("root-{n}"))).unwrap();
     }
@@ -160,7 +178,7 @@ fn the_playbook_installs_every_member_into_its_root_and_a_second_run_changes_not
     );
 
     // A bundle altered after the build: the controller's check stops the play, no host runs.
-    let bundle = w.join("dist/a1.tar.gz");
+    let bundle = w.join("dist/a2.tar.gz");
     let mut bytes = std::fs::read(&bundle).unwrap();
     let i = bytes.len() / 2;
     bytes[i] ^= 1;
@@ -180,7 +198,7 @@ fn the_playbook_installs_every_member_into_its_root_and_a_second_run_changes_not
     sh(
         "openssl ecparam -name prime256v1 -genkey -noout -out ../attacker.pem && openssl pkey -in ../attacker.pem -pubout -out signing-key.pub",
     );
-    sh("for t in *.tar.gz; do openssl dgst -sha256 -sign ../attacker.pem -out $t.sig $t; done");
+    sh("for t in *.tar.gz *.tar.gz.age; do openssl dgst -sha256 -sign ../attacker.pem -out $t.sig $t; done");
     let attacker =
         etcdpack::sign::fingerprint_of(&std::fs::read_to_string(w.join("dist/signing-key.pub")).unwrap())
             .unwrap();

@@ -130,6 +130,7 @@ fn same_state_same_epoch_gives_identical_bytes() {
             reset_members: false,
             emit: Default::default(),
             previous: None,
+            sealer: &etcdpack::seal::Age,
         },
         &mut |_| {},
     )
@@ -148,6 +149,7 @@ fn same_state_same_epoch_gives_identical_bytes() {
             reset_members: false,
             emit: Default::default(),
             previous: None,
+            sealer: &etcdpack::seal::Age,
         },
         &mut |_| {},
     )

@@ -200,7 +200,8 @@ fn a_user_data_above_16_kib_is_warned_and_an_archive_refused() {
         "{err}"
     );
     assert!(
-        err.contains("help: keep the CA key out of every bundle with `pki: { caKeyOnFirstMember: false }`"),
+        err.contains("help: seal the bundle to the host (`recipients:`")
+            && err.contains("keep the CA key out of every bundle with `pki: { caKeyOnFirstMember: false }`"),
         "{err}"
     );
     assert!(!w.join("t.state").exists() && !w.join("dist").exists(), "nothing made");

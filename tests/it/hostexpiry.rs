@@ -1,6 +1,7 @@
 //! The host-side expiry check `etcdpack-expiry` as the daily timer runs it, against a built
 //! bundle's certificates, with the clock set by faketime (so every figure is exact): the
-//! lines it prints, the journal priority, the exit code and the node_exporter textfile.
+//! lines it prints, the journal priority, the exit code and the node_exporter textfile; it
+//! runs unprivileged, and writes through no link another user plants.
 
 use crate::support::{NOW, built};
 use std::path::Path;
@@ -64,8 +65,8 @@ fn etcdpack_expiry_reports_warns_and_writes_the_textfile_metric() {
     );
     assert!(o.stderr.is_empty());
 
-    // Ten days before the leaves expire, under systemd, with node_exporter's folder present.
-    let textfiles = rootfs.join("var/lib/node_exporter/textfile_collector");
+    // Ten days before the leaves expire, under systemd, with its metric folder present.
+    let textfiles = rootfs.join("run/etcdpack-expiry");
     std::fs::create_dir_all(&textfiles).unwrap();
     let at = leaf_end - 10 * 86400;
     let o = run_at(&rootfs, at, true, &[]);
@@ -130,10 +131,75 @@ fn monitoring_expiry_timer_false_leaves_the_check_out() {
     assert_eq!(with.members[0].files.len(), plan.members[0].files.len() + 3);
 }
 
-/// The check runs as root and writes into node_exporter's folder, which another user may
-/// own: that user, swapping every name it can see there for a link to a root-only file
-/// (and the final name too) while root runs the check again and again, never gets root to
-/// write, truncate or change the mode of anything but its own new file.
+/// The unit runs the check as a user of its own (`DynamicUser=`, no capability) writing
+/// into its own runtime folder; certificates are world-readable, so an unprivileged user
+/// (nobody here) gets every figure, and the metric is that user's file.
+#[test]
+fn the_check_runs_unprivileged_from_its_own_folder() {
+    crate::needs_root!();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let b = built("guide-v1.34");
+    let unit = String::from_utf8(
+        b.bundles["infra1"].files["rootfs/etc/systemd/system/etcdpack-expiry.service"].bytes.clone(),
+    )
+    .unwrap();
+    let lines: Vec<&str> = unit.lines().collect();
+    for want in [
+        "ExecStart=/usr/local/sbin/etcdpack-expiry --textfile-dir /run/etcdpack-expiry",
+        "DynamicUser=yes",
+        "RuntimeDirectory=etcdpack-expiry",
+        "RuntimeDirectoryPreserve=yes",
+        "CapabilityBoundingSet=",
+        "NoNewPrivileges=yes",
+        "PrivateNetwork=yes",
+    ] {
+        assert!(lines.contains(&want), "{want}: {unit}");
+    }
+    assert!(!unit.contains("User=root") && !unit.contains("ReadWritePaths"), "{unit}");
+    let timer = String::from_utf8(
+        b.bundles["infra1"].files["rootfs/etc/systemd/system/etcdpack-expiry.timer"].bytes.clone(),
+    )
+    .unwrap();
+    assert!(
+        timer.lines().any(|l| l == "OnBootSec=5min"),
+        "the metric under /run comes back after a boot: {timer}"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    unpack_rootfs(&b, &rootfs);
+    // The host's modes: folders 0755, certificates 0644, keys 0600 root.
+    for e in walkdir::WalkDir::new(&rootfs) {
+        let e = e.unwrap();
+        let mode = match e.path().extension().and_then(|x| x.to_str()) {
+            _ if e.file_type().is_dir() => 0o755,
+            Some("key") => 0o600,
+            _ => 0o644,
+        };
+        std::fs::set_permissions(e.path(), PermissionsExt::from_mode(mode)).unwrap();
+    }
+    std::fs::set_permissions(tmp.path(), PermissionsExt::from_mode(0o755)).unwrap();
+    let metrics = rootfs.join("run/etcdpack-expiry");
+    std::fs::create_dir_all(&metrics).unwrap();
+    std::os::unix::fs::chown(&metrics, Some(65534), Some(65534)).unwrap();
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh"])
+        .arg(rootfs.join("usr/local/sbin/etcdpack-expiry"))
+        .arg("--root")
+        .arg(&rootfs)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 5);
+    let m = std::fs::symlink_metadata(metrics.join("etcdpack-expiry.prom")).unwrap();
+    assert!(m.file_type().is_file());
+    assert_eq!((m.mode() & 0o7777, m.uid()), (0o644, 65534));
+}
+
+/// Run by hand as root with `--textfile-dir` naming a folder another user owns (such as
+/// node_exporter's): that user, swapping every name it can see there for a link to a
+/// root-only file (and the final name too) while root runs the check again and again, never
+/// gets root to write, truncate or change the mode of anything but its own new file.
 #[test]
 fn the_textfile_write_follows_no_link_another_user_plants() {
     crate::needs_root!();
@@ -166,8 +232,17 @@ fn the_textfile_write_follows_no_link_another_user_plants() {
         .spawn()
         .unwrap();
     let script = rootfs.join("usr/local/sbin/etcdpack-expiry");
+    let check = || {
+        Command::new("sh")
+            .arg(&script)
+            .arg("--root")
+            .arg(&rootfs)
+            .args(["--textfile-dir", "/var/lib/node_exporter/textfile_collector"])
+            .output()
+            .unwrap()
+    };
     for _ in 0..40 {
-        Command::new("sh").arg(&script).arg("--root").arg(&rootfs).output().unwrap();
+        check();
     }
     attacker.kill().unwrap();
     attacker.wait().unwrap();
@@ -176,7 +251,7 @@ fn the_textfile_write_follows_no_link_another_user_plants() {
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's own\n");
     assert_eq!((m.mode() & 0o7777, m.uid()), (0o600, 0));
     // Once nobody races, the metric lands as root's own regular file, mode 0644.
-    let o = Command::new("sh").arg(&script).arg("--root").arg(&rootfs).output().unwrap();
+    let o = check();
     assert!(
         !String::from_utf8_lossy(&o.stderr).contains("cannot write"),
         "{}",

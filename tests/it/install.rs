@@ -308,6 +308,8 @@ fn host_install_backs_up_records_restarts_and_is_idempotent() {
     let host = Host::new("a", "10.0.0.6");
     host.kubelet();
     host.put("/etc/kubernetes/manifests/etcd.yaml", "old manifest\n", 0o644);
+    // node_exporter's textfile folder, with the metric an earlier release wrote there as root.
+    host.put("/var/lib/node_exporter/textfile_collector/etcdpack-expiry.prom", "# old\n", 0o644);
     let before = host.changes();
     let tmp = tempfile::tempdir().unwrap();
     let bundle = unpack_to("guide-v1.34", "infra0", tmp.path());
@@ -334,6 +336,10 @@ fn host_install_backs_up_records_restarts_and_is_idempotent() {
     assert_eq!(t["/etc/etcdpack/kubeadmcfg.yaml"], (0o644, 0, 0, bundle_file(&bundle, "kubeadmcfg.yaml")));
     assert_eq!(t["/etc/kubernetes/manifests/etcd.yaml"].0, 0o600);
     assert_eq!(t["/usr/local/sbin/etcdpack-expiry"].0, 0o755, "the expiry check lands on the simulated host");
+    // The unprivileged check's metric, under /run, is linked into node_exporter's folder.
+    let link = host.upper("/var/lib/node_exporter/textfile_collector/etcdpack-expiry.prom");
+    assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("/run/etcdpack-expiry/etcdpack-expiry.prom"));
+    assert!(text.contains("linked /var/lib/node_exporter/textfile_collector/etcdpack-expiry.prom"), "{text}");
     assert_eq!(t["/var/lib/etcd"].0, 0o700);
     let backups: Vec<&String> = t.keys().filter(|p| p.ends_with("/changes")).collect();
     assert_eq!(backups.len(), 1, "{backups:?}");

@@ -328,6 +328,7 @@ fn a_moved_member_replaces_its_old_address_and_a_removed_one_gets_a_keyless_leav
         reset_members: true,
         emit: Default::default(),
         previous: None,
+        sealer: &etcdpack::seal::Age,
     };
     let reset = etcdpack::build(&t, &env, &mut |_| {}).unwrap();
     assert!(!reset.dist.contains_key("infra3.tar.gz"));
@@ -434,7 +435,7 @@ fn a_new_installer_alone_is_named_and_restarts_nothing() {
     let mut state = fsio::load_state(dir.path()).unwrap();
     let t = topology_of(THREE);
     let (plan, _) = etcdpack::plan_for(&t, &state, false).unwrap();
-    let previous = |m: &str| first.dist.get(&format!("{m}.tar.gz")).cloned();
+    let previous = |file: &str| first.dist.get(file).cloned();
     assert!(etcdpack::installer_changes(&plan, &state, &previous).is_empty());
     // infra0's last bundle as an earlier release would have made it: another install.sh.
     let u = etcdpack::unpack::unpack(&first.dist["infra0.tar.gz"]).unwrap();
@@ -448,8 +449,8 @@ fn a_new_installer_alone_is_named_and_restarts_nothing() {
         etcdpack::render::BundleFile::new(0o755, b"#!/bin/sh\n# older\n".to_vec()),
     );
     let older = etcdpack::pack::pack(&etcdpack::render::FileSet { member: "infra0".into(), files }, 1);
-    let previous = |m: &str| {
-        if m == "infra0" { Some(older.clone()) } else { first.dist.get(&format!("{m}.tar.gz")).cloned() }
+    let previous = |file: &str| {
+        if file == "infra0.tar.gz" { Some(older.clone()) } else { first.dist.get(file).cloned() }
     };
     // Not recorded: not named.
     assert!(etcdpack::installer_changes(&plan, &state, &previous).is_empty());

@@ -35,6 +35,7 @@ fn build_at(dir: &Path, text: &str, seed: u64, now: i64) -> Result<etcdpack::Bui
             reset_members: false,
             emit: Default::default(),
             previous: None,
+            sealer: &etcdpack::seal::Age,
         },
         &mut |_| {},
     )?;

@@ -177,6 +177,7 @@ pub fn built(scenario: &str) -> Arc<Built> {
             reset_members: false,
             emit: Default::default(),
             previous: None,
+            sealer: &etcdpack::seal::Age,
         };
         let build = etcdpack::build(&topology, &env, &mut |_| {}).unwrap();
         let bundles = build
@@ -217,6 +218,7 @@ pub fn build_in(
         reset_members: false,
         emit: Default::default(),
         previous: None,
+        sealer: &etcdpack::seal::Age,
     };
     let b = etcdpack::build(&t, &env, &mut |_| {})?;
     fsio::apply_state_update(dir, &b.state_update)?;
