@@ -1,5 +1,6 @@
 //! How long the work that dominates a build takes: key generation per algorithm, a fresh
-//! build of three members, and a rebuild of seven members that reuses everything.
+//! build of three members, a rebuild of seven members that reuses everything, and sealing a
+//! bundle with age.
 //! `cargo bench` runs it; `scripts/bench-openssl` compares whole builds with the openssl
 //! command line.
 
@@ -66,4 +67,20 @@ fn rebuild_reusing_everything(bencher: divan::Bencher, members: usize) {
     let previous = |file: &str| first.dist.get(file).cloned();
     let env = BuildEnv { previous: Some(&previous), ..env(&state) };
     bencher.bench(|| etcdpack::build(&t, &env, &mut |_| {}).unwrap());
+}
+
+/// Sealing one member's bundle (about 24 KB) to an age X25519 recipient and to an SSH
+/// ed25519 key, as a build does for a member with `recipients`.
+#[divan::bench(args = ["x25519", "ssh-ed25519"], sample_count = 50)]
+fn seal_a_bundle(bencher: divan::Bencher, kind: &str) {
+    use etcdpack::seal::{Sealer, parse_recipient};
+    let t = topology_of(KeyAlgorithm::EcdsaP256, 1);
+    let b = etcdpack::build(&t, &env(&State::default()), &mut |_| {}).unwrap();
+    let tarball = b.dist["m0.tar.gz"].clone();
+    let recipient = match kind {
+        "x25519" => "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
+        _ => "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHsKLqeplhpW+uObz5dvMgjz1OxfM/XXUB+VHtZ6isGN",
+    };
+    let to = [parse_recipient(recipient).unwrap()];
+    bencher.bench(|| etcdpack::seal::Age.seal(&tarball, &to).unwrap());
 }
