@@ -115,3 +115,18 @@ etcdpack[t]: would remove folder /etc/d if empty" ]
   ETCD_OWNED=()
   [ "$(owner_of /etc/kubernetes/pki/etcd/server.key)" = 0:0 ]
 }
+
+@test "restore_from renames a set-aside file back over the link put in its place" {
+  backup=$BATS_TEST_TMPDIR/backup
+  mkdir -p "$backup/files/etc/metrics" "$root/etc/metrics"
+  printf 'old metric\n' >"$backup/files/etc/metrics/m.prom"
+  ln -s /run/elsewhere/m.prom "$root/etc/metrics/m.prom"
+  printf 'set-aside\t/etc/metrics/m.prom\nadded\t/etc/metrics/m.prom\n' >"$backup/changes"
+  run restore_from "$backup"
+  [ "$status" -eq 0 ]
+  [ ! -L "$root/etc/metrics/m.prom" ]
+  [ "$(cat "$root/etc/metrics/m.prom")" = "old metric" ]
+  [ ! -e "$backup/files/etc/metrics/m.prom" ]
+  [ "${lines[0]}" = "etcdpack[t]: removed /etc/metrics/m.prom" ]
+  [ "${lines[1]}" = "etcdpack[t]: put back /etc/metrics/m.prom" ]
+}
