@@ -42,6 +42,7 @@ fn env(state: &State) -> BuildEnv<'_> {
         emit: Default::default(),
         previous: None,
         sealer: &etcdpack::seal::Age,
+        ca_step: None,
     }
 }
 

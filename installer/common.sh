@@ -192,7 +192,7 @@ refuse_older() {
   ours=$(record_field bundle.env GENERATION)
   case "$ours$was_generation" in "" | *[!0-9]*) return 0 ;; esac
   [ -n "$ours" ] && [ -n "$was_generation" ] || return 0
-  if [ "$was_cluster" = "$CLUSTER" ] && [ "$was_ca" = "$(record_field bundle.env CA_SHA256)" ] &&
+  if [ "$was_cluster" = "$CLUSTER" ] && ours_ca "$was_ca" &&
     [ "$was_member" = "$MEMBER" ] && [ "$ours" -lt "$was_generation" ]; then
     if [ "$allow_older" -eq 1 ]; then
       warn "this bundle is generation $ours, older than generation $was_generation installed here; going on because of --allow-older"
@@ -200,6 +200,18 @@ refuse_older() {
       refuse "this bundle is generation $ours, older than generation $was_generation installed here: install the newest bundle of $MEMBER, or pass --allow-older to go back on purpose"
     fi
   fi
+}
+
+# Whether CA digest $1 is this bundle's CA: the one that signs it, or, during a CA rotation,
+# the other one its etcd/ca.crt trusts (TRUSTED_CA_SHA256), so that a host recorded with
+# the old CA takes the new one's bundles.
+ours_ca() {
+  [ -n "$1" ] || return 1
+  [ "$1" != "$(record_field bundle.env CA_SHA256)" ] || return 0
+  case ",$(record_field bundle.env TRUSTED_CA_SHA256)," in
+    *",$1,"*) return 0 ;;
+  esac
+  return 1
 }
 
 # What an earlier install recorded in bundle.env FILE: was_cluster, was_member, was_ca,

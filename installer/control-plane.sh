@@ -53,8 +53,10 @@ nothing_changed() {
 
 # What the node needs next: a kube-apiserver restart for a new certificate, or kubeadm init.
 after_done() {
-  local client_cert=$PKI_DIR/apiserver-etcd-client.crt
-  if grep -F "replaced"$'\t'"$client_cert" "$backup/changes" >/dev/null; then
+  local client_cert=$PKI_DIR/apiserver-etcd-client.crt ca=$PKI_DIR/etcd/ca.crt
+  if grep -F "replaced"$'\t'"$ca" "$backup/changes" >/dev/null; then
+    say "etcd/ca.crt changed (the CAs kube-apiserver trusts for etcd, a CA rotation): restart kube-apiserver on this node, since it reads the file only when it starts (move /etc/kubernetes/manifests/kube-apiserver.yaml out of the folder, wait 20 s for the kubelet to stop it, move it back), one control-plane node at a time"
+  elif grep -F "replaced"$'\t'"$client_cert" "$backup/changes" >/dev/null; then
     say "the etcd client certificate changed: restart kube-apiserver on this node, since it reads the certificate only when it starts (move /etc/kubernetes/manifests/kube-apiserver.yaml out of the folder, wait 20 s for the kubelet to stop it, move it back), one control-plane node at a time"
   elif [ ! -f "$root/etc/kubernetes/manifests/kube-apiserver.yaml" ]; then
     say "next: merge the etcd section of $RECORD_DIR/etcd-external.yaml into the ClusterConfiguration you give kubeadm init --config"

@@ -106,6 +106,7 @@ restart_service() {
     fi
     rm -f "$(restart_marker)"
     say "restarted $SERVICE_SAID"
+    [ "$trust_changed" -eq 0 ] || restart_for_trust
     if [ -f "$EXPIRY_TIMER" ]; then
       if systemctl enable --now etcdpack-expiry.timer >/dev/null 2>&1; then
         say "enabled etcdpack-expiry.timer (a daily certificate expiry check)"
@@ -113,6 +114,8 @@ restart_service() {
         warn "could not enable etcdpack-expiry.timer; run: systemctl enable --now etcdpack-expiry.timer"
       fi
     fi
+  elif [ "$host" -eq 0 ] && [ "$dry_run" -eq 0 ] && [ "$trust_changed" -eq 1 ]; then
+    say "etcd/ca.crt now trusts other CAs, and etcd reads it only at start: restart etcd here with whatever runs it${wait_secs:+ (--wait waits until it has)}"
   elif [ "$host" -eq 0 ] && [ "$dry_run" -eq 0 ] && [ -f "$root$EXPIRY_TIMER" ]; then
     say "in an image, enable the daily expiry check with: systemctl --root $root enable etcdpack-expiry.timer"
   fi
@@ -137,7 +140,6 @@ read_record() {
 
 # Member checks before the paths: the runtime, the address, the ports.
 preflight_host() {
-  our_ca=$(record_field bundle.env CA_SHA256)
   read_record && refuse_older
   # One etcd per host: a member does not change runtime under a running etcd.
   preflight_runtime
@@ -181,7 +183,7 @@ preflight_data() {
     if ! read_record; then
       refuse "$DATA_DIR already holds an etcd member that etcdpack did not install; move $DATA_DIR aside if it is not needed"
     else
-      if [ "$was_cluster" != "$CLUSTER" ] || [ "$was_ca" != "$our_ca" ]; then
+      if [ "$was_cluster" != "$CLUSTER" ] || ! ours_ca "$was_ca"; then
         refuse "$DATA_DIR holds member $was_member of cluster $was_cluster (another CA), not of $CLUSTER; move $DATA_DIR aside before joining this host to $CLUSTER"
       elif [ "$was_member" != "$MEMBER" ]; then
         refuse "$DATA_DIR holds member $was_member of $CLUSTER, not $MEMBER; this bundle is for another host, or move $DATA_DIR aside"
@@ -284,11 +286,37 @@ after_rollback() {
 
 # 3b. The quorum guard: replacing the manifest of a running member restarts etcd there, so
 # the other members that answer healthy must be a quorum of the cluster on their own.
+# The CA certificates a trust file holds, whatever their order (etcd puts them all in one
+# pool): the SHA-256 of each PEM block, sorted.
+cert_set() {
+  awk '
+    /-----BEGIN CERTIFICATE-----/ { block = "" }
+    { block = block $0 "\n" }
+    /-----END CERTIFICATE-----/ { printf "%s", block | "sha256sum"; close("sha256sum") }
+  ' "$1" | cut -d' ' -f1 | LC_ALL=C sort
+}
+
+# Whether this install changes the CAs the running member trusts (a CA rotation's first and
+# last phase): etcd reads etcd/ca.crt only at start, so it must restart. Sets trust_changed.
+trust_changed=0
+find_trust_change() {
+  local i ca=$PKI_DIR/etcd/ca.crt
+  for i in "${todo[@]}"; do
+    if [ "${FILES[i + 1]}" = "$ca" ] && [ -f "$root$ca" ] && [ "$(cert_set "${FILES[i]}")" != "$(cert_set "$root$ca")" ]; then
+      trust_changed=1
+    fi
+  done
+  # The running etcd's start, to tell its restart (empty when it does not answer).
+  [ "$trust_changed" -eq 0 ] || running_since=$(etcd_started)
+}
+
 quorum_guard() {
   local i manifest_changes=0 size=$((${#MEMBERS[@]} / 2)) quorum healthy=0 asked=() down=()
   for i in "${todo[@]}"; do
     [ "${FILES[i + 1]}" != "$RUNNER" ] || manifest_changes=1
   done
+  find_trust_change
+  [ "$trust_changed" -eq 0 ] || manifest_changes=1
   # A first install (no manifest yet) starts a member; it stops none.
   [ "$manifest_changes" -eq 1 ] && [ -f "$root$RUNNER" ] || return 0
   quorum=$(quorum_of "$size")
@@ -358,6 +386,13 @@ wait_healthy() {
         return 0
       fi
     fi
+    if [ "$trust_changed" -eq 1 ] && [ -n "${running_since:-}" ]; then
+      say "waiting up to ${wait_secs}s for etcd to restart and read the new trust file"
+      local now_since
+      while now_since=$(etcd_started); [ -z "$now_since" ] || [ "$now_since" = "$running_since" ]; do
+        late "etcd did not restart, so it still trusts the old CAs" "it runs since $running_since, from before the install"
+      done
+    fi
     say "waiting up to ${wait_secs}s for etcd at $METRICS_URL and $CLIENT_URL"
     until mine "$METRICS_URL" && mine "$CLIENT_URL"; do
       late "etcd is not healthy" "$METRICS_URL, $CLIENT_URL"
@@ -388,6 +423,13 @@ wait_healthy() {
     say "serves the installed certificates: server $want_server on $CLIENT_URL, peer $want_peer on $PEER_URL"
   fi
 }
+# When the running etcd started (seconds since the epoch, from its metrics, to the hundredth),
+# or nothing.
+etcd_started() {
+  curl -sf --max-time 2 "$METRICS_URL/metrics" 2>/dev/null |
+    awk '$1 == "process_start_time_seconds" { printf "%.2f\n", $2 }'
+}
+
 main() {
   begin_install "$@"
   quorum_guard

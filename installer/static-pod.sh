@@ -29,6 +29,28 @@ preflight_runtime_host() {
   fi
 }
 
+# etcd reads its trust file only at start, and the kubelet keeps a pod whose manifest did not
+# change: the etcd container is stopped, and the kubelet starts it again from the same
+# manifest, which stays exactly kubeadm's.
+restart_for_trust() {
+  local ids
+  if ! command -v crictl >/dev/null; then
+    warn "crictl is missing: stop the etcd container yourself so that the kubelet restarts it and etcd reads the new etcd/ca.crt"
+    return 0
+  fi
+  ids=$(crictl ps -q --name '^etcd$' --label io.kubernetes.pod.namespace=kube-system 2>/dev/null) || ids=""
+  if [ -z "$ids" ]; then
+    warn "no running etcd container found to restart; once etcd runs it reads the new etcd/ca.crt"
+    return 0
+  fi
+  # shellcheck disable=SC2086 # one word per container ID
+  if crictl stop $ids >/dev/null; then
+    say "stopped the etcd container: the kubelet starts it again, reading the new etcd/ca.crt"
+  else
+    warn "could not stop the etcd container; stop it yourself (crictl stop $ids) so that etcd reads the new etcd/ca.crt"
+  fi
+}
+
 # Nothing to add to what changes: the kubelet runs etcd as root.
 plan_runtime() { :; }
 

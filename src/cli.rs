@@ -1,6 +1,6 @@
 //! Command-line types (clap derive) and nothing else.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// Compile one etcd topology into signed, kubeadm-exact bundles, one per etcd host.
@@ -82,18 +82,20 @@ pub enum Command {
         /// Renew only certificates that expire within this window (like 60d or 720h)
         #[arg(long, value_name = "DURATION")]
         within: Option<String>,
-        /// Output folder, replaced as a whole
-        #[arg(long, default_value = "dist")]
-        out: PathBuf,
-        /// State folder [default: <topology stem>.state beside the topology]
+        #[command(flatten)]
+        output: Rebuild,
+    },
+    /// Replace the etcd CA without downtime, one phase per call: 1, a new CA trusted beside
+    /// the old one; 2, every leaf issued by the new CA; 3, the old CA no longer trusted. Install
+    /// each phase's bundles on every host, one at a time, before the next call
+    RotateCa {
+        /// The topology file
+        topology: PathBuf,
+        /// In phase 1: go back to the old CA alone (the new CA is retired)
         #[arg(long)]
-        state: Option<PathBuf>,
-        /// Also write delivery files, as build does
-        #[arg(long, value_enum, value_delimiter = ',', value_name = "CHANNEL")]
-        emit: Vec<Channel>,
-        /// As build's
-        #[arg(long)]
-        user_data_with_ca_key: bool,
+        abort: bool,
+        #[command(flatten)]
+        output: Rebuild,
     },
     /// List when each certificate expires (from a topology's state folder, a state folder or
     /// bundles); exit 1 when any expires within the window
@@ -144,6 +146,23 @@ pub enum Command {
         #[arg(long = "identity", short = 'i', value_name = "FILE")]
         identity: Vec<PathBuf>,
     },
+}
+
+/// Where a command that builds again (`renew`, `rotate-ca`) writes, as build does.
+#[derive(Args, Debug)]
+pub struct Rebuild {
+    /// Output folder, replaced as a whole
+    #[arg(long, default_value = "dist")]
+    pub out: PathBuf,
+    /// State folder [default: <topology stem>.state beside the topology]
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Also write delivery files, as build does
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "CHANNEL")]
+    pub emit: Vec<Channel>,
+    /// As build's
+    #[arg(long)]
+    pub user_data_with_ca_key: bool,
 }
 
 /// A delivery channel `--emit` writes files for.

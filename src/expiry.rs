@@ -43,6 +43,13 @@ pub fn from_state(state: &State) -> Result<Vec<Row>, String> {
     if let Some(ca) = &state.ca_cert {
         rows.push(row(None, "etcd-ca", ca, "self")?);
     }
+    // A CA rotation in progress: the other CA every bundle trusts.
+    if let Some(next) = &state.ca_next {
+        rows.push(row(None, "etcd-ca (new, phase 1)", &next.cert_pem, "self")?);
+    }
+    if let Some(old) = &state.ca_previous {
+        rows.push(row(None, "etcd-ca (old, phase 2)", &old.cert_pem, "self")?);
+    }
     for (member, leaves) in &state.leaves {
         for (leaf, stored) in leaves {
             rows.push(row(Some(member), leaf.kubeadm_name(), &stored.cert_pem, "etcd-ca")?);
@@ -62,7 +69,12 @@ pub fn from_bundle(u: &Unpacked) -> Result<Vec<Row>, String> {
     let member = meta.member.as_str();
     let mut rows = Vec::new();
     if let Some(ca) = text("rootfs/etc/kubernetes/pki/etcd/ca.crt") {
-        rows.push(row(None, "etcd-ca", &ca, "self")?);
+        // During a CA rotation the file holds a second CA, which the bundle trusts too.
+        let blocks = pem::parse_many(&ca).map_err(|e| format!("etcd/ca.crt: {e}"))?;
+        for (i, block) in blocks.iter().enumerate() {
+            let name = if i == 0 { "etcd-ca" } else { "etcd-ca (also trusted)" };
+            rows.push(row(None, name, &pem::encode(block), "self")?);
+        }
     }
     for leaf in LEAVES {
         if let Some(pem) = text(&format!("rootfs/etc/kubernetes/pki/{}.crt", leaf.stem())) {

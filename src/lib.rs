@@ -79,6 +79,10 @@ pub struct Build {
     pub changes: Vec<rollout::HostChange>,
     /// The membership steps this build's bundles take, in order.
     pub membership: membership::Membership,
+    /// What `rotate-ca`'s step did.
+    pub rotation: Option<String>,
+    /// The CA rotation phase the bundles are in (1 or 2), if one is in progress.
+    pub ca_phase: Option<u8>,
 }
 
 /// Inputs of a build that do not come from the topology.
@@ -104,6 +108,8 @@ pub struct BuildEnv<'a> {
     pub previous: Option<Previous<'a>>,
     /// Seals the bundles of members with recipients (see [`seal`]).
     pub sealer: &'a dyn seal::Sealer,
+    /// `etcdpack rotate-ca`: the step of the CA rotation this build takes.
+    pub ca_step: Option<pki::CaStep>,
 }
 
 /// Reads a file the last build wrote into `dist/` (see [`BuildEnv::previous`]).
@@ -124,6 +130,8 @@ pub struct Issued {
     membership: membership::Membership,
     pre: pki::Preflight,
     pki: Pki,
+    rotation: Option<String>,
+    ca_phase: Option<u8>,
     /// Changes for the state folder (its record is completed by [`finish`]).
     pub state_update: StateUpdate,
 }
@@ -135,16 +143,56 @@ pub fn issue(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static st
         return Err(Error::usage(why));
     }
     phase("plan");
-    let pre = preflight(t, &plan, env.state, env.now, env.renewal)?;
-    let (pki, state_update) =
-        pki::issue(&plan, env.state, &pre, ca_source(t), env.now, env.keys).map_err(issue_error)?;
+    let phase_now = env.state.record.ca_rotation;
+    if env.renewal.is_some() && phase_now.is_some() {
+        return Err(Error::refused(format!(
+            "a CA rotation is in phase {} of 3: renew would issue leaves in the middle of it\n  help: finish the rotation with `etcdpack rotate-ca TOPOLOGY` (phase 2 issues every leaf again anyway), or abort it in phase 1 with `rotate-ca --abort`",
+            phase_now.unwrap_or_default()
+        )));
+    }
+    let rotated = match env.ca_step {
+        None => None,
+        Some(step) => {
+            if let Some(why) = pki::rotation_refusal(phase_now, step, env.state.ca_cert.is_some()) {
+                return Err(Error::refused(why));
+            }
+            if t.pki.existing_ca.is_some() {
+                return Err(Error::refused(
+                    "pki.existingCA names the CA to use, so etcdpack cannot replace it\n  help: remove pki.existingCA (the state folder keeps the CA) before rotating",
+                ));
+            }
+            Some(pki::rotate(&plan, env.state, step, env.now, env.keys).map_err(issue_error)?)
+        }
+    };
+    let state = rotated.as_ref().map_or(env.state, |r| &r.state);
+    let all_again = pki::Renewal { ca_rotation: true, ..Default::default() };
+    let renewal =
+        if rotated.as_ref().is_some_and(|r| r.reissue_all) { Some(&all_again) } else { env.renewal };
+    let pre = preflight(t, &plan, state, env.now, renewal)?;
+    let (pki, mut state_update) =
+        pki::issue(&plan, state, &pre, ca_source(t), env.now, env.keys).map_err(issue_error)?;
+    let ca_phase = state.record.ca_rotation;
+    if rotated.is_some() && state_update.record.is_none() {
+        // `issue` compares with the rotated record; the step itself changes the phase.
+        state_update.record = Some(state.record.clone());
+    }
+    let rotation = rotated.map(|r| {
+        // The CA's own files move first, then the leaves' (retired), then the new files.
+        let mut retire = r.update.retire;
+        retire.append(&mut state_update.retire);
+        state_update.retire = retire;
+        let mut create = r.update.create;
+        create.append(&mut state_update.create);
+        state_update.create = create;
+        r.said
+    });
     phase("issue");
-    Ok(Issued { plan, membership, pre, pki, state_update })
+    Ok(Issued { plan, membership, pre, pki, rotation, ca_phase, state_update })
 }
 
 /// The second half of a build: renders, packs and signs the bundles of what [`issue`] made.
 pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static str)) -> Result<Build> {
-    let Issued { mut plan, membership, pre, pki, mut state_update } = issued;
+    let Issued { mut plan, membership, pre, pki, rotation, ca_phase, mut state_update } = issued;
     // Generations: each member's bundle keeps the one it was last built with while its bytes
     // stay the same; the bundles this build changes (and new ones) take the next number.
     let built = env.state.record.built.as_ref();
@@ -280,13 +328,21 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
     phase("sign");
     let mut warnings = pre.warnings(env.now);
     let installers = env.previous.map(|p| installer_changes(&plan, env.state, p)).unwrap_or_default();
+    // The trust file every bundle ships, and the one the last build shipped (before a
+    // recorded digest, the state's CA certificate alone).
+    let trust = trust_digest(std::iter::once(&pki.ca.cert_pem).chain(&pki.also_trusted));
+    let mut was = env.state.record.built.clone();
+    if let Some(b) = was.as_mut().filter(|b| b.trust_sha256.is_none()) {
+        b.trust_sha256 = env.state.ca_cert.as_ref().map(|c| trust_digest([c]));
+    }
     let changes = rollout::changes(
         &plan,
-        env.state.record.built.as_ref(),
+        was.as_ref(),
         &runtime,
         Some(&digests),
         &pre.decisions,
         &installers,
+        Some(&trust),
     );
     let fingerprint = signer.fingerprint();
     if env.emit != emit::Emit::default() {
@@ -305,6 +361,7 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
     let mut record = state_update.record.clone().unwrap_or_else(|| env.state.record.clone());
     let mut now_built = rollout::built(&plan, &runtime, &digests);
     now_built.generation = now_built.generation.max(built.map_or(0, |b| b.generation));
+    now_built.trust_sha256 = Some(trust);
     for m in &plan.members {
         if let Some(b) = now_built.members.get_mut(&m.name) {
             b.recipients = m.recipients.clone();
@@ -317,6 +374,8 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
         state_update.record = Some(record);
     }
     Ok(Build {
+        rotation,
+        ca_phase,
         membership,
         changes,
         fingerprint,
@@ -385,6 +444,15 @@ pub fn plan_for(t: &Topology, state: &State, reset_members: bool) -> Result<(Pla
     )
     .map_err(Error::refused)?;
     Ok((plan::plan(t, &membership), membership))
+}
+
+/// What identifies a set of trusted CA certificates whatever their order (etcd puts them all
+/// in one pool): the SHA-256 of their sorted SHA-256s.
+fn trust_digest<'a>(certs: impl IntoIterator<Item = &'a String>) -> String {
+    let mut each: Vec<String> =
+        certs.into_iter().map(|c| hex::encode(Sha256::digest(c.as_bytes()))).collect();
+    each.sort();
+    hex::encode(Sha256::digest(each.join("\n").as_bytes()))
 }
 
 fn ca_source(t: &Topology) -> pki::CaSource<'_> {

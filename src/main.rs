@@ -80,11 +80,18 @@ fn run(cli: Cli) -> Result<()> {
             let emit = cli::emit_of(&emit, user_data_with_ca_key);
             build(&topology, &out, state, BuildOpts { timings, reset_members, emit, ..BuildOpts::default() })
         }
-        Command::Renew { topology, members, within, out, state, emit, user_data_with_ca_key } => {
+        Command::Renew { topology, members, within, output } => {
             let within = within.as_deref().map(parse_window).transpose()?;
-            let renewal = etcdpack::pki::Renewal { members, within };
-            let emit = cli::emit_of(&emit, user_data_with_ca_key);
-            build(&topology, &out, state, BuildOpts { renewal: Some(&renewal), emit, ..BuildOpts::default() })
+            let renewal = etcdpack::pki::Renewal { members, within, ca_rotation: false };
+            let emit = cli::emit_of(&output.emit, output.user_data_with_ca_key);
+            let opts = BuildOpts { renewal: Some(&renewal), emit, ..BuildOpts::default() };
+            build(&topology, &output.out, output.state, opts)
+        }
+        Command::RotateCa { topology, abort, output } => {
+            let step = if abort { etcdpack::pki::CaStep::Abort } else { etcdpack::pki::CaStep::Advance };
+            let emit = cli::emit_of(&output.emit, output.user_data_with_ca_key);
+            let opts = BuildOpts { ca_step: Some(step), emit, ..BuildOpts::default() };
+            build(&topology, &output.out, output.state, opts)
         }
         Command::Verify { bundles, pubkey, identity } => {
             verify_cmd(&bundles, pubkey.as_deref(), identities(&identity)?.as_ref())
@@ -187,8 +194,15 @@ fn plan_cmd(path: &Path, out_dir: &Path, state: Option<PathBuf>, json: bool) -> 
     let runtime = etcdpack::runtime_digests(&p, None)?;
     let previous = |file: &str| fsio::read_previous(out_dir, file);
     let installers = etcdpack::installer_changes(&p, &st, &previous);
-    let changes =
-        etcdpack::rollout::changes(&p, st.record.built.as_ref(), &runtime, None, &pre.decisions, &installers);
+    let changes = etcdpack::rollout::changes(
+        &p,
+        st.record.built.as_ref(),
+        &runtime,
+        None,
+        &pre.decisions,
+        &installers,
+        None,
+    );
     for w in pre.warnings(now) {
         errln!("warning: {w}");
     }
@@ -201,7 +215,16 @@ fn plan_cmd(path: &Path, out_dir: &Path, state: Option<PathBuf>, json: bool) -> 
         (_, Some(_)) => "reuse",
         (None, None) => "new",
     };
-    out(format_args!("{}", report::plan(&p, ca, &state_dir, &pre.decisions, &membership, &changes)));
+    let ca = match st.record.ca_rotation {
+        Some(1) => format!(
+            "{ca}; CA rotation in phase 1 of 3 (both CAs trusted, the old one signing): `etcdpack rotate-ca` takes phase 2, `--abort` goes back"
+        ),
+        Some(phase) => format!(
+            "{ca}; CA rotation in phase {phase} of 3 (both CAs trusted, the new one signing): `etcdpack rotate-ca` takes phase 3"
+        ),
+        None => ca.to_string(),
+    };
+    out(format_args!("{}", report::plan(&p, &ca, &state_dir, &pre.decisions, &membership, &changes)));
     Ok(())
 }
 
@@ -236,6 +259,7 @@ struct BuildOpts<'a> {
     renewal: Option<&'a etcdpack::pki::Renewal>,
     reset_members: bool,
     emit: etcdpack::emit::Emit,
+    ca_step: Option<etcdpack::pki::CaStep>,
 }
 
 fn build(path: &Path, out: &Path, state: Option<PathBuf>, opts: BuildOpts<'_>) -> Result<()> {
@@ -248,9 +272,10 @@ fn build(path: &Path, out: &Path, state: Option<PathBuf>, opts: BuildOpts<'_>) -
         Err(_) => None,
     };
     let state_dir = state.unwrap_or_else(|| fsio::default_state_dir(path));
-    if renewal.is_some() && !state_dir.join(etcdpack::state::CA_CERT).is_file() {
+    if (renewal.is_some() || opts.ca_step.is_some()) && !state_dir.join(etcdpack::state::CA_CERT).is_file() {
         return Err(Error::usage(format!(
-            "nothing to renew: {} holds no certificates yet\n  help: run `etcdpack build {}` first, or name the state folder with --state",
+            "nothing to {}: {} holds no certificates yet\n  help: run `etcdpack build {}` first, or name the state folder with --state",
+            if renewal.is_some() { "renew" } else { "rotate" },
             state_dir.display(),
             path.display()
         )));
@@ -296,6 +321,7 @@ fn build_locked(
         emit,
         previous: Some(&|file: &str| fsio::read_previous(out_dir, file)),
         sealer: &etcdpack::seal::Age,
+        ca_step: opts.ca_step,
     };
     let mut mark = |name| marks.push((name, Instant::now()));
     let issued = etcdpack::issue(t, &env, &mut mark);

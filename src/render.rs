@@ -411,11 +411,12 @@ fn render_control_plane(
         render_files(hb, &cp.files, &control_plane_context(plan), pki, &cp.name, shared, &installer)?;
     if let Some(f) = cp.files.iter().find(|f| f.content == Content::BundleEnv) {
         let env = format!(
-            "FORMAT=1\nCLUSTER={}\nMEMBER={}\nCA_SHA256={}\nGENERATION={}\n",
+            "FORMAT=1\nCLUSTER={}\nMEMBER={}\nCA_SHA256={}\nGENERATION={}\n{}",
             plan.cluster,
             cp.name,
             hex::encode(Sha256::digest(pki.ca.cert_pem.as_bytes())),
-            cp.generation
+            cp.generation,
+            trusted_line(pki)
         );
         files.insert(f.path.clone(), BundleFile::new(f.mode, env.into_bytes()));
     }
@@ -450,7 +451,7 @@ fn render_files(
             }
             Content::Cert(leaf) => leaves[leaf].cert_pem.clone().into_bytes(),
             Content::Key(leaf) => leaves[leaf].key_pem.clone().into_bytes(),
-            Content::CaCert => pki.ca.cert_pem.clone().into_bytes(),
+            Content::CaCert => pki.trust_pem().into_bytes(),
             Content::CaKey => pki.ca.key_pem.clone().into_bytes(),
             Content::SigningKey => {
                 if let Some(key) = shared.signing_key {
@@ -505,15 +506,30 @@ fn seal(
 /// DNS name, an IP address, a URL, hex or a number, so none needs quoting.
 fn bundle_env(plan: &Plan, m: &MemberPlan, pki: &Pki) -> String {
     format!(
-        "FORMAT=1\nCLUSTER={}\nMEMBER={}\nADDRESS={}\nCLIENT_URL={}\nPEER_URL={}\nCA_SHA256={}\nGENERATION={}\n",
+        "FORMAT=1\nCLUSTER={}\nMEMBER={}\nADDRESS={}\nCLIENT_URL={}\nPEER_URL={}\nCA_SHA256={}\nGENERATION={}\n{}",
         plan.cluster,
         m.name,
         m.address,
         m.client_url,
         m.peer_url,
         hex::encode(Sha256::digest(pki.ca.cert_pem.as_bytes())),
-        m.generation
+        m.generation,
+        trusted_line(pki)
     )
+}
+
+/// During a CA rotation, `TRUSTED_CA_SHA256=` with the digest of every CA certificate in
+/// ca.crt (comma-separated, the signing CA's first): a host recorded with either CA is this
+/// cluster's. Empty otherwise, so bundles outside a rotation keep their bytes.
+fn trusted_line(pki: &Pki) -> String {
+    if pki.also_trusted.is_empty() {
+        return String::new();
+    }
+    let digests: Vec<String> = std::iter::once(&pki.ca.cert_pem)
+        .chain(&pki.also_trusted)
+        .map(|pem| hex::encode(Sha256::digest(pem.as_bytes())))
+        .collect();
+    format!("TRUSTED_CA_SHA256={}\n", digests.join(","))
 }
 
 /// bundle.json of a bundle, common part: what the bundle is, every file with its digest and

@@ -96,6 +96,20 @@ pub fn build(b: &Build, out_dir: &Path, state_dir: &Path, wrote: bool, renewal: 
         p.key_algorithm
     );
     say!(o, "etcd-ca: {}", action_text(&b.pki.ca.action));
+    if let Some(said) = &b.rotation {
+        say!(o, "{said}");
+    }
+    match b.ca_phase {
+        Some(1) => say!(
+            o,
+            "CA rotation in phase 1 of 3: install these bundles on every host, one at a time (each restarts etcd to read the new trust file, under the quorum guard), control plane last; then `etcdpack rotate-ca` for phase 2"
+        ),
+        Some(_) => say!(
+            o,
+            "CA rotation in phase 2 of 3: install these bundles on every host, one at a time (etcd reads new certificates on each connection: no restart), control plane last; then `etcdpack rotate-ca` for phase 3"
+        ),
+        None => {}
+    }
     for d in &b.decisions {
         say!(o, "{:<16} {:<24} {}", d.member, d.leaf.kubeadm_name(), action_text(&d.action));
     }

@@ -37,7 +37,11 @@ pub fn changes(
     bundles: Option<&BTreeMap<String, String>>,
     decisions: &[LeafDecision],
     installers: &BTreeSet<String>,
+    trust: Option<&str>,
 ) -> Vec<HostChange> {
+    // The CAs etcd trusts changed (a CA rotation's phase 1 or 3): every member restarts.
+    let trust_changed =
+        trust.zip(old.and_then(|b| b.trust_sha256.as_deref())).is_some_and(|(now, was)| now != was);
     let mut out: Vec<HostChange> = plan
         .members
         .iter()
@@ -100,6 +104,10 @@ pub fn changes(
                 };
                 reasons.push(format!("{runner} changed ({}): etcd restarts", what.join(", ")));
             }
+            if trust_changed {
+                reasons.push("etcd/ca.crt changed (the CAs it trusts): etcd restarts to read it".into());
+            }
+            let restart = restart || trust_changed;
             let certs: Vec<String> = decisions
                 .iter()
                 .filter(|d| d.member == m.name && d.action != Action::Reuse)
@@ -122,7 +130,7 @@ pub fn changes(
             HostChange { member: m.name.clone(), install: bundle_changed, restart, reasons, step: None }
         })
         .collect();
-    out.push(control_plane_change(plan, old, bundles, decisions, installers));
+    out.push(control_plane_change(plan, old, bundles, decisions, installers, trust_changed));
     out.extend(plan.leaving.iter().map(|l| HostChange {
         member: l.name.clone(),
         install: true,
@@ -141,6 +149,7 @@ fn control_plane_change(
     bundles: Option<&BTreeMap<String, String>>,
     decisions: &[LeafDecision],
     installers: &BTreeSet<String>,
+    trust_changed: bool,
 ) -> HostChange {
     let name = &plan.control_plane.name;
     let certs: Vec<&str> = decisions
@@ -169,6 +178,11 @@ fn control_plane_change(
             "new certificates: {}; restart kube-apiserver on each control-plane node after installing it",
             certs.join(", ")
         ));
+    }
+    if install && trust_changed {
+        reasons.push(
+            "etcd/ca.crt changed (the CAs it trusts): restart kube-apiserver on each control-plane node after installing it".into(),
+        );
     }
     if install && reasons.is_empty() {
         match old {
@@ -259,6 +273,7 @@ pub fn built(plan: &Plan, runtime: &BTreeMap<String, String>, bundles: &BTreeMap
             .map(|l| (l.name.clone(), l.generation))
             .collect(),
         generation: plan.members.iter().map(|m| m.generation).fold(plan.control_plane.generation, u64::max),
+        trust_sha256: None,
         control_plane_generation: plan.control_plane.generation,
     }
 }

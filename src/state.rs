@@ -20,6 +20,14 @@ pub const RECORD: &str = "state.json";
 pub const CA_CERT: &str = "ca.crt";
 /// The CA key.
 pub const CA_KEY: &str = "ca.key";
+/// The new CA of a rotation in phase 1 (trusted beside the CA, not yet signing).
+pub const CA_NEXT_CERT: &str = "ca-next.crt";
+/// Its key.
+pub const CA_NEXT_KEY: &str = "ca-next.key";
+/// The old CA of a rotation in phase 2 (still trusted, no longer signing).
+pub const CA_PREVIOUS_CERT: &str = "ca-previous.crt";
+/// Its key.
+pub const CA_PREVIOUS_KEY: &str = "ca-previous.key";
 /// The bundle-signing key (PKCS#8 PEM, ECDSA P-256).
 pub const SIGNING_KEY: &str = "signing-key.pem";
 /// The lock file that keeps two builds apart.
@@ -33,6 +41,11 @@ pub fn leaf_path(member: &str, leaf: Leaf, ext: &str) -> String {
 /// Where a replaced leaf is kept (keys are never deleted).
 pub fn retired_path(member: &str, leaf: Leaf, serial_hex: &str, ext: &str) -> String {
     format!("retired/{member}/{}-{serial_hex}.{ext}", leaf.short())
+}
+
+/// Where a CA that a rotation replaced, or one it abandoned, is kept.
+pub fn retired_ca_path(serial_hex: &str, ext: &str) -> String {
+    format!("retired/ca/ca-{serial_hex}.{ext}")
 }
 
 /// One stored leaf.
@@ -53,6 +66,10 @@ pub struct State {
     pub ca_key: Option<String>,
     /// Signing key PEM.
     pub signing_key: Option<String>,
+    /// A CA rotation's new CA, in phase 1 ([`CA_NEXT_CERT`]).
+    pub ca_next: Option<StoredLeaf>,
+    /// A CA rotation's old CA, in phase 2 ([`CA_PREVIOUS_CERT`]).
+    pub ca_previous: Option<StoredLeaf>,
     /// Leaves by member and kind.
     pub leaves: BTreeMap<String, BTreeMap<Leaf, StoredLeaf>>,
     /// `state.json`.
@@ -84,6 +101,10 @@ pub struct Record {
     /// first build, in states of earlier releases, and with `caKeyOnFirstMember: false`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_key_holder: Option<String>,
+    /// The phase of a CA rotation in progress (`etcdpack rotate-ca`): 1, both CAs trusted and
+    /// the old one signing; 2, both trusted and the new one signing. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_rotation: Option<u8>,
 }
 
 /// The last build as the state remembers it.
@@ -109,6 +130,11 @@ pub struct Built {
     /// The removed members' last bundle generations, by name (see `removed`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub removed_generations: BTreeMap<String, u64>,
+    /// SHA-256 of the `etcd/ca.crt` every bundle shipped (the CAs etcd trusts): a change
+    /// restarts etcd, which reads it only at start. Absent in states of earlier releases,
+    /// whose ca.crt was the state's CA certificate alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_sha256: Option<String>,
     /// The number of the last build that changed a member's bundle (0 in states of releases
     /// before generations).
     #[serde(default, skip_serializing_if = "is_zero")]

@@ -58,10 +58,22 @@ pub fn load_state(dir: &Path) -> Result<State> {
             what: "an interrupted build left a state update half-applied; `etcdpack build` completes it first (plan only reads)".into(),
         });
     }
+    let pair = |cert: &str, key: &str| -> Result<Option<state::StoredLeaf>> {
+        match (read_opt(&dir.join(cert))?, read_opt(&dir.join(key))?) {
+            (Some(cert_pem), Some(key_pem)) => Ok(Some(state::StoredLeaf { cert_pem, key_pem })),
+            (None, None) => Ok(None),
+            _ => Err(Error::StateCorrupt {
+                path: dir.to_path_buf(),
+                what: format!("{cert} and {key} must both be there or neither"),
+            }),
+        }
+    };
     let mut s = State {
         ca_cert: read_opt(&dir.join(state::CA_CERT))?,
         ca_key: read_opt(&dir.join(state::CA_KEY))?,
         signing_key: read_opt(&dir.join(state::SIGNING_KEY))?,
+        ca_next: pair(state::CA_NEXT_CERT, state::CA_NEXT_KEY)?,
+        ca_previous: pair(state::CA_PREVIOUS_CERT, state::CA_PREVIOUS_KEY)?,
         ..State::default()
     };
     if let Some(text) = read_opt(&dir.join(state::RECORD))? {
@@ -348,12 +360,14 @@ fn replay(dir: &Path) -> Result<()> {
         path: dir.to_path_buf(),
         what: format!("{JOURNAL} is not readable: {e}"),
     })?;
-    for (from_rel, to_rel) in &ops {
+    for (i, (from_rel, to_rel)) in ops.iter().enumerate() {
         let (from, to) = (dir.join(from_rel), dir.join(to_rel));
-        // Done already: the source is gone, or (a retirement, named by the serial, so never
-        // reused) its destination exists while a later step already put a new file at its
-        // source.
-        if !from.exists() || (to_rel.starts_with("retired/") && to.exists()) {
+        // Done already: the source is gone, or its destination exists while a later step
+        // already put a new file at its source (a retirement, named by the serial, so never
+        // reused; or a CA rotation's chain of moves, ca.crt aside and ca-next.crt into its
+        // place).
+        let refilled = ops[i + 1..].iter().any(|(_, later)| later == from_rel);
+        if !from.exists() || ((to_rel.starts_with("retired/") || refilled) && to.exists()) {
             continue;
         }
         // Only state.json is ever replaced; a key or certificate never is.

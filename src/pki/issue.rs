@@ -151,7 +151,8 @@ pub fn issue(
     if record != state.record {
         update.record = Some(record);
     }
-    Ok((Pki { ca, signing_key_pem, signing_key_new, leaves }, update))
+    let also_trusted = super::also_trusted(state);
+    Ok((Pki { ca, signing_key_pem, signing_key_new, leaves, also_trusted }, update))
 }
 
 fn leaf_label(member: &str, leaf: Leaf) -> String {
@@ -239,7 +240,7 @@ fn go_subject_key_id(method: KeyIdMethod, key: &PrivateKey) -> Vec<u8> {
     }
 }
 
-fn ca_params(
+pub(super) fn ca_params(
     key_id: KeyIdMethod,
     key: &PrivateKey,
     serial: u64,

@@ -22,7 +22,9 @@ use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
 mod issue;
+mod rotate;
 pub use issue::{CaSource, issue};
+pub use rotate::{CaStep, Rotated, also_trusted, refusal as rotation_refusal, rotate};
 
 /// kubeadm's `CertificateBackdate`.
 pub const BACKDATE_SECS: i64 = 5 * 60;
@@ -74,12 +76,16 @@ pub struct Renewal {
     pub members: Vec<String>,
     /// Renew only leaves whose NotAfter is less than this many seconds after `now`.
     pub within: Option<i64>,
+    /// A CA rotation's step into phase 2: every leaf, signed by the old CA, is issued again
+    /// by the new one.
+    pub ca_rotation: bool,
 }
 
 impl Renewal {
     fn selects(&self, member: &str, not_after: i64, now: i64) -> bool {
-        (self.members.is_empty() || self.members.iter().any(|m| m == member))
-            && self.within.is_none_or(|w| not_after - now < w)
+        self.ca_rotation
+            || ((self.members.is_empty() || self.members.iter().any(|m| m == member))
+                && self.within.is_none_or(|w| not_after - now < w))
     }
 }
 
@@ -107,6 +113,21 @@ pub struct Pki {
     pub signing_key_new: bool,
     /// Leaves by member name and kind.
     pub leaves: BTreeMap<String, BTreeMap<Leaf, Issued>>,
+    /// During a CA rotation, the other CA certificate every bundle trusts (after the signing
+    /// CA's in `ca.crt`).
+    pub also_trusted: Vec<String>,
+}
+
+impl Pki {
+    /// What every bundle's `etcd/ca.crt` holds: the signing CA's certificate, then, during a
+    /// CA rotation, the other CA's (etcd trusts every certificate of the file).
+    pub fn trust_pem(&self) -> String {
+        let mut pem = self.ca.cert_pem.clone();
+        for other in &self.also_trusted {
+            pem.push_str(other);
+        }
+        pem
+    }
 }
 
 /// A decision for one leaf, before any key is made.
@@ -328,7 +349,10 @@ pub fn preflight(
                 let info = x509::parse_pem(&stored.cert_pem)
                     .map_err(|e| IssueError::Corrupt(format!("{crt}: {e}")))?;
                 let ca = stored_ca.as_ref().ok_or_else(|| IssueError::Corrupt("the CA is missing".into()))?;
-                if !x509::signed_by(&info.der, &ca.der) {
+                // Into a CA rotation's phase 2, every leaf is still the old CA's: each is
+                // issued again, so none is checked against the new one.
+                let rotating = renewal.is_some_and(|r| r.ca_rotation);
+                if !rotating && !x509::signed_by(&info.der, &ca.der) {
                     return Err(IssueError::Corrupt(format!("{crt} is not signed by the state's CA")));
                 }
                 if !PrivateKey::from_pem(&stored.key_pem).is_ok_and(|k| k.public_key_der() == info.spki_der) {
@@ -337,7 +361,11 @@ pub fn preflight(
                         state::leaf_path(&d.member, d.leaf, "key")
                     )));
                 }
-                if renewal.is_some_and(|r| r.selects(&d.member, info.not_after, now)) {
+                if rotating {
+                    let why =
+                        format!("the CA rotation: issued by the new CA, replaces serial {}", info.serial_hex);
+                    (None, Some(Action::Renew(why)))
+                } else if renewal.is_some_and(|r| r.selects(&d.member, info.not_after, now)) {
                     let why = format!(
                         "replaces serial {}, valid until {}",
                         info.serial_hex,

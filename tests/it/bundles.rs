@@ -131,6 +131,7 @@ fn same_state_same_epoch_gives_identical_bytes() {
             emit: Default::default(),
             previous: None,
             sealer: &etcdpack::seal::Age,
+            ca_step: None,
         },
         &mut |_| {},
     )
@@ -150,6 +151,7 @@ fn same_state_same_epoch_gives_identical_bytes() {
             emit: Default::default(),
             previous: None,
             sealer: &etcdpack::seal::Age,
+            ca_step: None,
         },
         &mut |_| {},
     )

@@ -52,7 +52,13 @@ fn help_texts() {
     let mut s = insta::Settings::clone_current();
     s.set_snapshot_path("../snapshots");
     s.set_prepend_module_to_snapshot(false);
-    for args in [&["--help"][..], &["build", "--help"], &["renew", "--help"], &["verify", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["build", "--help"],
+        &["renew", "--help"],
+        &["verify", "--help"],
+        &["rotate-ca", "--help"],
+    ] {
         let o = etcdpack(dir.path(), args);
         assert_eq!(code(&o), 0);
         s.bind(|| insta::assert_snapshot!(format!("help__{}", args.join("_").replace("--", "")), stdout(&o)));

@@ -20,9 +20,9 @@ const RENAMES: &str = "rename,renameat,renameat2";
 /// files are complete, between the same renames the rename kill points stop at.
 const SYNCS: &str = "fsync,fdatasync";
 
-/// `etcdpack build` killed at its `n`th call of `calls`; true when it was killed (false: it
+/// `etcdpack ARGS` killed at its `n`th call of `calls`; true when it was killed (false: it
 /// finished).
-fn killed_build(dir: &Path, calls: &str, n: usize) -> bool {
+fn killed_run(dir: &Path, args: &[&str], calls: &str, n: usize) -> bool {
     assert!(n < 500, "the build never finished under strace");
     let o = Command::new("strace")
         .args(["-f", "-qq", "-o", "/dev/null", "-e"])
@@ -30,7 +30,7 @@ fn killed_build(dir: &Path, calls: &str, n: usize) -> bool {
         .arg("-e")
         .arg(format!("inject={calls}:signal=SIGKILL:when={n}"))
         .arg(env!("CARGO_BIN_EXE_etcdpack"))
-        .args(["build", "t.yaml"])
+        .args(args)
         .current_dir(dir)
         .output()
         .unwrap();
@@ -65,12 +65,23 @@ fn copy_tree(from: &Path, to: &Path) {
 /// Kills `build` at every call of `calls`, starting each time from `base`, and checks the
 /// recovery. Returns the number of kill points.
 fn every_kill_point(base: &Path, topology: &str, calls: &str, check: impl Fn(&Path)) -> usize {
+    every_kill_point_of(base, topology, &["build", "t.yaml"], calls, check)
+}
+
+/// [`every_kill_point`] of `etcdpack ARGS`.
+fn every_kill_point_of(
+    base: &Path,
+    topology: &str,
+    args: &[&str],
+    calls: &str,
+    check: impl Fn(&Path),
+) -> usize {
     for n in 1.. {
         let w = tempfile::tempdir().unwrap();
         let d = w.path();
         copy_tree(base, d);
         std::fs::write(d.join("t.yaml"), topology).unwrap();
-        if !killed_build(d, calls, n) {
+        if !killed_run(d, args, calls, n) {
             assert!(leftovers(d).is_empty(), "a finished build left {:?}", leftovers(d));
             return n - 1;
         }
@@ -127,4 +138,34 @@ fn a_reissue_killed_at_any_rename_loses_no_key() {
         assert_eq!(retired, vec![old_key.clone()]);
     });
     assert!(points >= 10, "only {points} renames in a re-issuing build");
+}
+
+/// The step into a CA rotation's phase 2 moves the CA files in a chain (ca.* aside as
+/// ca-previous.*, ca-next.* into their place) and issues every leaf again: killed at any
+/// rename, the next build completes it or leaves phase 1 whole, and both CA keys are kept,
+/// each once.
+#[test]
+fn a_ca_rotation_step_killed_at_any_rename_loses_no_ca_key() {
+    crate::needs_root!();
+    let base = tempfile::tempdir().unwrap();
+    std::fs::write(base.path().join("t.yaml"), TOPOLOGY).unwrap();
+    assert!(etcdpack(base.path(), &["build", "t.yaml"]).status.success());
+    assert!(etcdpack(base.path(), &["rotate-ca", "t.yaml"]).status.success());
+    let old = std::fs::read(base.path().join("t.state/ca.key")).unwrap();
+    let new = std::fs::read(base.path().join("t.state/ca-next.key")).unwrap();
+    let points = every_kill_point_of(base.path(), TOPOLOGY, &["rotate-ca", "t.yaml"], RENAMES, |d| {
+        let state = d.join("t.state");
+        let record = std::fs::read_to_string(state.join("state.json")).unwrap();
+        let keys: Vec<Vec<u8>> = ["ca.key", "ca-next.key", "ca-previous.key"]
+            .iter()
+            .filter_map(|f| std::fs::read(state.join(f)).ok())
+            .collect();
+        if record.contains("\"caRotation\": 2") {
+            assert_eq!(keys, [new.clone(), old.clone()], "phase 2: the new CA signs, the old one is kept");
+        } else {
+            assert!(record.contains("\"caRotation\": 1"), "{record}");
+            assert_eq!(keys, [old.clone(), new.clone()], "phase 1 whole");
+        }
+    });
+    assert!(points >= 10, "only {points} renames in the step into phase 2");
 }

@@ -79,22 +79,9 @@ fn a_rolling_renewal_under_a_writer_and_the_quorum_guard() {
     let names = ["d0", "d1", "d2"];
 
     let mut lab = Lab::new("d2");
-    let namespaces = lab.network(&addresses);
-    let mut members = vec![];
-    let mut procs = vec![];
-    for ((name, address), ns) in names.iter().zip(&addresses).zip(namespaces) {
-        let root = w.join(format!("root-{name}"));
-        std::fs::create_dir_all(&root).unwrap();
-        let m = Member { name: name.to_string(), address: *address, root, ns };
-        let o = install(&m, &unpack(w, name, "b0"), &[]);
-        assert!(o.status.success(), "{}", text(&o));
-        let (argv, _) = command_from_manifest(&m.root, false);
-        procs.push(lab.spawn(&m.ns, &argv, &w.join(format!("{name}.log"))));
-        members.push(m);
-    }
+    let (members, mut procs) = crate::e2e::start_members(&mut lab, w, &names, &addresses, "b0");
     let endpoints: Vec<String> = addresses.iter().map(|a| url(a, 2379)).collect();
     let all = endpoints.join(",");
-    wait_healthy(&members, &all, w);
 
     // The writer: one put after another through every endpoint, with its own copy of the
     // client certificate, until told to stop.

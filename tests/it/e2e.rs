@@ -119,6 +119,21 @@ impl Lab {
         let _ = self.procs[i].wait();
     }
 
+    /// Stops process `i` as the kubelet or systemd stops etcd: SIGTERM (etcd hands over its
+    /// leadership and closes its connections), SIGKILL if it has not ended within 10 s.
+    pub fn terminate(&mut self, i: usize) {
+        let pid = self.procs[i].id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.procs[i].try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.kill(i);
+    }
+
     /// Starts `argv` in namespace `ns`, output appended to `log`; returns its number.
     pub fn spawn(&mut self, ns: &str, argv: &[String], log: &Path) -> usize {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
@@ -557,9 +572,10 @@ fn a_v1_37_cluster_runs_without_the_two_etcd_3_6_flags() {
 
 /// A client that writes `/w/000000`, `/w/000001`, ... one put after another through
 /// `endpoints` (from namespace `ns`, with the CA and client pair in `client`) until finished.
-/// A put that fails is tried once more, as a client of etcd would: etcd drops a proposal that
-/// a follower forwarded to a leader just as leadership moves (a transfer, a removal, an
-/// election under load), and that put then times out although nothing is wrong. Each retry
+/// A put that fails is tried once more, starting at the next endpoint, as a client of etcd
+/// would: etcd drops a proposal that a follower forwarded to a leader just as leadership moves
+/// (a transfer, a removal, an election under load), and that put then times out although
+/// nothing is wrong; a member that restarts closes the connections it had. Each retry
 /// is kept with the error that caused it; a put whose retry fails too is a failure.
 pub struct Writer {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -585,8 +601,15 @@ impl Writer {
         let ok = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (s, n, ns, endpoints, client) =
             (stop.clone(), ok.clone(), ns.to_string(), endpoints.to_string(), client.to_path_buf());
+        // The retry starts at the next endpoint, as a client fails over from a member that
+        // went away under it (etcdctl tries the endpoints in their order).
+        let failover = {
+            let mut e: Vec<&str> = endpoints.split(',').collect();
+            e.rotate_left(1);
+            e.join(",")
+        };
         let handle = std::thread::spawn(move || {
-            let put = |i: usize| {
+            let put_to = |endpoints: &str, i: usize| {
                 Command::new("ip")
                     .args(["netns", "exec", &ns, "etcdctl", "--dial-timeout=2s", "--command-timeout=5s"])
                     .arg(format!("--endpoints={endpoints}"))
@@ -601,14 +624,17 @@ impl Writer {
             let (mut retried, mut failed) = (Vec::new(), Vec::new());
             while !s.load(Ordering::Relaxed) {
                 let i = n.load(Ordering::Relaxed);
-                let first = put(i);
-                if first.status.success() || put(i).status.success() {
-                    if !first.status.success() {
-                        retried.push(crate::host::out(&first));
-                    }
+                let first = put_to(&endpoints, i);
+                if first.status.success() {
+                    n.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let second = put_to(&failover, i);
+                if second.status.success() {
+                    retried.push(crate::host::out(&first));
                     n.fetch_add(1, Ordering::Relaxed);
                 } else {
-                    failed.push(crate::host::out(&first));
+                    failed.push(format!("{}; then {}", crate::host::out(&first), crate::host::out(&second)));
                 }
             }
             (retried, failed)
@@ -627,6 +653,34 @@ impl Writer {
         let (retried, failed) = self.handle.join().unwrap();
         Writes { written: self.ok.load(std::sync::atomic::Ordering::Relaxed), retried, failed }
     }
+}
+
+/// The members `names` at `addresses` of the bundles in `<w>/dist`, each installed into
+/// `<w>/root-<name>` (unpacked under `<w>/<into>`) and started from its manifest in the lab's
+/// network; returns them with their process numbers once the cluster is healthy.
+pub fn start_members(
+    lab: &mut Lab,
+    w: &Path,
+    names: &[&str],
+    addresses: &[IpAddr],
+    into: &str,
+) -> (Vec<Member>, Vec<usize>) {
+    let namespaces = lab.network(addresses);
+    let mut members = vec![];
+    let mut procs = vec![];
+    for ((name, address), ns) in names.iter().zip(addresses).zip(namespaces) {
+        let root = w.join(format!("root-{name}"));
+        std::fs::create_dir_all(&root).unwrap();
+        let m = Member { name: name.to_string(), address: *address, root, ns };
+        let o = install_in(&m, &unpack_dist(w, name, into), &[]);
+        assert!(o.status.success(), "{}", crate::host::out(&o));
+        let (argv, _) = command_from_manifest(&m.root, false);
+        procs.push(lab.spawn(&m.ns, &argv, &w.join(format!("{name}.log"))));
+        members.push(m);
+    }
+    let endpoints: Vec<String> = addresses.iter().map(|a| url(a, 2379)).collect();
+    wait_healthy(&members, &endpoints.join(","), w);
+    (members, procs)
 }
 
 /// Unpacks `<w>/dist/<name>.tar.gz` into `<w>/<into>` and returns the bundle folder.

@@ -1192,7 +1192,8 @@ fn an_older_bundle_is_refused_unless_allow_older_says_so() {
     assert!(o.status.success(), "{}", out(&o));
 
     // The control-plane bundle likewise: renewed, it is generation 3; the first one is a replay.
-    let renewal = etcdpack::pki::Renewal { members: vec!["control-plane".into()], within: None };
+    let renewal =
+        etcdpack::pki::Renewal { members: vec!["control-plane".into()], within: None, ca_rotation: false };
     let third = crate::support::build_in(&state, &moved, 5, crate::support::NOW, Some(&renewal)).unwrap();
     let cp_old = untar(&first.dist, "control-plane", &tmp.path().join("c1"));
     let cp_new = untar(&third.dist, "control-plane", &tmp.path().join("c3"));

@@ -11,7 +11,7 @@ const THREE: &str = "cluster: c\nkubernetesVersion: v1.33.6\npki: { keyAlgorithm
 const DAY: i64 = 86400;
 
 fn renewal(members: &[&str], within: Option<i64>) -> Renewal {
-    Renewal { members: members.iter().map(|m| m.to_string()).collect(), within }
+    Renewal { members: members.iter().map(|m| m.to_string()).collect(), within, ca_rotation: false }
 }
 
 fn renewed(b: &Build) -> Vec<(String, &'static str)> {
@@ -329,6 +329,7 @@ fn a_moved_member_replaces_its_old_address_and_a_removed_one_gets_a_keyless_leav
         emit: Default::default(),
         previous: None,
         sealer: &etcdpack::seal::Age,
+        ca_step: None,
     };
     let reset = etcdpack::build(&t, &env, &mut |_| {}).unwrap();
     assert!(!reset.dist.contains_key("infra3.tar.gz"));
@@ -470,6 +471,7 @@ fn a_new_installer_alone_is_named_and_restarts_nothing() {
         None,
         &pre.decisions,
         &named,
+        None,
     );
     let install: Vec<(&str, bool, bool)> =
         changes.iter().map(|c| (c.member.as_str(), c.install, c.restart)).collect();
@@ -527,4 +529,92 @@ fn the_ca_key_stays_with_its_holder_until_the_topology_names_another() {
         b.membership.notes
     );
     assert_eq!(fsio::load_state(dir.path()).unwrap().record.ca_key_holder.as_deref(), Some("infra2"));
+}
+
+/// `rotate-ca` through its phases, in process: what the state holds, what every bundle's
+/// etcd/ca.crt trusts, which CA signs the leaves, which hosts restart, and the refusals.
+#[test]
+fn a_ca_rotation_moves_through_its_phases_in_the_state_and_the_bundles() {
+    use crate::support::rotate_in as rotate;
+    use etcdpack::pki::CaStep::{Abort, Advance};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pem = |path: &str| std::fs::read_to_string(d.join(path)).unwrap();
+    let trust_of = |b: &Build, member: &str| {
+        let u = etcdpack::unpack::unpack(&b.dist[&format!("{member}.tar.gz")]).unwrap();
+        String::from_utf8(u.files["rootfs/etc/kubernetes/pki/etcd/ca.crt"].bytes.clone()).unwrap()
+    };
+    let restarts = |b: &Build| b.changes.iter().filter(|c| c.restart).count();
+    let refused = |r: Result<Build, Error>| match r {
+        Err(e @ Error::Refused(_)) => e.to_string(),
+        Err(e) => panic!("not a refusal: {e}"),
+        Ok(_) => panic!("not refused"),
+    };
+    let first = run(d, THREE, 1, NOW, None).unwrap();
+    let old_ca = pem("ca.crt");
+    assert!(refused(rotate(d, THREE, 2, Abort)).contains("no CA rotation is in progress"));
+
+    // Phase 1: a new CA beside the old, which still signs; leaves kept; every member restarts.
+    let p1 = rotate(d, THREE, 3, Advance).unwrap();
+    assert_eq!(p1.ca_phase, Some(1));
+    let new_ca = pem("ca-next.crt");
+    assert_eq!(pem("ca.crt"), old_ca);
+    assert_eq!(trust_of(&p1, "infra1"), format!("{old_ca}{new_ca}"));
+    assert!(p1.decisions.iter().all(|x| x.action == Action::Reuse));
+    assert_eq!(restarts(&p1), 3);
+    assert!(p1.changes.iter().all(|c| c.reasons.iter().any(|r| r.contains("etcd/ca.crt changed"))));
+    let env = String::from_utf8(
+        etcdpack::unpack::unpack(&p1.dist["infra1.tar.gz"]).unwrap().files["bundle.env"].bytes.clone(),
+    )
+    .unwrap();
+    assert!(env.lines().any(|l| l.starts_with("TRUSTED_CA_SHA256=") && l.matches(',').count() == 1), "{env}");
+    // A build in phase 1 changes nothing; renew is refused in the middle of a rotation.
+    let again = run(d, THREE, 4, NOW, None).unwrap();
+    assert_eq!(again.dist, p1.dist);
+    assert!(
+        refused(run(d, THREE, 5, NOW, Some(&Renewal::default()))).contains("a CA rotation is in phase 1")
+    );
+
+    // Abort: the old CA alone again, the new one retired; every member restarts once more.
+    let aborted = rotate(d, THREE, 6, Abort).unwrap();
+    assert_eq!(aborted.ca_phase, None);
+    assert_eq!(trust_of(&aborted, "infra0"), old_ca);
+    assert!(!d.join("ca-next.crt").exists() && d.join("retired/ca").read_dir().unwrap().count() == 2);
+    assert_eq!(restarts(&aborted), 3);
+    assert_eq!(trust_of(&aborted, "infra2"), trust_of(&first, "infra2"));
+
+    // Phase 1 again, then 2: the CAs swap, every leaf comes from the new CA, both trusted (the
+    // new one first), the holder gets the new CA key; nothing restarts (same trusted set).
+    rotate(d, THREE, 7, Advance).unwrap();
+    let new_ca = pem("ca-next.crt");
+    let p2 = rotate(d, THREE, 8, Advance).unwrap();
+    assert_eq!(p2.ca_phase, Some(2));
+    assert_eq!((pem("ca.crt"), pem("ca-previous.crt")), (new_ca.clone(), old_ca.clone()));
+    assert_eq!(trust_of(&p2, "infra1"), format!("{new_ca}{old_ca}"));
+    assert!(
+        p2.decisions
+            .iter()
+            .all(|x| matches!(&x.action, Action::Renew(why) if why.starts_with("the CA rotation")))
+    );
+    assert_eq!(p2.decisions.len(), 13, "every member's leaves and the control plane's");
+    let new_der = etcdpack::x509::parse_pem(&new_ca).unwrap().der;
+    for leaves in p2.pki.leaves.values() {
+        for issued in leaves.values() {
+            assert!(etcdpack::x509::signed_by(&issued.info.der, &new_der));
+        }
+    }
+    let holder = etcdpack::unpack::unpack(&p2.dist["infra0.tar.gz"]).unwrap();
+    assert_eq!(holder.files["rootfs/etc/kubernetes/pki/etcd/ca.key"].bytes, pem("ca.key").into_bytes());
+    assert_eq!(restarts(&p2), 0);
+    assert!(refused(rotate(d, THREE, 9, Abort)).contains("the way out is forward"));
+
+    // Phase 3: the new CA alone; the old one retired; every member restarts.
+    let p3 = rotate(d, THREE, 10, Advance).unwrap();
+    assert_eq!(p3.ca_phase, None);
+    assert_eq!(trust_of(&p3, "infra1"), new_ca);
+    assert!(!d.join("ca-previous.crt").exists() && d.join("retired/ca").read_dir().unwrap().count() == 4);
+    assert_eq!(restarts(&p3), 3);
+    assert!(p3.decisions.iter().all(|x| x.action == Action::Reuse));
+    let after = run(d, THREE, 11, NOW, None).unwrap();
+    assert_eq!(after.dist, p3.dist, "a build after the rotation changes nothing");
 }

@@ -16,6 +16,7 @@ mod hostexpiry;
 mod install;
 mod lifecycle;
 mod members;
+mod rotation;
 mod sealed;
 mod snapshots;
 mod state;

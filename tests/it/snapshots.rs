@@ -196,8 +196,9 @@ fn every_scenario_has_its_own_test_cases() {
 #[test]
 fn no_snapshot_is_unreferenced() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
-    let mut expected: Vec<String> =
-        ["help", "build_help", "renew_help", "verify_help"].map(|h| format!("help__{h}")).to_vec();
+    let mut expected: Vec<String> = ["help", "build_help", "renew_help", "verify_help", "rotate-ca_help"]
+        .map(|h| format!("help__{h}"))
+        .to_vec();
     for scenario in scenarios() {
         expected.push(format!("{scenario}__plan"));
         expected.push(format!("{scenario}__control-plane"));

@@ -36,6 +36,7 @@ fn build_at(dir: &Path, text: &str, seed: u64, now: i64) -> Result<etcdpack::Bui
             emit: Default::default(),
             previous: None,
             sealer: &etcdpack::seal::Age,
+            ca_step: None,
         },
         &mut |_| {},
     )?;

@@ -178,6 +178,7 @@ pub fn built(scenario: &str) -> Arc<Built> {
             emit: Default::default(),
             previous: None,
             sealer: &etcdpack::seal::Age,
+            ca_step: None,
         };
         let build = etcdpack::build(&topology, &env, &mut |_| {}).unwrap();
         let bundles = build
@@ -207,6 +208,27 @@ pub fn build_in(
     now: i64,
     renewal: Option<&etcdpack::pki::Renewal>,
 ) -> Result<Build, etcdpack::error::Error> {
+    step_in(dir, text, seed, now, renewal, None)
+}
+
+/// `rotate-ca` (`step`) of `text` against the state folder `dir`, as [`build_in`].
+pub fn rotate_in(
+    dir: &std::path::Path,
+    text: &str,
+    seed: u64,
+    step: etcdpack::pki::CaStep,
+) -> Result<Build, etcdpack::error::Error> {
+    step_in(dir, text, seed, NOW, None, Some(step))
+}
+
+fn step_in(
+    dir: &std::path::Path,
+    text: &str,
+    seed: u64,
+    now: i64,
+    renewal: Option<&etcdpack::pki::Renewal>,
+    ca_step: Option<etcdpack::pki::CaStep>,
+) -> Result<Build, etcdpack::error::Error> {
     let t = topology_of(text);
     let state = fsio::load_state(dir)?;
     let env = BuildEnv {
@@ -219,6 +241,7 @@ pub fn build_in(
         emit: Default::default(),
         previous: None,
         sealer: &etcdpack::seal::Age,
+        ca_step,
     };
     let b = etcdpack::build(&t, &env, &mut |_| {})?;
     fsio::apply_state_update(dir, &b.state_update)?;
