@@ -426,7 +426,7 @@ wait_healthy() {
 # When the running etcd started (seconds since the epoch, from its metrics, to the hundredth),
 # or nothing.
 etcd_started() {
-  curl -sf --max-time 2 "$METRICS_URL/metrics" 2>/dev/null |
+  { curl -sf --max-time 2 "$METRICS_URL/metrics" 2>/dev/null || true; } |
     awk '$1 == "process_start_time_seconds" { printf "%.2f\n", $2 }'
 }
 

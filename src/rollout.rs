@@ -294,34 +294,50 @@ pub fn install_order(changes: &[HostChange]) -> Vec<&HostChange> {
     order
 }
 
-/// `major.minor` of an etcd image tag (`3.5.24-0`, `v3.6.5`), if it reads as one.
-fn minor_of(tag: &str) -> Option<(u32, u32)> {
+/// `major.minor.patch` of an etcd image tag (`3.5.24-0`, `v3.6.5`), if it reads as one (the
+/// patch 0 when the tag has none).
+fn version_of(tag: &str) -> Option<(u32, u32, u32)> {
     let mut parts = tag.trim_start_matches('v').split(['.', '-']);
-    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor, parts.next().and_then(|p| p.parse().ok()).unwrap_or(0)))
 }
 
 /// How the etcd version moves from the last build: `Err` for a downgrade across minor
-/// versions (etcd refuses to start on data of a newer minor), `Ok(Some(warning))` when an
-/// upgrade skips a minor version, `Ok(None)` otherwise (or when a tag does not read as a
+/// versions (etcd refuses to start on data of a newer minor) and for an upgrade that skips a
+/// minor version (etcd supports one minor at a time), `Ok(Some(warning))` for a minor upgrade
+/// from a patch below etcd's minimum for it ([`crate::versions::ETCD_UPGRADE_MINIMUMS`]),
+/// naming the intermediate step, `Ok(None)` otherwise (or when a tag does not read as a
 /// version).
 pub fn etcd_move(old_tag: &str, new_tag: &str) -> Result<Option<String>, String> {
-    let (Some(old), Some(new)) = (minor_of(old_tag), minor_of(new_tag)) else {
+    let (Some(old), Some(new)) = (version_of(old_tag), version_of(new_tag)) else {
         return Ok(None);
     };
-    if new < old {
+    let (old_minor, new_minor) = ((old.0, old.1), (new.0, new.1));
+    if new_minor < old_minor {
         return Err(format!(
             "the etcd image moves from {old_tag} to {new_tag}, a downgrade from etcd {}.{} to {}.{}: etcd does not run on data written by a newer minor version\n  help: keep kubernetesVersion (or etcd.imageTag) at a release with etcd {}.{} or later",
             old.0, old.1, new.0, new.1, old.0, old.1
         ));
     }
     if new.0 == old.0 && new.1 > old.1 + 1 {
-        return Ok(Some(format!(
-            "the etcd image moves from {old_tag} to {new_tag}, skipping etcd {}.{}: etcd supports upgrades one minor version at a time; roll out a release with etcd {}.{} first",
+        return Err(format!(
+            "the etcd image moves from {old_tag} to {new_tag}, skipping etcd {}.{}: etcd supports upgrades one minor version at a time (etcd-io/website, docs/v3.6/upgrades/upgrading-etcd.md)\n  help: roll out a release with etcd {}.{} first (an earlier kubernetesVersion, or etcd.imageTag), then this one",
             old.0,
             old.1 + 1,
             old.0,
             old.1 + 1
-        )));
+        ));
+    }
+    if new.0 == old.0 && new.1 == old.1 + 1 {
+        let minimum = crate::versions::ETCD_UPGRADE_MINIMUMS.iter().find(|m| (m.to.0, m.to.1) == new_minor);
+        if let Some(m) = minimum.filter(|m| old < m.from) {
+            let (a, b, c) = m.from;
+            return Ok(Some(format!(
+                "the etcd image moves from {old_tag} to {new_tag}, but etcd requires every member to run {a}.{b}.{c} or later before an upgrade to {}.{} ({}): first build and roll out this cluster with `etcd: {{ imageTag: {a}.{b}.{c}-0 }}` (or later) at kubernetesVersion of the running release, then this upgrade",
+                new.0, new.1, m.source
+            )));
+        }
     }
     Ok(None)
 }
@@ -332,12 +348,19 @@ mod tests {
 
     #[test]
     fn etcd_moves() {
-        assert_eq!(etcd_move("3.5.24-0", "3.6.5-0"), Ok(None));
         assert_eq!(etcd_move("3.5.15-0", "3.5.24-0"), Ok(None));
         assert_eq!(etcd_move("3.5.24-0", "3.5.15-0"), Ok(None));
         assert!(etcd_move("3.6.5-0", "3.5.24-0").unwrap_err().contains("downgrade from etcd 3.6 to 3.5"));
-        assert!(etcd_move("3.5.24-0", "3.7.0-0").unwrap().unwrap().contains("skipping etcd 3.6"));
+        assert!(etcd_move("3.5.24-0", "3.7.0-0").unwrap_err().contains("skipping etcd 3.6"));
         assert_eq!(etcd_move("custom", "3.5.0"), Ok(None));
-        assert_eq!(minor_of("v3.6.5"), Some((3, 6)));
+        assert_eq!(version_of("v3.6.5"), Some((3, 6, 5)));
+        assert_eq!(version_of("3.5"), Some((3, 5, 0)));
+        // etcd's minimum patch before the next minor: 3.5.26 for 3.6, 3.6.11 for 3.7.
+        let step = etcd_move("3.5.24-0", "3.6.5-0").unwrap().unwrap();
+        assert!(step.contains("3.5.26 or later") && step.contains("imageTag: 3.5.26-0"), "{step}");
+        assert_eq!(etcd_move("3.5.26-0", "3.6.5-0"), Ok(None));
+        assert!(etcd_move("3.6.5-0", "3.7.0-0").unwrap().unwrap().contains("3.6.11 or later"));
+        assert_eq!(etcd_move("3.6.11-0", "3.7.0-0"), Ok(None));
+        assert_eq!(etcd_move("3.4.23", "3.5.1"), Ok(None), "no minimum for 3.5");
     }
 }

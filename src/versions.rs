@@ -376,6 +376,31 @@ pub fn etcd_tag_at_least_3_6(tag: &str) -> bool {
     }
 }
 
+/// The lowest patch of one etcd minor that etcd's upgrade guide lets upgrade to the next.
+pub struct UpgradeMinimum {
+    /// The minor upgraded to (`3.6`).
+    pub to: (u32, u32),
+    /// The lowest version every member must run first.
+    pub from: (u32, u32, u32),
+    /// Where etcd says so.
+    pub source: &'static str,
+}
+
+/// etcd's minimum patch before each minor upgrade, as its upgrade guides state them (they have
+/// been raised after data-consistency bugs; 3.4 to 3.5 names none).
+pub const ETCD_UPGRADE_MINIMUMS: &[UpgradeMinimum] = &[
+    UpgradeMinimum {
+        to: (3, 6),
+        from: (3, 5, 26),
+        source: "etcd-io/website content/en/docs/v3.7/upgrades/upgrade_3_6.md, \"Update 3.5\": patch releases 3.5.24 through 3.5.26 fix upgrade blockers",
+    },
+    UpgradeMinimum {
+        to: (3, 7),
+        from: (3, 6, 11),
+        source: "etcd-io/website content/en/docs/v3.7/upgrades/upgrade_3_7.md, \"Update 3.6\"",
+    },
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -178,6 +178,18 @@ fn an_upgrade_restarts_every_host_one_at_a_time_and_a_downgrade_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     run(dir.path(), THREE, 1, NOW, None).unwrap();
     let up = THREE.replace("v1.33.6", "v1.34.2");
+    // 1.33.6 runs etcd 3.5.24, below the 3.5.26 etcd requires before 3.6: plan and build name
+    // the intermediate step (a warning: the upgrade still goes).
+    let t = topology_of(&up);
+    let state = fsio::load_state(dir.path()).unwrap();
+    let pre = etcdpack::preflight(&t, &etcdpack::plan::bootstrap(&t), &state, NOW, None).unwrap();
+    assert!(
+        pre.notes.iter().any(|n| n.contains("3.5.26 or later before an upgrade to 3.6")
+            && n.contains("imageTag: 3.5.26-0")
+            && n.contains("upgrade_3_6.md")),
+        "{:?}",
+        pre.notes
+    );
     let b = run(dir.path(), &up, 2, NOW, None).unwrap();
     // The control plane's etcd-external.yaml names the new kubernetesVersion: it installs
     // last, restarting nothing.
@@ -200,12 +212,14 @@ fn an_upgrade_restarts_every_host_one_at_a_time_and_a_downgrade_is_refused() {
     let Error::Refused(said) = &e else { panic!("not a refusal: {e:?}") };
     assert!(said.what.contains("downgrade from etcd 3.6 to 3.5"), "{said:?}");
     assert!(said.fix.as_deref().is_some_and(|f| f.contains("etcd 3.6 or later")), "{said:?}");
-    // An etcd.imageTag that skips a minor version (3.6 -> 3.8) is warned about.
+    // An etcd.imageTag that skips a minor version (3.6 -> 3.8) is refused, naming the step.
     let skip = up.replace("members:", "etcd: { imageTag: 3.8.0-0 }\nmembers:");
     let t = topology_of(&skip);
     let state = fsio::load_state(dir.path()).unwrap();
-    let pre = etcdpack::preflight(&t, &etcdpack::plan::bootstrap(&t), &state, NOW, None).unwrap();
-    assert!(pre.notes.iter().any(|n| n.contains("skipping etcd 3.7")), "{:?}", pre.notes);
+    let e = etcdpack::preflight(&t, &etcdpack::plan::bootstrap(&t), &state, NOW, None).expect_err("refused");
+    let Error::Refused(said) = &e else { panic!("not a refusal: {e:?}") };
+    assert!(said.what.contains("skipping etcd 3.7"), "{said:?}");
+    assert!(said.fix.as_deref().is_some_and(|f| f.contains("etcd 3.7 first")), "{said:?}");
 }
 
 #[test]
