@@ -313,7 +313,9 @@ find_trust_change() {
 quorum_guard() {
   local i manifest_changes=0 size=$((${#MEMBERS[@]} / 2)) quorum healthy=0 asked=() down=()
   for i in "${todo[@]}"; do
+    # What runs etcd: the manifest or unit, or (systemd runtime) the etcd binary it starts.
     [ "${FILES[i + 1]}" != "$RUNNER" ] || manifest_changes=1
+    [ "${FILES[i + 1]}" != "${ETCD_BINARY:-}" ] || manifest_changes=1
   done
   find_trust_change
   [ "$trust_changed" -eq 0 ] || manifest_changes=1

@@ -439,11 +439,19 @@ fn cluster(tag: &str, topology: &str) {
             "{}",
             String::from_utf8_lossy(&o.stdout)
         );
-        let (argv, dropped) = command_from_manifest(&root, drop_36);
+        let (mut argv, dropped) = command_from_manifest(&root, drop_36);
         if !dropped.is_empty() {
             eprintln!("{}: etcd 3.4 does not know {dropped:?}; started without them", m.name);
         }
         assert_eq!(dropped.len(), if drop_36 { 2 } else { 0 });
+        // A manifest for etcd 3.5 (kubeadm 1.29-1.33) runs unmodified on a real etcd 3.5.
+        if !drop_36 {
+            let etcd35 = crate::upgrade::etcd35().expect(
+                "etcd 3.5.1 is missing: run the README test command (bash scripts/test), which installs it",
+            );
+            assert_eq!(argv[0], "etcd");
+            argv[0] = etcd35.join("etcd").display().to_string();
+        }
         lab.spawn(&ns, &argv, &w.join(format!("{}.log", m.name)));
         members.push(Member { name: m.name.clone(), address: m.address, root, ns });
     }
@@ -451,6 +459,12 @@ fn cluster(tag: &str, topology: &str) {
     let endpoints: Vec<String> = members.iter().map(|m| url(&m.address, plan.client_port)).collect();
     let all = endpoints.join(",");
     wait_healthy(&members, &all, w);
+    if !drop_36 {
+        for m in &members {
+            let log = std::fs::read_to_string(w.join(format!("{}.log", m.name))).unwrap();
+            assert!(log.contains("\"etcd-version\":\"3.5.1\""), "{} runs etcd 3.5.1", m.name);
+        }
+    }
 
     // The metrics listener of the manifest (loopback, plain HTTP) answers inside each namespace.
     for m in &members {

@@ -22,5 +22,6 @@ mod snapshots;
 mod state;
 mod systemd;
 mod tidy;
+mod upgrade;
 mod validation;
 mod verify;
