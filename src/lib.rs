@@ -435,7 +435,7 @@ pub fn plan_for(t: &Topology, state: &State, reset_members: bool) -> Result<(Pla
         named: t.pki.ca_key_holder.as_deref(),
         recorded: state.record.ca_key_holder.as_deref(),
     };
-    let membership = membership::decide(
+    let mut membership = membership::decide(
         &plan::peers(t),
         t.etcd.client_port,
         state.record.built.as_ref(),
@@ -443,6 +443,13 @@ pub fn plan_for(t: &Topology, state: &State, reset_members: bool) -> Result<(Pla
         ca,
     )
     .map_err(Error::refused)?;
+    // A membership change during a CA rotation is folded in: the new member's bundle is the
+    // phase's like every other.
+    if let (Some(phase), false) = (state.record.ca_rotation, membership.steps.is_empty()) {
+        membership.notes.push(format!(
+            "a CA rotation is in phase {phase} of 3: the members this change adds trust the same CAs as the others and get their certificates from the CA that signs in this phase; the rotation goes on as before"
+        ));
+    }
     Ok((plan::plan(t, &membership), membership))
 }
 

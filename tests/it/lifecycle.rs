@@ -632,3 +632,31 @@ fn a_ca_rotation_moves_through_its_phases_in_the_state_and_the_bundles() {
     let after = run(d, THREE, 11, NOW, None).unwrap();
     assert_eq!(after.dist, p3.dist, "a build after the rotation changes nothing");
 }
+
+/// A member added in the middle of a CA rotation is folded into it, and the build says so:
+/// its bundle trusts both CAs and its certificates come from the CA that signs in the phase.
+#[test]
+fn a_member_added_during_a_ca_rotation_joins_in_the_rotations_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run(d, THREE, 1, NOW, None).unwrap();
+    crate::support::rotate_in(d, THREE, 2, etcdpack::pki::CaStep::Advance).unwrap();
+    let four = THREE.replace(
+        "  - { name: infra2, address: 10.0.0.8 }\n",
+        "  - { name: infra2, address: 10.0.0.8 }\n  - { name: infra3, address: 10.0.0.9 }\n",
+    );
+    let b = run(d, &four, 3, NOW, None).unwrap();
+    assert_eq!(b.ca_phase, Some(1));
+    assert!(
+        b.membership.notes.iter().any(|n| n.contains("a CA rotation is in phase 1 of 3")),
+        "{:?}",
+        b.membership.notes
+    );
+    let u = etcdpack::unpack::unpack(&b.dist["infra3.tar.gz"]).unwrap();
+    let trust = String::from_utf8(u.files["rootfs/etc/kubernetes/pki/etcd/ca.crt"].bytes.clone()).unwrap();
+    assert_eq!(trust.matches("BEGIN CERTIFICATE").count(), 2);
+    let old = etcdpack::x509::parse_pem(&std::fs::read_to_string(d.join("ca.crt")).unwrap()).unwrap().der;
+    for issued in b.pki.leaves["infra3"].values() {
+        assert!(etcdpack::x509::signed_by(&issued.info.der, &old), "phase 1: the old CA signs");
+    }
+}
