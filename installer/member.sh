@@ -138,9 +138,25 @@ read_record() {
   fi
 }
 
+# A CA rotation's phase 2 issues every certificate from the new CA, which the members must
+# already trust (phase 1, installed everywhere first): a host whose installed etcd/ca.crt does
+# not hold the CA that signs this bundle skipped phase 1, and its peers likely did too.
+refuse_skipped_phase() {
+  local ca=$root$PKI_DIR/etcd/ca.crt signer
+  [ -n "$(record_field bundle.env TRUSTED_CA_SHA256)" ] && [ -f "$ca" ] || return 0
+  signer=$(record_field bundle.env CA_SHA256)
+  ! cert_set "$ca" | grep -Fx -- "$signer" >/dev/null || return 0
+  if [ "$force" -eq 1 ]; then
+    warn "the installed etcd/ca.crt does not trust the CA that signs this bundle; going on because of --force"
+  else
+    refuse "this bundle's certificates come from a CA that the installed etcd/ca.crt does not trust yet: install the CA rotation's phase-1 bundles on every member first (or pass --force)"
+  fi
+}
+
 # Member checks before the paths: the runtime, the address, the ports.
 preflight_host() {
   read_record && refuse_older
+  refuse_skipped_phase
   # One etcd per host: a member does not change runtime under a running etcd.
   preflight_runtime
   # Whoever listens on a TCP port, as "name (pid N)", or nothing.

@@ -56,3 +56,32 @@ setup() {
   run ours_ca bbb
   [ "$status" -eq 1 ]
 }
+
+@test "refuse_skipped_phase: a phase-2 bundle on a host that never trusted its CA is refused" {
+  root=$BATS_TEST_TMPDIR/root
+  PKI_DIR=/etc/kubernetes/pki
+  force=0
+  # As preflight gathers them.
+  problems=()
+  refuse() { problems+=("$*"); }
+  mkdir -p "$root$PKI_DIR/etcd"
+  cp old.crt "$root$PKI_DIR/etcd/ca.crt"
+  new=$(sha256sum <new.crt | cut -d' ' -f1)
+  old=$(sha256sum <old.crt | cut -d' ' -f1)
+  printf 'CA_SHA256=%s\nTRUSTED_CA_SHA256=%s,%s\n' "$new" "$new" "$old" >bundle.env
+  refuse_skipped_phase
+  [ "${#problems[@]}" -eq 1 ]
+  [[ "${problems[0]}" == *"install the CA rotation's phase-1 bundles on every member first"* ]]
+  force=1
+  run refuse_skipped_phase
+  [[ "$output" == *"going on because of --force"* ]]
+  force=0
+  # After phase 1 the host trusts both: phase 2 goes on; so does a bundle outside a rotation.
+  problems=()
+  cat old.crt new.crt >"$root$PKI_DIR/etcd/ca.crt"
+  refuse_skipped_phase
+  printf 'CA_SHA256=%s\n' "$new" >bundle.env
+  cp old.crt "$root$PKI_DIR/etcd/ca.crt"
+  refuse_skipped_phase
+  [ "${#problems[@]}" -eq 0 ]
+}
