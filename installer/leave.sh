@@ -138,7 +138,7 @@ leave_cluster() {
     exit 0
   fi
   if [ "$host" -eq 1 ] && command -v systemctl >/dev/null; then
-    systemctl disable --now etcdpack-expiry.timer >/dev/null 2>&1 || true
+    systemctl disable --now etcdpack-expiry.timer etcdpack-snapshot.timer >/dev/null 2>&1 || true
     systemctl daemon-reload || true
   fi
   say "done: $MEMBER left $CLUSTER; $moved path(s) moved into $BACKUP_DIR/$stamp (root only; delete it once the data is no longer wanted)"

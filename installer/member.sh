@@ -57,29 +57,33 @@ ships() {
   return 1
 }
 
-# The expiry check runs as a user of its own and writes its metric into its runtime folder
-# ($EXPIRY_METRIC); where node_exporter's textfile folder exists, a link there lets the
-# collector read it. That folder may be another user's, so nothing is written through a
-# name in it: what is there (the metric an earlier release wrote as root) is renamed into
-# the backup, and the link is made with ln -T, which follows nothing; --rollback renames
-# it back.
-link_expiry_metric() {
-  local dir=$root$TEXTFILE_DIR name=${EXPIRY_METRIC##*/}
+# The timers a member bundle may ship, each with what it does and the metric it writes: the
+# expiry check (as a user of its own) and the snapshot job.
+TIMERS=("$EXPIRY_TIMER" "a daily certificate expiry check" "$EXPIRY_METRIC"
+  "$SNAPSHOT_TIMER" "scheduled snapshots" "$SNAPSHOT_METRIC")
+
+# Each job writes its metric into its own runtime folder (METRIC); where node_exporter's
+# textfile folder exists, a link there lets the collector read it. That folder may be another
+# user's, so nothing is written through a name in it: what is there (a metric an earlier
+# release wrote as root) is renamed into the backup, and the link is made with ln -T, which
+# follows nothing; --rollback renames it back.
+link_metric() {
+  local metric=$1 what=$2 dir=$root$TEXTFILE_DIR name=${1##*/}
   [ -d "$dir" ] && [ ! -L "$dir" ] || return 0
-  [ "$(readlink "$dir/$name" 2>/dev/null)" != "$EXPIRY_METRIC" ] || return 0
+  [ "$(readlink "$dir/$name" 2>/dev/null)" != "$metric" ] || return 0
   if [ -e "$dir/$name" ] || [ -L "$dir/$name" ]; then
     mkdir -p "$backup/files$TEXTFILE_DIR"
     mv -fT "$dir/$name" "$backup/files$TEXTFILE_DIR/$name" 2>/dev/null || {
-      warn "could not move $TEXTFILE_DIR/$name aside; node_exporter will not see the expiry metric"
+      warn "could not move $TEXTFILE_DIR/$name aside; node_exporter will not see the metric of $what"
       return 0
     }
     note set-aside "$TEXTFILE_DIR/$name"
   fi
-  if ln -snT "$EXPIRY_METRIC" "$dir/$name" 2>/dev/null; then
+  if ln -snT "$metric" "$dir/$name" 2>/dev/null; then
     note added "$TEXTFILE_DIR/$name"
-    say "linked $TEXTFILE_DIR/$name to $EXPIRY_METRIC (the expiry check's metric)"
+    say "linked $TEXTFILE_DIR/$name to $metric (the metric of $what)"
   else
-    warn "could not link $TEXTFILE_DIR/$name to $EXPIRY_METRIC; node_exporter will not see the expiry metric"
+    warn "could not link $TEXTFILE_DIR/$name to $metric; node_exporter will not see the metric of $what"
   fi
 }
 
@@ -93,10 +97,12 @@ restart_service() {
       say "would run: systemctl daemon-reload"
       [ "${enable_cmd[0]}" = true ] || say "would run: ${enable_cmd[*]}"
       say "would run: ${restart_cmd[*]}"
-      ! ships "$EXPIRY_TIMER" || say "would run: systemctl enable --now etcdpack-expiry.timer"
+      for ((i = 0; i < ${#TIMERS[@]}; i += 3)); do
+        ! ships "${TIMERS[i]}" || say "would run: systemctl enable --now ${TIMERS[i]##*/}"
+      done
       return 0
     fi
-    local rc=0
+    local rc=0 i unit
     systemctl daemon-reload && "${enable_cmd[@]}" && "${restart_cmd[@]}" || rc=$?
     if [ "$rc" -ne 0 ]; then
       mkdir -p "$root$RECORD_DIR"
@@ -107,17 +113,22 @@ restart_service() {
     rm -f "$(restart_marker)"
     say "restarted $SERVICE_SAID"
     [ "$trust_changed" -eq 0 ] || restart_for_trust
-    if [ -f "$EXPIRY_TIMER" ]; then
-      if systemctl enable --now etcdpack-expiry.timer >/dev/null 2>&1; then
-        say "enabled etcdpack-expiry.timer (a daily certificate expiry check)"
+    for ((i = 0; i < ${#TIMERS[@]}; i += 3)); do
+      [ -f "${TIMERS[i]}" ] || continue
+      unit=${TIMERS[i]##*/}
+      if systemctl enable --now "$unit" >/dev/null 2>&1; then
+        say "enabled $unit (${TIMERS[i + 1]})"
       else
-        warn "could not enable etcdpack-expiry.timer; run: systemctl enable --now etcdpack-expiry.timer"
+        warn "could not enable $unit; run: systemctl enable --now $unit"
       fi
-    fi
+    done
   elif [ "$host" -eq 0 ] && [ "$dry_run" -eq 0 ] && [ "$trust_changed" -eq 1 ]; then
     say "etcd/ca.crt now trusts other CAs, and etcd reads it only at start: restart etcd here with whatever runs it${wait_secs:+ (--wait waits until it has)}"
-  elif [ "$host" -eq 0 ] && [ "$dry_run" -eq 0 ] && [ -f "$root$EXPIRY_TIMER" ]; then
-    say "in an image, enable the daily expiry check with: systemctl --root $root enable etcdpack-expiry.timer"
+  elif [ "$host" -eq 0 ] && [ "$dry_run" -eq 0 ]; then
+    local i
+    for ((i = 0; i < ${#TIMERS[@]}; i += 3)); do
+      [ ! -f "$root${TIMERS[i]}" ] || say "in an image, enable ${TIMERS[i + 1]} with: systemctl --root $root enable ${TIMERS[i]##*/}"
+    done
   fi
 }
 # What an earlier install recorded under /etc/etcdpack: was_cluster, was_member, was_ca,
@@ -280,9 +291,12 @@ install_extras() {
   elif [ -n "$IMAGE_ARCHIVE" ] && [ "$host" -eq 1 ] && [ -n "$import_tool" ]; then
     say "image $IMAGE is already present"
   fi
-  if ships "$EXPIRY_TIMER" && [ "$dry_run" -eq 0 ]; then
-    link_expiry_metric
-  fi
+  local i
+  for ((i = 0; i < ${#TIMERS[@]}; i += 3)); do
+    if ships "${TIMERS[i]}" && [ "$dry_run" -eq 0 ]; then
+      link_metric "${TIMERS[i + 2]}" "${TIMERS[i + 1]}"
+    fi
+  done
 }
 
 # Restart what runs etcd so that it picks up the new files.
@@ -290,13 +304,16 @@ after_files() { restart_service; }
 
 after_done() { :; }
 
-# After --rollback: the expiry timer an undone install added goes out of systemd too, and
-# etcd restarts with the restored files.
+# After --rollback: the timers an undone install added go out of systemd too, and etcd
+# restarts with the restored files.
 after_rollback() {
-  local undone=$1
-  if [ "$host" -eq 1 ] && [ "$restart" -eq 1 ] && [ ! -f "$EXPIRY_TIMER" ] && grep -F "added"$'\t'"$EXPIRY_TIMER" "$undone/changes" >/dev/null; then
-    systemctl disable --now etcdpack-expiry.timer >/dev/null 2>&1 || warn "could not disable etcdpack-expiry.timer; run: systemctl disable etcdpack-expiry.timer"
-  fi
+  local undone=$1 i unit
+  for ((i = 0; i < ${#TIMERS[@]}; i += 3)); do
+    unit=${TIMERS[i]##*/}
+    if [ "$host" -eq 1 ] && [ "$restart" -eq 1 ] && [ ! -f "${TIMERS[i]}" ] && grep -F "added"$'\t'"${TIMERS[i]}" "$undone/changes" >/dev/null; then
+      systemctl disable --now "$unit" >/dev/null 2>&1 || warn "could not disable $unit; run: systemctl disable $unit"
+    fi
+  done
   restart_service
 }
 

@@ -185,6 +185,11 @@ impl Data {
                 "EXPIRY_METRIC",
                 &format!("{}/{}", crate::layout::EXPIRY_METRIC_DIR, crate::layout::EXPIRY_METRIC),
             );
+            scalar("SNAPSHOT_TIMER", crate::layout::SNAPSHOT_TIMER_PATH);
+            scalar(
+                "SNAPSHOT_METRIC",
+                &format!("{}/{}", crate::layout::SNAPSHOT_METRIC_DIR, crate::layout::SNAPSHOT_METRIC),
+            );
             scalar("TEXTFILE_DIR", crate::layout::TEXTFILE_DIR);
             scalar("IMAGE_ARCHIVE", e.image_archive.as_deref().unwrap_or_default());
             for (key, value) in [

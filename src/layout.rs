@@ -172,6 +172,12 @@ pub mod templates {
     pub const EXPIRY_SERVICE: &str = "etcdpack-expiry.service";
     /// Its daily timer.
     pub const EXPIRY_TIMER: &str = "etcdpack-expiry.timer";
+    /// The host-side snapshot job (POSIX sh + etcd's tools).
+    pub const SNAPSHOT_SCRIPT: &str = "etcdpack-snapshot";
+    /// Its systemd service.
+    pub const SNAPSHOT_SERVICE: &str = "etcdpack-snapshot.service";
+    /// Its timer (`backup.schedule`).
+    pub const SNAPSHOT_TIMER: &str = "etcdpack-snapshot.timer";
     /// The control plane's `etcd.external` ClusterConfiguration.
     pub const ETCD_EXTERNAL: &str = "etcd-external.yaml";
     /// The systemd runtime's `etcd.service`.
@@ -181,7 +187,7 @@ pub mod templates {
     /// The Ansible inventory (`build --emit ansible`).
     pub const ANSIBLE_INVENTORY: &str = "ansible-inventory.yml";
     /// Every id the planner can emit.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 14] = [
         KUBEADMCFG,
         ETCD_MANIFEST,
         KUBELET_CONF,
@@ -189,6 +195,9 @@ pub mod templates {
         EXPIRY_SCRIPT,
         EXPIRY_SERVICE,
         EXPIRY_TIMER,
+        SNAPSHOT_SCRIPT,
+        SNAPSHOT_SERVICE,
+        SNAPSHOT_TIMER,
         ETCD_EXTERNAL,
         ETCD_UNIT,
         USER_DATA,
@@ -204,6 +213,8 @@ enum When {
     CaKey,
     /// Only with `monitoring.expiryTimer` (the default).
     ExpiryTimer,
+    /// Only with `backup` (the default).
+    Backup,
 }
 
 /// The folder of the host-side expiry check.
@@ -214,6 +225,16 @@ pub const EXPIRY_SCRIPT_PATH: &str = "/usr/local/sbin/etcdpack-expiry";
 pub const SYSTEMD_DIR: &str = "/etc/systemd/system";
 /// Where the expiry check's timer installs.
 pub const EXPIRY_TIMER_PATH: &str = "/etc/systemd/system/etcdpack-expiry.timer";
+/// Where the snapshot job installs.
+pub const SNAPSHOT_SCRIPT_PATH: &str = "/usr/local/sbin/etcdpack-snapshot";
+/// Where its timer installs.
+pub const SNAPSHOT_TIMER_PATH: &str = "/etc/systemd/system/etcdpack-snapshot.timer";
+/// Where the snapshot job writes its metrics (its unit's runtime folder, root's).
+pub const SNAPSHOT_METRIC_DIR: &str = "/run/etcdpack-snapshot";
+/// That folder as the unit's `RuntimeDirectory=`.
+pub const SNAPSHOT_RUNTIME_DIR: &str = "etcdpack-snapshot";
+/// The snapshot metrics' file name, there and as the link in node_exporter's folder.
+pub const SNAPSHOT_METRIC: &str = "etcdpack-snapshot.prom";
 /// Where the expiry check, run by the unit as an unprivileged dynamic user, writes its metric:
 /// its own runtime folder, which no other user can write.
 pub const EXPIRY_METRIC_DIR: &str = "/run/etcdpack-expiry";
@@ -314,6 +335,8 @@ pub struct MemberLayout<'a> {
     pub carries_ca_key: bool,
     /// `monitoring.expiryTimer`.
     pub expiry_timer: bool,
+    /// `backup` (not `false`).
+    pub backup: bool,
     /// The image archive's file name (static pods).
     pub image_archive: Option<&'a str>,
     /// The binaries of `etcd.binaryArchive` (systemd), by file name.
@@ -348,15 +371,25 @@ fn member_rows(runtime: Runtime) -> Vec<Row> {
             ..row(format!("rootfs{PKI_DIR}/{}.key", leaf.stem()), 0o600, Content::Key(leaf))
         });
     }
-    let timer =
-        |path: String, mode, id| Row { when: When::ExpiryTimer, ..row(path, mode, Content::Template(id)) };
-    rows.push(timer(format!("rootfs{EXPIRY_SCRIPT_PATH}"), 0o755, templates::EXPIRY_SCRIPT));
-    rows.push(timer(
-        format!("rootfs{SYSTEMD_DIR}/etcdpack-expiry.service"),
-        0o644,
-        templates::EXPIRY_SERVICE,
-    ));
-    rows.push(timer(format!("rootfs{EXPIRY_TIMER_PATH}"), 0o644, templates::EXPIRY_TIMER));
+    // The host-side jobs, each a script run by a service and its timer (their template ids
+    // are their file names): the expiry check and the snapshot job.
+    for (when, script, [script_id, service_id, timer_id]) in [
+        (
+            When::ExpiryTimer,
+            EXPIRY_SCRIPT_PATH,
+            [templates::EXPIRY_SCRIPT, templates::EXPIRY_SERVICE, templates::EXPIRY_TIMER],
+        ),
+        (
+            When::Backup,
+            SNAPSHOT_SCRIPT_PATH,
+            [templates::SNAPSHOT_SCRIPT, templates::SNAPSHOT_SERVICE, templates::SNAPSHOT_TIMER],
+        ),
+    ] {
+        let job = |path: String, mode, id| Row { when, ..row(path, mode, Content::Template(id)) };
+        rows.push(job(format!("rootfs{script}"), 0o755, script_id));
+        rows.push(job(format!("rootfs{SYSTEMD_DIR}/{service_id}"), 0o644, service_id));
+        rows.push(job(format!("rootfs{SYSTEMD_DIR}/{timer_id}"), 0o644, timer_id));
+    }
     match runtime {
         Runtime::StaticPod => {
             rows.push(row(
@@ -453,6 +486,7 @@ pub fn member_files(l: &MemberLayout<'_>) -> Vec<PlannedFile> {
         When::Always => true,
         When::CaKey => l.carries_ca_key,
         When::ExpiryTimer => l.expiry_timer,
+        When::Backup => l.backup,
     });
     // The image archive installs nowhere: install.sh imports it.
     let image = l.image_archive.map(|name| row(format!("images/{name}"), 0o644, Content::ImageArchive));
@@ -472,22 +506,26 @@ mod tests {
     #[test]
     fn the_expiry_metric_folder_is_the_units_runtime_folder() {
         assert_eq!(EXPIRY_METRIC_DIR, format!("/run/{EXPIRY_RUNTIME_DIR}"));
+        assert_eq!(SNAPSHOT_METRIC_DIR, format!("/run/{SNAPSHOT_RUNTIME_DIR}"));
     }
 
     #[test]
     fn the_first_member_alone_carries_the_ca_key() {
         assert!(EXPIRY_SCRIPT_PATH.starts_with(&format!("{LOCAL_SBIN}/")));
-        assert!(EXPIRY_TIMER_PATH.starts_with(&format!("{SYSTEMD_DIR}/")));
+        assert_eq!(EXPIRY_TIMER_PATH, format!("{SYSTEMD_DIR}/{}", templates::EXPIRY_TIMER));
+        assert_eq!(SNAPSHOT_TIMER_PATH, format!("{SYSTEMD_DIR}/{}", templates::SNAPSHOT_TIMER));
+        assert_eq!(SNAPSHOT_SCRIPT_PATH, format!("{LOCAL_SBIN}/{}", templates::SNAPSHOT_SCRIPT));
         let layout = |carries_ca_key, image_archive| MemberLayout {
             runtime: Runtime::StaticPod,
             carries_ca_key,
             expiry_timer: carries_ca_key,
+            backup: carries_ca_key,
             image_archive,
             binaries: &[],
         };
         let with = member_files(&layout(true, None));
         let without = member_files(&layout(false, Some("etcd.tar")));
-        assert_eq!(with.len(), 23);
+        assert_eq!(with.len(), 26);
         assert_eq!(without.len(), 20);
         assert!(with.iter().any(|f| f.content == Content::CaKey));
         assert!(!without.iter().any(|f| f.content == Content::CaKey));
@@ -508,6 +546,7 @@ mod tests {
             runtime: Runtime::Systemd,
             carries_ca_key: true,
             expiry_timer: true,
+            backup: true,
             image_archive: None,
             binaries: &binaries,
         });

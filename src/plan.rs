@@ -106,6 +106,8 @@ pub struct Plan {
     pub image_tag: String,
     /// Data dir.
     pub data_dir: String,
+    /// `backup`: each member's scheduled snapshots (`None` with `backup: false`).
+    pub backup: Option<crate::topology::Backup>,
     /// Client port.
     pub client_port: u16,
     /// Peer port.
@@ -288,6 +290,7 @@ pub fn plan(t: &Topology, membership: &Membership) -> Plan {
                     runtime: t.etcd.runtime,
                     carries_ca_key,
                     expiry_timer: t.monitoring.expiry_timer,
+                    backup: t.backup.is_some(),
                     image_archive: image_archive.as_deref(),
                     binaries: &binary_names,
                 }),
@@ -302,6 +305,7 @@ pub fn plan(t: &Topology, membership: &Membership) -> Plan {
         behaviour,
         arg_order_given: t.etcd.arg_order_given,
         data_dir,
+        backup: t.backup.clone(),
         client_port: cport,
         peer_port: pport,
         key_algorithm: t.pki.key_algorithm,

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The templates, embedded at build time; the id is the path under `templates/` without `.hbs`.
-pub const TEMPLATES: [(&str, &str); 11] = [
+pub const TEMPLATES: [(&str, &str); 14] = [
     (templates::KUBEADMCFG, include_str!("../templates/kubeadmcfg.yaml.hbs")),
     (templates::ETCD_MANIFEST, include_str!("../templates/etcd.yaml.hbs")),
     (templates::KUBELET_CONF, include_str!("../templates/kubelet.conf.hbs")),
@@ -25,6 +25,9 @@ pub const TEMPLATES: [(&str, &str); 11] = [
     (templates::EXPIRY_SCRIPT, include_str!("../templates/etcdpack-expiry.hbs")),
     (templates::EXPIRY_SERVICE, include_str!("../templates/etcdpack-expiry.service.hbs")),
     (templates::EXPIRY_TIMER, include_str!("../templates/etcdpack-expiry.timer.hbs")),
+    (templates::SNAPSHOT_SCRIPT, include_str!("../templates/etcdpack-snapshot.hbs")),
+    (templates::SNAPSHOT_SERVICE, include_str!("../templates/etcdpack-snapshot.service.hbs")),
+    (templates::SNAPSHOT_TIMER, include_str!("../templates/etcdpack-snapshot.timer.hbs")),
     (templates::ETCD_EXTERNAL, include_str!("../templates/etcd-external.yaml.hbs")),
     (templates::ETCD_UNIT, include_str!("../templates/etcd.service.hbs")),
     (templates::USER_DATA, include_str!("../templates/user-data.hbs")),
@@ -291,6 +294,11 @@ struct MemberContext<'a> {
     expiry_runtime_dir: &'static str,
     expiry_metric: &'static str,
     textfile_dir: &'static str,
+    backup: Option<&'a crate::topology::Backup>,
+    snapshot_metric_dir: &'static str,
+    snapshot_runtime_dir: &'static str,
+    snapshot_metric: &'static str,
+    snapshot_script_path: &'static str,
     member: &'a MemberPlan,
     etcd_user: Option<&'a str>,
     exec_start: Option<String>,
@@ -326,6 +334,11 @@ fn context<'a>(plan: &'a Plan, m: &'a MemberPlan) -> MemberContext<'a> {
         expiry_runtime_dir: crate::layout::EXPIRY_RUNTIME_DIR,
         expiry_metric: crate::layout::EXPIRY_METRIC,
         textfile_dir: crate::layout::TEXTFILE_DIR,
+        backup: plan.backup.as_ref(),
+        snapshot_metric_dir: crate::layout::SNAPSHOT_METRIC_DIR,
+        snapshot_runtime_dir: crate::layout::SNAPSHOT_RUNTIME_DIR,
+        snapshot_metric: crate::layout::SNAPSHOT_METRIC,
+        snapshot_script_path: crate::layout::SNAPSHOT_SCRIPT_PATH,
         member: m,
         etcd_user: plan.systemd.as_ref().map(|s| s.user.as_str()),
         exec_start: plan.systemd.as_ref().map(|s| exec_start(&s.binary, &m.command)),

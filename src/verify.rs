@@ -349,13 +349,14 @@ fn check_layout(r: &mut Report, u: &Unpacked, kind: Kind, runtime: crate::layout
         .filter(|n| !n.contains('/') && n.ends_with(".tar"));
     // The binaries of an etcd release archive (systemd) are optional.
     let binaries: Vec<String> = crate::layout::ETCD_BINARIES.map(String::from).to_vec();
-    // Likewise the expiry timer (`monitoring.expiryTimer`) is optional.
+    // Likewise the expiry timer (`monitoring.expiryTimer`) and the snapshot job (`backup`).
     let paths = |optional: bool| -> Vec<String> {
         let files = match kind {
             Kind::Member => member_files(&MemberLayout {
                 runtime,
                 carries_ca_key: optional,
                 expiry_timer: optional,
+                backup: optional,
                 image_archive: image,
                 binaries: if optional { &binaries } else { &[] },
             }),

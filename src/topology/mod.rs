@@ -73,6 +73,8 @@ pub struct Topology {
     pub kubelet: KubeletSettings,
     /// `monitoring:` section.
     pub monitoring: Monitoring,
+    /// `backup:` section; `None` with `backup: false`.
+    pub backup: Option<Backup>,
     /// Members, in file order; the first one holds the CA key.
     pub members: Vec<Member>,
 }
@@ -216,6 +218,21 @@ pub struct Monitoring {
     /// Whether bundles carry `etcdpack-expiry` with its daily systemd timer.
     pub expiry_timer: bool,
 }
+
+/// `backup:` section: scheduled snapshots on every member (`backup: false` leaves them out).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Backup {
+    /// When the timer runs (systemd `OnCalendar=`).
+    pub schedule: String,
+    /// How many snapshots each member keeps.
+    pub keep: u32,
+    /// The root-only folder they are kept in.
+    pub dir: String,
+}
+
+/// The snapshot folder when the topology names none.
+pub const DEFAULT_BACKUP_DIR: &str = "/var/lib/etcdpack/snapshots";
 
 /// One etcd member.
 #[derive(Clone, Debug, Serialize)]

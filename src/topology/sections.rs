@@ -27,6 +27,7 @@ impl Walker {
                 "etcd",
                 "kubelet",
                 "monitoring",
+                "backup",
                 "members",
             ],
         )?;
@@ -73,6 +74,7 @@ impl Walker {
             );
         }
         let monitoring = self.monitoring(f.get("monitoring").map(|x| x.1));
+        let backup = self.backup(f.get("backup").map(|x| x.1));
         let members = self.members(root, &f);
         if let (Some(p), Some(ms), Some((_, pn))) = (&pki, &members, f.get("pki")) {
             let node = match &pn.data {
@@ -112,6 +114,16 @@ impl Walker {
         }
         let (cluster, (kubernetes_version, release, _), config_api, pki, etcd, kubelet, monitoring, members) =
             (cluster?, version?, config_api?, pki?, etcd?, kubelet?, monitoring?, members?);
+        let backup = backup?;
+        let data_dir = etcd.data_dir.as_deref().unwrap_or("/var/lib/etcd").trim_end_matches('/').to_string();
+        if let Some(b) = backup.as_ref().filter(|b| {
+            let inside = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+            inside(&b.dir, &data_dir) || inside(&data_dir, &b.dir)
+        }) {
+            let n = f.get("backup").map(|x| x.1).unwrap_or(root);
+            self.err("backup.dir", n, format!("{} and the data dir {data_dir} hold one another", b.dir), "keep snapshots in a folder of their own, beside the data dir (a restore moves the data dir away)");
+            return None;
+        }
         Some(Topology {
             cluster,
             kubernetes_version,
@@ -121,6 +133,7 @@ impl Walker {
             etcd,
             kubelet,
             monitoring,
+            backup,
             members,
         })
     }
@@ -353,6 +366,67 @@ impl Walker {
         Some(out)
     }
 
+    /// `backup:`: `false`, or the schedule, retention and folder of each member's snapshots.
+    /// The outer `None` is an error; `Some(None)` is `backup: false`.
+    pub(super) fn backup(&mut self, node: Option<&MarkedYamlOwned>) -> Option<Option<Backup>> {
+        let mut out =
+            Backup { schedule: "daily".into(), keep: 7, dir: crate::topology::DEFAULT_BACKUP_DIR.into() };
+        let Some(node) = node else { return Some(Some(out)) };
+        if let saphyr::YamlDataOwned::Value(saphyr::ScalarOwned::Boolean(b)) = &node.data {
+            return Some(b.then_some(out));
+        }
+        let f = self.mapping("backup", node, &["schedule", "keep", "dir"])?;
+        let mut ok = true;
+        if let Some(v) = self.checked(
+            &f,
+            "backup",
+            "schedule",
+            is_calendar,
+            "a systemd calendar expression",
+            "write it as systemd's OnCalendar= takes it, such as daily, hourly or *-*-* 02:30:00",
+            &mut ok,
+        ) {
+            out.schedule = v;
+        }
+        if let Some((_, n)) = f.get("keep") {
+            match self.scalar_text("backup.keep", n).and_then(|t| t.parse::<u32>().ok()) {
+                Some(k) if (1..=1000).contains(&k) => out.keep = k,
+                _ => {
+                    self.err(
+                        "backup.keep",
+                        n,
+                        "not a number of snapshots from 1 to 1000",
+                        "write how many snapshots each member keeps, such as 7",
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if let Some(v) = self.checked(
+            &f,
+            "backup",
+            "dir",
+            is_clean_abs_path,
+            "a clean absolute path",
+            "write an absolute path without spaces, `..` or `//`, such as /var/lib/etcdpack/snapshots",
+            &mut ok,
+        ) {
+            let dir = v.trim_end_matches('/').to_string();
+            let ours = dir == crate::topology::DEFAULT_BACKUP_DIR
+                || dir.starts_with(&format!("{}/", crate::topology::DEFAULT_BACKUP_DIR));
+            let why = if ours { None } else { super::etcd::data_dir_refusal(&dir) };
+            match why {
+                Some(why) => {
+                    let n = f.get("dir").map(|x| x.1).unwrap_or(node);
+                    self.err("backup.dir", n, format!("{why}: snapshots need a folder of their own"), "use a folder only the snapshots use, such as /var/lib/etcdpack/snapshots (the default) or /backup/etcd");
+                    ok = false;
+                }
+                None => out.dir = dir,
+            }
+        }
+        ok.then_some(Some(out))
+    }
+
     pub(super) fn members(&mut self, root: &MarkedYamlOwned, f: &Fields<'_>) -> Option<Vec<Member>> {
         let node = self.required("", root, f, "members", "[{ name: infra0, address: 10.0.0.6 }]")?;
         let items = self.list("members", node)?;
@@ -520,6 +594,15 @@ impl Walker {
         }
         ok.then_some(out)
     }
+}
+
+/// A systemd calendar expression as `OnCalendar=` takes it, in characters that need no
+/// quoting in a unit or a shell word list (no `%`, `$`, quotes or backslashes).
+fn is_calendar(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || " *,./:~-".contains(c))
+        && !s.starts_with(' ')
 }
 
 /// A value cut to a length an error line can show.

@@ -31,6 +31,7 @@ fn archives_have_fixed_headers_modes_and_order() {
                     0o600
                 } else if p.ends_with("install.sh")
                     || p.ends_with("/etcdpack-expiry")
+                    || p.ends_with("/etcdpack-snapshot")
                     || p.contains("/rootfs/usr/local/bin/")
                 {
                     0o755

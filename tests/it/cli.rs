@@ -145,7 +145,7 @@ fn build_twice_is_byte_identical_and_signatures_pass_openssl() {
     assert_eq!(code(&o), 0);
     let tree = stdout(&o);
     assert!(tree.contains("\nbundle infra0 (cluster prod-etcd, address 10.0.0.6, "), "{tree}");
-    assert!(tree.contains(", kubeadm v1.34.2, generation 1, 23 files)\n"), "{tree}");
+    assert!(tree.contains(", kubeadm v1.34.2, generation 1, 26 files)\n"), "{tree}");
     assert!(
         tree.contains(
             "/etc/kubernetes/pki\n├── apiserver-etcd-client.crt  [CN=kube-apiserver-etcd-client expires "

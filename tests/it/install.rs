@@ -129,7 +129,7 @@ fn root_install_lays_out_exactly_the_bundle_and_is_idempotent() {
     std::fs::create_dir(&root).unwrap();
     let o = install(&bundle, &["--root", root.to_str().unwrap()]);
     assert!(o.status.success(), "{}", out(&o));
-    assert!(out(&o).contains("verified 21 files against SHA256SUMS"), "{}", out(&o));
+    assert!(out(&o).contains("verified 24 files against SHA256SUMS"), "{}", out(&o));
 
     let expected = expected_root(&bundle, "etc/etcdpack");
     let tree = snapshot(&root);
@@ -319,17 +319,17 @@ fn host_install_backs_up_records_restarts_and_is_idempotent() {
     assert!(o.status.success(), "{}", host_out(&o));
     let text = host_out(&o);
     for step in [
-        "verified 21 files",
+        "verified 24 files",
         "preflight passed",
         "installed /etc/kubernetes/pki/etcd/ca.key (mode 0600)",
         "restarted the kubelet",
-        "done: 19 file(s) changed",
+        "done: 22 file(s) changed",
     ] {
         assert!(text.contains(step), "missing `{step}` in:\n{text}");
     }
     assert_eq!(
         host.log(),
-        "systemctl daemon-reload\nsystemctl restart kubelet\nsystemctl enable --now etcdpack-expiry.timer\n"
+        "systemctl daemon-reload\nsystemctl restart kubelet\nsystemctl enable --now etcdpack-expiry.timer\nsystemctl enable --now etcdpack-snapshot.timer\n"
     );
     let t = host.changes();
     assert_eq!(t["/etc/etcdpack/bundle.json"], (0o644, 0, 0, bundle_file(&bundle, "bundle.json")));
@@ -355,15 +355,15 @@ fn host_install_backs_up_records_restarts_and_is_idempotent() {
     assert!(o.status.success());
     assert!(host_out(&o).contains("nothing to change"), "{}", host_out(&o));
     assert_same(&host.changes(), &t, "second run");
-    assert_eq!(host.log().lines().count(), 3);
+    assert_eq!(host.log().lines().count(), 4);
 
     // Rollback: the host is as it was before the install, the old manifest byte for byte.
     let o = host.install(&bundle, &["--rollback"]);
     assert!(o.status.success(), "{}", host_out(&o));
     assert_same(&outside_backups(&host.changes()), &outside_backups(&before), "after rollback");
-    // The timer the install added is disabled before the kubelet restarts.
+    // The timers the install added are disabled before the kubelet restarts.
     assert!(
-        host.log().ends_with("systemctl disable --now etcdpack-expiry.timer\nsystemctl daemon-reload\nsystemctl restart kubelet\n"),
+        host.log().ends_with("systemctl disable --now etcdpack-expiry.timer\nsystemctl disable --now etcdpack-snapshot.timer\nsystemctl daemon-reload\nsystemctl restart kubelet\n"),
         "{}",
         host.log()
     );
@@ -677,7 +677,7 @@ fn a_failed_kubelet_restart_is_said_and_finished_by_the_next_run() {
             && host_out(&o).contains("restart of the kubelet is pending")
     );
     assert!(
-        host.log().ends_with("systemctl daemon-reload\nsystemctl restart kubelet\nsystemctl enable --now etcdpack-expiry.timer\n"),
+        host.log().ends_with("systemctl daemon-reload\nsystemctl restart kubelet\nsystemctl enable --now etcdpack-expiry.timer\nsystemctl enable --now etcdpack-snapshot.timer\n"),
         "{}",
         host.log()
     );
@@ -943,7 +943,7 @@ fn the_systemd_runtime_installs_etcd_service_its_binaries_and_gives_etcd_its_fil
     // a new cluster is ready only once a quorum runs).
     assert_eq!(
         host.log(),
-        "systemctl daemon-reload\nsystemctl enable --quiet etcd.service\nsystemctl restart --no-block etcd.service\nsystemctl enable --now etcdpack-expiry.timer\n"
+        "systemctl daemon-reload\nsystemctl enable --quiet etcd.service\nsystemctl restart --no-block etcd.service\nsystemctl enable --now etcdpack-expiry.timer\nsystemctl enable --now etcdpack-snapshot.timer\n"
     );
     let t = host.changes();
     assert!(!t.keys().any(|p| p.contains("kubelet") || p.contains("manifests")), "{:?}", t.keys());
@@ -963,8 +963,14 @@ fn the_systemd_runtime_installs_etcd_service_its_binaries_and_gives_etcd_its_fil
     assert_eq!((t["/var/lib/etcd"].0, t["/var/lib/etcd"].1), (0o700, uid));
 
     // systemd accepts the units as installed (the binaries they run present).
-    let units = ["etcd.service", "etcdpack-expiry.service", "etcdpack-expiry.timer"]
-        .map(|u| format!("/etc/systemd/system/{u}"));
+    let units = [
+        "etcd.service",
+        "etcdpack-expiry.service",
+        "etcdpack-expiry.timer",
+        "etcdpack-snapshot.service",
+        "etcdpack-snapshot.timer",
+    ]
+    .map(|u| format!("/etc/systemd/system/{u}"));
     let mut argv = vec!["systemd-analyze", "verify"];
     argv.extend(units.iter().map(String::as_str));
     let o = host.run(&argv);
@@ -978,7 +984,7 @@ fn the_systemd_runtime_installs_etcd_service_its_binaries_and_gives_etcd_its_fil
     let o = host.install(&bundle, &[]);
     assert!(host_out(&o).contains("nothing to change"), "{}", host_out(&o));
     assert_same(&host.changes(), &t, "second run");
-    assert_eq!(host.log().lines().count(), 4);
+    assert_eq!(host.log().lines().count(), 5);
 
     // A key that lost its owner is given back, and that alone.
     std::os::unix::fs::chown(host.upper("/etc/kubernetes/pki/etcd/peer.key"), Some(0), Some(0)).unwrap();

@@ -3,6 +3,7 @@
 mod support;
 
 mod ansible;
+mod backup;
 mod bundles;
 mod certs;
 mod cli;
