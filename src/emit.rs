@@ -83,7 +83,7 @@ pub fn cloud_init(
     for m in &plan.members {
         let (name, address) = (&m.name, m.address.to_string());
         let sealed = !m.recipients.is_empty();
-        let file = if sealed { crate::dist::sealed(name) } else { crate::dist::tarball(name) };
+        let file = plan.shipped(name);
         let bundle = &dist[&file];
         let ctx = json!({
             "cluster": plan.cluster,
@@ -134,10 +134,10 @@ pub fn ansible(
     digests: &BTreeMap<String, String>,
     changes: &[HostChange],
 ) -> Result<Files, crate::render::RenderError> {
-    let sealed = |name: &str| plan.members.iter().any(|m| m.name == name && !m.recipients.is_empty());
     let host = |name: &str, address: &str| {
-        let file = if sealed(name) { crate::dist::sealed(name) } else { crate::dist::tarball(name) };
-        json!({ "name": name, "address": address, "sha256": digests.get(name), "file": file, "sealed": sealed(name) })
+        let file = plan.shipped(name);
+        let sealed = file != crate::dist::tarball(name);
+        json!({ "name": name, "address": address, "sha256": digests.get(name), "file": file, "sealed": sealed })
     };
     let changed =
         install_order(changes).into_iter().filter_map(|c| plan.members.iter().find(|m| m.name == c.member));

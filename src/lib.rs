@@ -172,18 +172,17 @@ pub fn issue(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static st
     let (pki, mut state_update) =
         pki::issue(&plan, state, &pre, ca_source(t), env.now, env.keys).map_err(issue_error)?;
     let ca_phase = state.record.ca_rotation;
-    if rotated.is_some() && state_update.record.is_none() {
-        // `issue` compares with the rotated record; the step itself changes the phase.
-        state_update.record = Some(state.record.clone());
-    }
     let rotation = rotated.map(|r| {
-        // The CA's own files move first, then the leaves' (retired), then the new files.
+        // The CA's own files move first, then the leaves' (retired), then the new files;
+        // `issue` compared its record with the rotated one, so the step's own record stands
+        // where `issue` changed nothing.
         let mut retire = r.update.retire;
         retire.append(&mut state_update.retire);
         state_update.retire = retire;
         let mut create = r.update.create;
         create.append(&mut state_update.create);
         state_update.create = create;
+        state_update.record = state_update.record.take().or(r.update.record);
         r.said
     });
     phase("issue");
@@ -273,21 +272,22 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
     let runtime = runtime_digests(&plan, shipped)?;
     phase("pack");
     // Bundles with recipients ship sealed: dist/ never holds their clear tarball.
-    let sealed = tarballs
+    // (member, file name in dist/, its bytes, the tarball's digest, the file's digest)
+    let shipped_files = tarballs
         .into_par_iter()
         .map(|(member, bytes, digest)| {
+            let name = plan.shipped(&member);
             let Some(m) = plan.members.iter().find(|m| m.name == member && !m.recipients.is_empty()) else {
-                let name = crate::dist::tarball(&member);
-                return Ok((member, name, bytes, digest));
+                return Ok((member, name, bytes, digest.clone(), digest));
             };
-            let name = crate::dist::sealed(&member);
             let was = built.and_then(|b| b.members.get(&member));
             let kept =
                 was.filter(|w| w.bundle_sha256 == digest && w.recipients == m.recipients).and_then(|w| {
                     let old = env.previous?(&name)?;
-                    (w.sealed_sha256.as_deref() == Some(&hex::encode(Sha256::digest(&old)))).then_some(old)
+                    let old_digest = hex::encode(Sha256::digest(&old));
+                    (w.sealed_sha256.as_deref() == Some(&old_digest)).then_some((old, old_digest))
                 });
-            let ciphertext = match kept {
+            let (ciphertext, file_digest) = match kept {
                 Some(old) => old,
                 None => {
                     let to = m
@@ -296,26 +296,23 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
                         .map(|r| seal::parse_recipient(r))
                         .collect::<std::result::Result<Vec<_>, _>>()
                         .map_err(|e| Error::Internal(format!("recipient of {member}: {e}")))?;
-                    env.sealer
+                    let sealed = env
+                        .sealer
                         .seal(&bytes, &to)
-                        .map_err(|e| Error::Internal(format!("sealing {member}'s bundle: {e}")))?
+                        .map_err(|e| Error::Internal(format!("sealing {member}'s bundle: {e}")))?;
+                    let sealed_digest = hex::encode(Sha256::digest(&sealed));
+                    (sealed, sealed_digest)
                 }
             };
-            Ok((member, name, ciphertext, digest))
+            Ok((member, name, ciphertext, digest, file_digest))
         })
         .collect::<Result<Vec<_>>>()?;
     let mut dist = BTreeMap::new();
     let mut sums = String::new();
     let mut digests = BTreeMap::new();
     let mut file_digests = BTreeMap::new();
-    let mut sealed_digests = BTreeMap::new();
-    for (member, name, bytes, digest) in sealed {
-        let file_digest =
-            if name.ends_with(".age") { hex::encode(Sha256::digest(&bytes)) } else { digest.clone() };
+    for (member, name, bytes, digest, file_digest) in shipped_files {
         sums.push_str(&format!("{file_digest}  {name}\n"));
-        if name.ends_with(".age") {
-            sealed_digests.insert(member.clone(), file_digest.clone());
-        }
         file_digests.insert(member.clone(), file_digest);
         digests.insert(member, digest);
         dist.insert(crate::dist::signature(&name), signer.sign(&bytes));
@@ -365,7 +362,7 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
     for m in &plan.members {
         if let Some(b) = now_built.members.get_mut(&m.name) {
             b.recipients = m.recipients.clone();
-            b.sealed_sha256 = sealed_digests.get(&m.name).cloned();
+            b.sealed_sha256 = (!m.recipients.is_empty()).then(|| file_digests[&m.name].clone());
         }
     }
     record.built = Some(now_built);

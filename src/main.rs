@@ -272,7 +272,16 @@ fn build(path: &Path, out: &Path, state: Option<PathBuf>, opts: BuildOpts<'_>) -
         Err(_) => None,
     };
     let state_dir = state.unwrap_or_else(|| fsio::default_state_dir(path));
-    if (renewal.is_some() || opts.ca_step.is_some()) && !state_dir.join(etcdpack::state::CA_CERT).is_file() {
+    let rebuild = renewal.is_some() || opts.ca_step.is_some();
+    let ca = state_dir.join(etcdpack::state::CA_CERT);
+    let has_ca = match std::fs::metadata(&ca) {
+        Ok(m) => m.is_file(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        // Another user's state folder, say: its own error, not "nothing there".
+        Err(e) if rebuild => return Err(Error::io("cannot read", &ca, e)),
+        Err(_) => false,
+    };
+    if rebuild && !has_ca {
         return Err(Error::usage(format!(
             "nothing to {}: {} holds no certificates yet\n  help: run `etcdpack build {}` first, or name the state folder with --state",
             if renewal.is_some() { "renew" } else { "rotate" },

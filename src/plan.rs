@@ -386,6 +386,15 @@ pub fn initial_cluster_of(peers: &[Peer]) -> String {
 }
 
 impl Plan {
+    /// The file of dist/ bundle `name` ships as: `<member>.tar.gz.age` when the member names
+    /// recipients, else `<name>.tar.gz`.
+    pub fn shipped(&self, name: &str) -> String {
+        match self.members.iter().any(|m| m.name == name && !m.recipients.is_empty()) {
+            true => crate::dist::sealed(name),
+            false => crate::dist::tarball(name),
+        }
+    }
+
     /// Sets how member `index` enters the cluster and what its bundle knows of it (its
     /// `initial-cluster`; `initial-cluster-state: existing` for a join), and derives its
     /// kubeadm config arguments, etcd command and probe from them. Only [`plan`] calls it,

@@ -129,14 +129,6 @@ pub fn build(b: &Build, out_dir: &Path, state_dir: &Path, wrote: bool, renewal: 
     o
 }
 
-/// The file of dist/ a bundle ships as: sealed when its member names recipients.
-fn shipped(p: &Plan, member: &str) -> String {
-    match p.members.iter().any(|m| m.name == member && !m.recipients.is_empty()) {
-        true => crate::dist::sealed(member),
-        false => crate::dist::tarball(member),
-    }
-}
-
 /// What installing the new bundles does to each host, in the order to install them.
 pub fn changes(changes: &[HostChange], out_dir: Option<(&Path, &Plan)>) -> String {
     let mut o = String::new();
@@ -149,7 +141,7 @@ pub fn changes(changes: &[HostChange], out_dir: Option<(&Path, &Plan)>) -> Strin
     say!(o, "hosts that need the new bundle, in this order:");
     for (i, c) in order.iter().enumerate() {
         let bundle = match out_dir {
-            Some((d, p)) => format!(" <- {}", d.join(shipped(p, &c.member)).display()),
+            Some((d, p)) => format!(" <- {}", d.join(p.shipped(&c.member)).display()),
             None => String::new(),
         };
         say!(o, "  {}. {}{bundle}: {}", i + 1, c.member, c.reasons.join("; "));
@@ -178,7 +170,7 @@ pub fn membership(m: &Membership, out_dir: Option<(&Path, &Plan)>) -> String {
     say!(o, "membership changes, one at a time in this order (each waits for a healthy cluster):");
     for (i, s) in m.steps.iter().enumerate() {
         let bundle = match out_dir {
-            Some((d, p)) => d.join(shipped(p, &s.member)).display().to_string(),
+            Some((d, p)) => d.join(p.shipped(&s.member)).display().to_string(),
             None => crate::dist::tarball(&s.member),
         };
         let verb = match s.action {

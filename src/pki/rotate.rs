@@ -19,7 +19,7 @@ pub enum CaStep {
 pub struct Rotated {
     /// The state after the step.
     pub state: State,
-    /// The CA files this step creates or moves (leaves are `issue`'s).
+    /// The CA files this step creates or moves (leaves are `issue`'s), and its record.
     pub update: StateUpdate,
     /// What the step did, for the report.
     pub said: String,
@@ -134,6 +134,7 @@ pub fn rotate(
             )
         }
     };
+    update.record = Some(next.record.clone());
     Ok(Rotated { state: next, update, said, reissue_all })
 }
 

@@ -115,7 +115,12 @@ impl Walker {
         let (cluster, (kubernetes_version, release, _), config_api, pki, etcd, kubelet, monitoring, members) =
             (cluster?, version?, config_api?, pki?, etcd?, kubelet?, monitoring?, members?);
         let backup = backup?;
-        let data_dir = etcd.data_dir.as_deref().unwrap_or("/var/lib/etcd").trim_end_matches('/').to_string();
+        let data_dir = etcd
+            .data_dir
+            .as_deref()
+            .unwrap_or(crate::layout::DEFAULT_DATA_DIR)
+            .trim_end_matches('/')
+            .to_string();
         if let Some(b) = backup.as_ref().filter(|b| {
             let inside = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
             inside(&b.dir, &data_dir) || inside(&data_dir, &b.dir)

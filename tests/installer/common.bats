@@ -189,12 +189,18 @@ setup() {
   [ "$status" -eq 1 ]
 }
 
-# A signed bundle folder: SHA256SUMS over its files and the key, signed by key $1.
-sign_bundle() {
-  make_bundle
-  openssl pkey -in "$BATS_TEST_TMPDIR/$1.pem" -pubout -out signing-key.pub 2>/dev/null
+# Signs the bundle folder's files as they stand: signing-key.pub is key $2's (default $1's),
+# and SHA256SUMS over the files and it is signed by key $1.
+sign_files() {
+  cp "$BATS_TEST_TMPDIR/${2:-$1}.pub" signing-key.pub
   sha256sum a sub/b signing-key.pub >SHA256SUMS
   openssl dgst -sha256 -sign "$BATS_TEST_TMPDIR/$1.pem" -out SHA256SUMS.sig SHA256SUMS
+}
+
+# A new bundle folder signed by key $1.
+sign_bundle() {
+  make_bundle
+  sign_files "$1"
 }
 
 new_key() {
@@ -238,10 +244,7 @@ pinned_root() {
   [[ "$output" == *"SHA256SUMS is signed by the key pinned in /etc/etcdpack/signing-key.pub"* ]]
   # The attacker's bundle: every file consistent, SHA256SUMS and the key its own.
   printf 'evil\n' >a
-  sha256sum a sub/b signing-key.pub >SHA256SUMS
-  openssl pkey -in "$BATS_TEST_TMPDIR/attacker.pem" -pubout -out signing-key.pub 2>/dev/null
-  sha256sum a sub/b signing-key.pub >SHA256SUMS
-  openssl dgst -sha256 -sign "$BATS_TEST_TMPDIR/attacker.pem" -out SHA256SUMS.sig SHA256SUMS
+  sign_files attacker
   run verify_signature
   [ "$status" -eq 1 ]
   [[ "$output" == *"SHA256SUMS is not signed by the key pinned in /etc/etcdpack/signing-key.pub"* ]]
@@ -270,9 +273,7 @@ pinned_root() {
   new_key other
   pinned_root build
   make_bundle
-  cp "$BATS_TEST_TMPDIR/other.pub" signing-key.pub
-  sha256sum a sub/b signing-key.pub >SHA256SUMS
-  openssl dgst -sha256 -sign "$BATS_TEST_TMPDIR/build.pem" -out SHA256SUMS.sig SHA256SUMS
+  sign_files build other
   run verify_signature
   [ "$status" -eq 1 ]
   [[ "$output" == *"the bundle carries another key than the key pinned"* ]]

@@ -656,6 +656,21 @@ fn a_state_folder_the_user_cannot_write_is_named_with_the_fix() {
     assert!(stderr(&o).contains("etcd.state") && stderr(&o).contains("help:"), "{}", stderr(&o));
     assert!(stderr(&o).contains("it belongs to uid 0, not to this user (uid 65534)"), "{}", stderr(&o));
     assert!(!Path::new("/tmp/etcdpack-nobody-dist").exists());
+    // renew and rotate-ca say they cannot read it, not that it holds nothing.
+    for cmd in ["renew", "rotate-ca"] {
+        let o = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_etcdpack")])
+            .args([cmd, "etcd.yaml", "--out", "/tmp/etcdpack-nobody-dist"])
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 2, "{cmd}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("cannot read etcd.state/ca.crt: Permission denied"),
+            "{cmd}: {}",
+            stderr(&o)
+        );
+    }
 }
 
 #[test]
