@@ -43,6 +43,7 @@ fn env(state: &State) -> BuildEnv<'_> {
         previous: None,
         sealer: &etcdpack::seal::Age,
         ca_step: None,
+        restore: None,
     }
 }
 

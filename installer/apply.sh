@@ -10,6 +10,8 @@
 #                      and the installed files its bundle no longer ships (retire)
 #   nothing_changed    what a run that changes nothing says (and finishes)
 #   dir_mode PATH      the mode of a folder it creates
+#   before_files       after the backup folder is made, before the files: a restore's
+#                      stop of etcd and its new data dir
 #   install_extras     after the files: a member's data dir and image
 #   after_files        after the files are in place: restart what runs etcd
 #   after_done         what the role says once done
@@ -39,6 +41,10 @@ rollback() {
     die "the last change on this host was the leave of a member ($(basename "$last")): it was removed from the cluster, which a rollback cannot undo; to bring this host back, add it to the topology again and install its join bundle (its files stay in $last)"
   fi
   say "rolling back the install of $(basename "$last")"
+  # The --rollback of a restore puts the old data dir back: not under a running etcd.
+  if grep -q "^data-dir"$'\t' "$last/changes" 2>/dev/null; then
+    stop_etcd "$last/manifest.stopped" || die "etcd runs on the restored data dir; stop it, then run --rollback again; nothing changed"
+  fi
   restore_from "$last" || die "rollback incomplete: fix what is named above and run --rollback again"
   if [ "$dry_run" -eq 1 ]; then
     say "dry run: nothing changed"
@@ -89,7 +95,7 @@ preflight() {
       fi
     done
     guarded=("$BACKUP_DIR" "$RECORD_DIR")
-    case "$ROLE" in member | join) guarded=("$DATA_DIR" "${guarded[@]}") ;; esac
+    case "$ROLE" in member | join | restore) guarded=("$DATA_DIR" "${guarded[@]}") ;; esac
     for path in "${guarded[@]}"; do
       if link=$(escapes "$path"); then
         refuse "$root$path lies outside --root $root: the symlink $link leaves it; remove the link or choose another root"
@@ -121,13 +127,14 @@ plan_changes() {
   done
   need_data_dir=0
   need_image=0
+  need_restore=0
   retire=()
   plan_role
 }
 
 # 4 and 5. Back up, install, restart: or say there is nothing to change.
 apply_changes() {
-  if [ ${#todo[@]} -eq 0 ] && [ ${#retire[@]} -eq 0 ] && [ "$need_data_dir" -eq 0 ] && [ "$need_image" -eq 0 ]; then
+  if [ ${#todo[@]} -eq 0 ] && [ ${#retire[@]} -eq 0 ] && [ "$need_data_dir" -eq 0 ] && [ "$need_image" -eq 0 ] && [ "$need_restore" -eq 0 ]; then
     changed=0
     nothing_changed
     pin_signing_key
@@ -178,6 +185,7 @@ apply_changes() {
     }
     # An error or an interruption while files are being replaced puts the old ones back.
     [ "$dry_run" -eq 1 ] || trap on_failure ERR INT TERM
+    before_files
 
     for i in "${todo[@]}"; do
       src=${FILES[i]} path=${FILES[i + 1]} mode=${FILES[i + 2]}

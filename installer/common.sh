@@ -20,6 +20,7 @@ rollback=0
 # What an earlier install recorded (read by the roles' preflight, checked by refuse_older).
 was_cluster="" was_member="" was_ca="" was_peer="" was_generation=""
 pubkey=""
+snapshot_arg=""
 # The lock's folder on a host: root's alone, never a world-writable one such as /run/lock,
 # where any user could hold the lock (and stop every install) or plant a link.
 LOCK_DIR=/run/etcdpack
@@ -47,11 +48,11 @@ parse_args() {
       --root=*) root=${1#--root=}; shift ;;
       --dry-run) dry_run=1; shift ;;
       --allow-older)
-        case "$ROLE" in member | join | control-plane) allow_older=1 ;; *) die "unknown option '$1' (see --help)" ;; esac
+        case "$ROLE" in member | join | restore | control-plane) allow_older=1 ;; *) die "unknown option '$1' (see --help)" ;; esac
         shift
         ;;
       --force | --no-restart)
-        case "$ROLE" in member | join) ;; *) die "unknown option '$1' (see --help)" ;; esac
+        case "$ROLE" in member | join | restore) ;; *) die "unknown option '$1' (see --help)" ;; esac
         # shellcheck disable=SC2034 # read by member.sh
         if [ "$1" = --force ]; then force=1; else restart=0; fi
         shift
@@ -59,6 +60,17 @@ parse_args() {
       --wait) [ $# -ge 2 ] || die "--wait needs a number of seconds"; wait_secs=$2; shift 2 ;;
       --wait=*) wait_secs=${1#--wait=}; shift ;;
       --rollback) rollback=1; shift ;;
+      --snapshot | --snapshot=*)
+        [ "$ROLE" = restore ] || die "unknown option '$1' (see --help)"
+        if [ "$1" = --snapshot ]; then
+          [ $# -ge 2 ] || die "--snapshot needs the snapshot's file"
+          snapshot_arg=$2
+          shift 2
+        else
+          snapshot_arg=${1#--snapshot=}
+          shift
+        fi
+        ;;
       --pubkey) [ $# -ge 2 ] || die "--pubkey needs the signing key's file"; pubkey=$2; shift 2 ;;
       --pubkey=*) pubkey=${1#--pubkey=}; shift ;;
       -h | --help) usage; exit 0 ;;
@@ -69,8 +81,10 @@ parse_args() {
     "" | *[!0-9]*) [ -z "$wait_secs" ] || die "--wait takes a whole number of seconds, not '$wait_secs'" ;;
   esac
 
-  # The key file is read after install.sh enters the bundle folder: made absolute here.
+  # The key file (and a restore's snapshot) is read after install.sh enters the bundle
+  # folder: made absolute here.
   case "$pubkey" in "" | /*) ;; *) pubkey=$PWD/$pubkey ;; esac
+  case "$snapshot_arg" in "" | /*) ;; *) snapshot_arg=$PWD/$snapshot_arg ;; esac
 
   host=1
   if [ -n "$root" ]; then

@@ -44,6 +44,7 @@ preflight_host() {
 preflight_data() { :; }
 plan_role() { :; }
 install_extras() { :; }
+before_files() { :; }
 after_files() { :; }
 dir_mode() { echo 0755; }
 

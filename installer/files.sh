@@ -89,6 +89,17 @@ restore_from() {
         if [ "$dry_run" -eq 1 ]; then say "would remove $path"; continue; fi
         if rm -f "$root$path" 2>/dev/null; then say "removed $path"; else failed+=("$path"); fi
         ;;
+      data-dir)
+        # A restore's: the restored data dir goes into the backup, the old one comes back.
+        if [ "$dry_run" -eq 1 ]; then say "would put the data dir $path from before the restore back"; continue; fi
+        if [ -e "$root$path" ] && ! mv -T "$root$path" "$backup/data-dir.restored.$$" 2>/dev/null; then
+          failed+=("$path")
+        elif [ -d "$backup/data-dir" ] && ! mv -T "$backup/data-dir" "$root$path" 2>/dev/null; then
+          failed+=("$path")
+        else
+          say "put back the data dir $path from before the restore (the restored one is in $backup)"
+        fi
+        ;;
       dir)
         if [ "$dry_run" -eq 1 ]; then say "would remove folder $path if empty"; continue; fi
         if rmdir "$root$path" 2>/dev/null; then say "removed folder $path"; fi

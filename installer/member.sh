@@ -206,6 +206,12 @@ preflight_host() {
 
 # Member checks after the paths: a data dir of another member or cluster, the image import.
 preflight_data() {
+  preflight_data_dir
+  preflight_image
+}
+
+# A data dir that holds another member, or another cluster's.
+preflight_data_dir() {
   if [ -d "$root$DATA_DIR/member" ]; then
     if ! read_record; then
       refuse "$DATA_DIR already holds an etcd member that etcdpack did not install; move $DATA_DIR aside if it is not needed"
@@ -217,7 +223,10 @@ preflight_data() {
       fi
     fi
   fi
+}
 
+# The tool that imports the image archive (sets import_tool).
+preflight_image() {
   import_tool=""
   if [ -n "$IMAGE_ARCHIVE" ] && [ "$host" -eq 1 ]; then
     if command -v ctr >/dev/null; then
@@ -233,7 +242,9 @@ preflight_data() {
 }
 
 # The data dir and the image a member needs.
-plan_role() {
+plan_role() { plan_member; }
+
+plan_member() {
   # A first install of a bootstrapping member (see wait_healthy); a joining member's data
   # dir is never fresh in that sense: the cluster it joins runs.
   # The CA key stays with the member that holds it: a bundle that does not carry it takes
@@ -298,6 +309,9 @@ install_extras() {
     fi
   done
 }
+
+# Before the files: nothing to stop (a restore stops etcd).
+before_files() { :; }
 
 # Restart what runs etcd so that it picks up the new files.
 after_files() { restart_service; }
@@ -458,6 +472,42 @@ wait_healthy() {
     say "serves the installed certificates: server $want_server on $CLIENT_URL, peer $want_peer on $PEER_URL"
   fi
 }
+# Stops etcd here before its data dir changes (a restore, or the --rollback of one):
+# etcd.service stops; a static pod's manifest moves to $1 (the kubelet then stops the pod),
+# and stopped_manifest says so. Then it waits until etcd's metrics no longer answer. With
+# --root nothing runs etcd for install.sh: an etcd that still answers fails the step.
+stopped_manifest=0
+stop_etcd() {
+  local moved_to=$1 deadline
+  if [ "$dry_run" -eq 1 ]; then
+    [ "$host" -eq 0 ] || say "would stop etcd ($([ "$RUNTIME" = systemd ] && echo "systemctl stop $SERVICE" || echo "move $MANIFEST out; the kubelet stops the pod"))"
+    return 0
+  fi
+  if [ "$host" -eq 1 ]; then
+    if [ "$RUNTIME" = systemd ]; then
+      systemctl stop "$SERVICE" || { warn "systemctl stop $SERVICE failed"; return 1; }
+    elif [ -f "$root$MANIFEST" ]; then
+      mkdir -p "${moved_to%/*}"
+      mv -fT "$root$MANIFEST" "$moved_to"
+      # shellcheck disable=SC2034 # read by restore.sh
+      stopped_manifest=1
+    fi
+  fi
+  deadline=$((SECONDS + 120))
+  while [ -n "$(etcd_started)" ]; do
+    if [ "$host" -eq 0 ] || [ "$SECONDS" -ge "$deadline" ]; then
+      if [ "$host" -eq 1 ]; then
+        warn "etcd of member $MEMBER still runs 120 s after it was told to stop (its metrics answer at $METRICS_URL); see $CHECK_HINT"
+      else
+        warn "etcd of member $MEMBER still runs (its metrics answer at $METRICS_URL): stop it, then run install.sh again"
+      fi
+      return 1
+    fi
+    sleep 1
+  done
+  [ "$host" -eq 0 ] || say "stopped etcd"
+}
+
 # When the running etcd started (seconds since the epoch, from its metrics, to the hundredth),
 # or nothing.
 etcd_started() {

@@ -74,6 +74,9 @@ pub struct BundleJson {
     /// The systemd runtime's etcd binary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd_binary: Option<String>,
+    /// A restore bundle's snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreEntry>,
     /// The control-plane bundle's etcd endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Vec<String>>,
@@ -83,6 +86,22 @@ pub struct BundleJson {
     /// Every certificate the bundle holds, the CA's first.
     #[serde(default)]
     pub certs: Vec<CertEntry>,
+}
+
+/// The snapshot a restore bundle restores, pinned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreEntry {
+    /// SHA-256 of the snapshot file.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The revision of its newest key.
+    pub revision: i64,
+    /// The restored cluster's `--initial-cluster-token`.
+    pub token: String,
+    /// Whether the bundle carries it (`snapshot/snapshot.db`), else it travels beside.
+    pub embedded: bool,
 }
 
 /// The tool that made a bundle.

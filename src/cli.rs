@@ -97,6 +97,21 @@ pub enum Command {
         #[command(flatten)]
         output: Rebuild,
     },
+    /// Build restore bundles that bring every member back from an etcd snapshot as one new
+    /// cluster (same certificates, a new cluster ID): for a cluster that lost its quorum
+    Restore {
+        /// The topology file
+        topology: PathBuf,
+        /// The snapshot (`etcdctl snapshot save`, or etcdpack-snapshot's); it travels beside
+        /// the bundles as dist/snapshot.db, its SHA-256 pinned in each
+        #[arg(long, value_name = "FILE")]
+        snapshot: PathBuf,
+        /// Put the snapshot inside every bundle instead of beside them
+        #[arg(long)]
+        embed: bool,
+        #[command(flatten)]
+        output: Rebuild,
+    },
     /// List when each certificate expires (from a topology's state folder, a state folder or
     /// bundles); exit 1 when any expires within the window
     Expiry {

@@ -14,6 +14,9 @@ pub const ANSIBLE_DIR: &str = "ansible";
 /// The files that folder holds: the inventory and the playbook.
 pub const ANSIBLE_FILES: [&str; 3] = ["inventory.yml", "site.yml", "install-bundle.yml"];
 
+/// The snapshot that restore bundles restore, beside them (and signed in SHA256SUMS).
+pub const SNAPSHOT: &str = "snapshot.db";
+
 /// `<bundle>.tar.gz`.
 pub fn tarball(bundle: &str) -> String {
     format!("{bundle}.tar.gz")
@@ -46,13 +49,18 @@ pub fn is_ours(name: &str) -> bool {
         || name.ends_with(".tar.gz.age")
         || name.ends_with(".tar.gz.age.sig")
         || name.ends_with(".user-data")
-        || [SUMS, &signature(SUMS), SIGNING_KEY, PLAN_JSON].contains(&name)
+        || [SUMS, &signature(SUMS), SIGNING_KEY, PLAN_JSON, SNAPSHOT].contains(&name)
 }
 
 /// The mode of `dist/<name>`: bundles (and user-data carrying one) hold private keys, so
 /// they are readable by the building user only.
 pub fn mode(name: &str) -> u32 {
-    if name.ends_with(".tar.gz") || name.ends_with(".tar.gz.age") || name.ends_with(".user-data") {
+    // A snapshot holds every secret the cluster stores.
+    if name.ends_with(".tar.gz")
+        || name.ends_with(".tar.gz.age")
+        || name.ends_with(".user-data")
+        || name == SNAPSHOT
+    {
         0o600
     } else {
         0o644

@@ -22,6 +22,8 @@ pub const APPLY: &str = include_str!("../installer/apply.sh");
 pub const MEMBER: &str = include_str!("../installer/member.sh");
 /// A joining member's steps: learner, promotion.
 pub const JOIN: &str = include_str!("../installer/join.sh");
+/// A restore bundle's steps: the snapshot's checks, stopping etcd, the restore itself.
+pub const RESTORE: &str = include_str!("../installer/restore.sh");
 /// A leave bundle.
 pub const LEAVE: &str = include_str!("../installer/leave.sh");
 /// The control-plane bundle.
@@ -47,6 +49,8 @@ pub enum Role {
     Leave,
     /// The control-plane nodes' etcd client files.
     ControlPlane,
+    /// A member of a cluster restored from a snapshot (`etcdpack restore`).
+    Restore,
 }
 
 impl Role {
@@ -57,6 +61,7 @@ impl Role {
             Role::Join => "join",
             Role::Leave => "leave",
             Role::ControlPlane => "control-plane",
+            Role::Restore => "restore",
         }
     }
 }
@@ -101,6 +106,27 @@ pub struct EtcdHost {
     pub etcd_binary: Option<String>,
     /// The peer URL of the member a join replaces.
     pub replaces: Option<String>,
+    /// A restore bundle's snapshot.
+    pub restore: Option<RestoreData>,
+}
+
+/// What a restore bundle's installer pins and passes to `snapshot restore`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreData {
+    /// SHA-256 of the snapshot file.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The revision of its newest key.
+    pub revision: i64,
+    /// The new cluster's token.
+    pub token: String,
+    /// `--initial-cluster` of the restored cluster.
+    pub initial_cluster: String,
+    /// Where the bundle carries it (`--embed`); empty when it travels beside the bundle.
+    pub embedded: String,
+    /// Whether it ends with the database's SHA-256 (else `--skip-hash-check`).
+    pub hashed: bool,
 }
 
 /// The data of one bundle's installer: the only part of install.sh the build makes.
@@ -205,6 +231,16 @@ impl Data {
             if self.role == Role::Join {
                 scalar("REPLACES", e.replaces.as_deref().unwrap_or_default());
             }
+            if let Some(r) = &e.restore {
+                scalar("RESTORE_TOKEN", &r.token);
+                scalar("SNAPSHOT_SHA256", &r.sha256);
+                scalar("SNAPSHOT_SIZE", &r.size.to_string());
+                scalar("SNAPSHOT_REVISION", &r.revision.to_string());
+                scalar("SNAPSHOT_NAME", crate::dist::SNAPSHOT);
+                scalar("SNAPSHOT_IN_BUNDLE", &r.embedded);
+                scalar("SNAPSHOT_HASHED", if r.hashed { "1" } else { "0" });
+                scalar("INITIAL_CLUSTER", &r.initial_cluster);
+            }
         }
         if self.role != Role::Leave {
             out.push_str("# The install paths etcd.user owns (the systemd runtime), as does the data dir.\n");
@@ -228,6 +264,10 @@ impl Data {
             (Role::Member | Role::Join, Some(e), _) => {
                 format!("# Installs etcd member {} ({}) of cluster {}.", self.member, e.address, self.cluster)
             }
+            (Role::Restore, Some(e), _) => format!(
+                "# Restores etcd member {} ({}) of cluster {} from a snapshot.",
+                self.member, e.address, self.cluster
+            ),
             (Role::Leave, _, Some(url)) => {
                 format!("# Takes etcd member {} ({url}) out of cluster {}.", self.member, self.cluster)
             }
@@ -266,6 +306,7 @@ pub fn parts(role: Role, runtime: Option<Runtime>) -> Vec<&'static str> {
         Role::Join => parts.extend([MEMBER, JOIN, CLUSTER_API]),
         Role::Leave => parts.extend([LEAVE, CLUSTER_API]),
         Role::ControlPlane => parts.push(CONTROL_PLANE),
+        Role::Restore => parts.extend([MEMBER, RESTORE]),
     }
     parts
 }
@@ -331,9 +372,10 @@ fn install_files(files: &[PlannedFile]) -> Vec<InstallFile> {
 /// A member's installer data (member and join roles).
 pub fn of_member(plan: &Plan, m: &MemberPlan) -> Data {
     let static_pod = plan.runtime == layout::Runtime::StaticPod;
-    let (role, replaces) = match &m.role {
-        crate::membership::Role::Bootstrap => (Role::Member, None),
-        crate::membership::Role::Join { replaces } => (Role::Join, replaces.clone()),
+    let (role, replaces) = match (&m.role, &plan.restore) {
+        (_, Some(_)) => (Role::Restore, None),
+        (crate::membership::Role::Bootstrap, None) => (Role::Member, None),
+        (crate::membership::Role::Join { replaces }, None) => (Role::Join, replaces.clone()),
     };
     Data {
         role,
@@ -358,6 +400,15 @@ pub fn of_member(plan: &Plan, m: &MemberPlan) -> Data {
             etcd_user: plan.systemd.as_ref().map(|s| s.user.clone()),
             etcd_binary: plan.systemd.as_ref().map(|s| s.binary.clone()),
             replaces,
+            restore: plan.restore.as_ref().map(|r| RestoreData {
+                sha256: r.sha256.clone(),
+                size: r.size,
+                revision: r.revision,
+                token: r.token.clone(),
+                initial_cluster: crate::plan::initial_cluster_of(&m.peers),
+                embedded: if r.embedded { layout::SNAPSHOT_IN_BUNDLE.into() } else { String::new() },
+                hashed: r.has_digest,
+            }),
         }),
         etcd_owned: m
             .files
@@ -430,8 +481,8 @@ fn metrics_url(m: &MemberPlan) -> String {
 mod tests {
     use super::*;
 
-    const ALL: [&str; 10] =
-        [COMMON, FILES, APPLY, MEMBER, JOIN, LEAVE, CONTROL_PLANE, STATIC_POD, SYSTEMD, CLUSTER_API];
+    const ALL: [&str; 11] =
+        [COMMON, FILES, APPLY, MEMBER, JOIN, RESTORE, LEAVE, CONTROL_PLANE, STATIC_POD, SYSTEMD, CLUSTER_API];
 
     #[test]
     fn shell_files_are_plain_shell() {
@@ -455,7 +506,7 @@ mod tests {
         assert_eq!(parts(Role::ControlPlane, None), [COMMON, FILES, APPLY, CONTROL_PLANE]);
         // Every file is some role's.
         for text in ALL {
-            let used = [Role::Member, Role::Join, Role::Leave, Role::ControlPlane]
+            let used = [Role::Member, Role::Join, Role::Leave, Role::ControlPlane, Role::Restore]
                 .iter()
                 .any(|r| [sp, Some(Runtime::Systemd), None].iter().any(|rt| parts(*r, *rt).contains(&text)));
             assert!(used);

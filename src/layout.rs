@@ -56,6 +56,8 @@ pub enum Content {
     ImageArchive,
     /// The binary at this index of `etcd.binaryArchive`.
     Binary(usize),
+    /// The snapshot a restore bundle restores (`restore --embed`).
+    Snapshot,
     /// `bundle.json`.
     BundleJson,
     /// `bundle.env`: what install.sh needs of bundle.json, as `KEY=value` lines.
@@ -341,7 +343,12 @@ pub struct MemberLayout<'a> {
     pub image_archive: Option<&'a str>,
     /// The binaries of `etcd.binaryArchive` (systemd), by file name.
     pub binaries: &'a [String],
+    /// Whether it carries the snapshot it restores (`restore --embed`).
+    pub snapshot: bool,
 }
+
+/// Where a restore bundle made with `--embed` carries its snapshot; it installs nowhere.
+pub const SNAPSHOT_IN_BUNDLE: &str = "snapshot/snapshot.db";
 
 /// The table of a member bundle.
 fn member_rows(runtime: Runtime) -> Vec<Row> {
@@ -496,7 +503,8 @@ pub fn member_files(l: &MemberLayout<'_>) -> Vec<PlannedFile> {
         .iter()
         .enumerate()
         .map(|(i, name)| row(format!("rootfs{LOCAL_BIN}/{name}"), 0o755, Content::Binary(i)));
-    planned(Kind::Member, rows.chain(image).chain(binaries))
+    let snapshot = l.snapshot.then(|| row(SNAPSHOT_IN_BUNDLE, 0o600, Content::Snapshot));
+    planned(Kind::Member, rows.chain(image).chain(binaries).chain(snapshot))
 }
 
 #[cfg(test)]
@@ -522,6 +530,7 @@ mod tests {
             backup: carries_ca_key,
             image_archive,
             binaries: &[],
+            snapshot: false,
         };
         let with = member_files(&layout(true, None));
         let without = member_files(&layout(false, Some("etcd.tar")));
@@ -549,6 +558,7 @@ mod tests {
             backup: true,
             image_archive: None,
             binaries: &binaries,
+            snapshot: false,
         });
         let installed = |p: &str| files.iter().find(|f| f.install_path.as_deref() == Some(p));
         let unit = installed(ETCD_UNIT_PATH).unwrap();

@@ -41,6 +41,7 @@ pub mod report;
 pub mod rollout;
 pub mod seal;
 pub mod sign;
+pub mod snapshot;
 pub mod state;
 pub mod topology;
 pub mod unpack;
@@ -110,6 +111,24 @@ pub struct BuildEnv<'a> {
     pub sealer: &'a dyn seal::Sealer,
     /// `etcdpack rotate-ca`: the step of the CA rotation this build takes.
     pub ca_step: Option<pki::CaStep>,
+    /// `etcdpack restore`: the snapshot every member's bundle restores.
+    pub restore: Option<&'a Restore>,
+}
+
+/// The snapshot of `etcdpack restore`, read and checked ([`snapshot::status`]).
+pub struct Restore {
+    /// Its bytes.
+    pub bytes: std::sync::Arc<Vec<u8>>,
+    /// What it is.
+    pub status: snapshot::Status,
+    /// `--embed`: each bundle carries it.
+    pub embed: bool,
+}
+
+/// The token of the cluster a restore starts: new with every restore built on this state
+/// (its number), and tied to the snapshot.
+pub fn restore_token(cluster: &str, number: u32, sha256: &str) -> String {
+    format!("{cluster}-restore-{number}-{}", &sha256[..12.min(sha256.len())])
 }
 
 /// Reads a file the last build wrote into `dist/` (see [`BuildEnv::previous`]).
@@ -138,7 +157,21 @@ pub struct Issued {
 
 /// Plans `t`, checks the plan against the state and issues what it needs.
 pub fn issue(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static str)) -> Result<Issued> {
-    let (plan, membership) = plan_for(t, env.state, env.reset_members)?;
+    // A restore starts the topology's members as one new cluster, whatever the state recorded.
+    let (mut plan, membership) = plan_for(t, env.state, env.reset_members || env.restore.is_some())?;
+    if let Some(r) = env.restore {
+        let number = env.state.record.restored.as_ref().map_or(0, |x| x.number) + 1;
+        plan.set_restore(plan::RestorePlan {
+            sha256: r.status.sha256.clone(),
+            size: r.status.size,
+            revision: r.status.revision,
+            token: restore_token(&plan.cluster, number, &r.status.sha256),
+            initial_cluster: plan.initial_cluster.clone(),
+            embedded: r.embed,
+            has_digest: r.status.has_digest,
+            bytes: r.bytes.clone(),
+        });
+    }
     if let Some(why) = emit::refusal(&plan, env.emit) {
         return Err(Error::usage(why));
     }
@@ -318,6 +351,11 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
         dist.insert(crate::dist::signature(&name), signer.sign(&bytes));
         dist.insert(name, bytes);
     }
+    // A restore's snapshot travels beside the bundles, in the signed list.
+    if let Some(r) = plan.restore.as_ref().filter(|r| !r.embedded) {
+        sums.push_str(&format!("{}  {}\n", r.sha256, crate::dist::SNAPSHOT));
+        dist.insert(crate::dist::SNAPSHOT.into(), r.bytes.to_vec());
+    }
     dist.insert(crate::dist::signature(crate::dist::SUMS), signer.sign(sums.as_bytes()));
     dist.insert(crate::dist::SUMS.into(), sums.into_bytes());
     dist.insert(crate::dist::SIGNING_KEY.into(), signer.public_pem().into_bytes());
@@ -367,6 +405,14 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
     }
     record.built = Some(now_built);
     record.ca_key_holder = plan.members.iter().find(|m| m.carries_ca_key).map(|m| m.name.clone());
+    if let Some(r) = &plan.restore {
+        record.restored = Some(state::Restored {
+            number: env.state.record.restored.as_ref().map_or(0, |x| x.number) + 1,
+            sha256: r.sha256.clone(),
+            revision: r.revision,
+            token: r.token.clone(),
+        });
+    }
     if record != env.state.record {
         state_update.record = Some(record);
     }

@@ -93,6 +93,12 @@ fn run(cli: Cli) -> Result<()> {
             let opts = BuildOpts { ca_step: Some(step), emit, ..BuildOpts::default() };
             build(&topology, &output.out, output.state, opts)
         }
+        Command::Restore { topology, snapshot, embed, output } => {
+            let restore = read_snapshot(&snapshot, embed)?;
+            let emit = cli::emit_of(&output.emit, output.user_data_with_ca_key);
+            let opts = BuildOpts { restore: Some(&restore), emit, ..BuildOpts::default() };
+            build(&topology, &output.out, output.state, opts)
+        }
         Command::Verify { bundles, pubkey, identity } => {
             verify_cmd(&bundles, pubkey.as_deref(), identities(&identity)?.as_ref())
         }
@@ -260,6 +266,26 @@ struct BuildOpts<'a> {
     reset_members: bool,
     emit: etcdpack::emit::Emit,
     ca_step: Option<etcdpack::pki::CaStep>,
+    restore: Option<&'a etcdpack::Restore>,
+}
+
+/// Reads and checks the snapshot of `etcdpack restore`.
+fn read_snapshot(path: &Path, embed: bool) -> Result<etcdpack::Restore> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io("cannot read the snapshot", path, e))?;
+    if !meta.is_file() {
+        return Err(Error::usage(format!(
+            "{}: not a file\n  help: give the snapshot file that `etcdctl snapshot save` or etcdpack-snapshot wrote",
+            path.display()
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read the snapshot", path, e))?;
+    let status = etcdpack::snapshot::status(&bytes).map_err(|e| {
+        Error::usage(format!(
+            "{}: {e}\n  help: give a snapshot that `etcdctl snapshot save` (or etcdpack-snapshot) wrote, unchanged",
+            path.display()
+        ))
+    })?;
+    Ok(etcdpack::Restore { bytes: std::sync::Arc::new(bytes), status, embed })
 }
 
 fn build(path: &Path, out: &Path, state: Option<PathBuf>, opts: BuildOpts<'_>) -> Result<()> {
@@ -272,7 +298,7 @@ fn build(path: &Path, out: &Path, state: Option<PathBuf>, opts: BuildOpts<'_>) -
         Err(_) => None,
     };
     let state_dir = state.unwrap_or_else(|| fsio::default_state_dir(path));
-    let rebuild = renewal.is_some() || opts.ca_step.is_some();
+    let rebuild = renewal.is_some() || opts.ca_step.is_some() || opts.restore.is_some();
     let ca = state_dir.join(etcdpack::state::CA_CERT);
     let has_ca = match std::fs::metadata(&ca) {
         Ok(m) => m.is_file(),
@@ -284,7 +310,13 @@ fn build(path: &Path, out: &Path, state: Option<PathBuf>, opts: BuildOpts<'_>) -
     if rebuild && !has_ca {
         return Err(Error::usage(format!(
             "nothing to {}: {} holds no certificates yet\n  help: run `etcdpack build {}` first, or name the state folder with --state",
-            if renewal.is_some() { "renew" } else { "rotate" },
+            if renewal.is_some() {
+                "renew"
+            } else if opts.restore.is_some() {
+                "restore"
+            } else {
+                "rotate"
+            },
             state_dir.display(),
             path.display()
         )));
@@ -331,6 +363,7 @@ fn build_locked(
         previous: Some(&|file: &str| fsio::read_previous(out_dir, file)),
         sealer: &etcdpack::seal::Age,
         ca_step: opts.ca_step,
+        restore: opts.restore,
     };
     let mut mark = |name| marks.push((name, Instant::now()));
     let issued = etcdpack::issue(t, &env, &mut mark);

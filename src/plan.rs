@@ -149,6 +149,34 @@ pub struct Plan {
     pub control_plane: ControlPlanePlan,
     /// Members that leave the cluster (decided by `membership`).
     pub leaving: Vec<Leaving>,
+    /// `etcdpack restore`: every member's bundle restores this snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestorePlan>,
+}
+
+/// A restore from a snapshot: what every member's bundle pins and restores.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestorePlan {
+    /// SHA-256 of the snapshot file.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The revision of its newest key.
+    pub revision: i64,
+    /// The new cluster's `--initial-cluster-token`: a new cluster ID, so that a member of the
+    /// old cluster cannot rejoin.
+    pub token: String,
+    /// The members the restored cluster has (`--initial-cluster`).
+    pub initial_cluster: String,
+    /// Whether each bundle carries the snapshot (`--embed`), else it travels beside them.
+    pub embedded: bool,
+    /// Whether the file ends with the database's SHA-256 (`etcdctl snapshot save`'s), which
+    /// `snapshot restore` checks; a database copied from a data dir has none.
+    pub has_digest: bool,
+    /// The snapshot's bytes (not part of plan.json).
+    #[serde(skip)]
+    pub bytes: std::sync::Arc<Vec<u8>>,
 }
 
 /// What kubeadmcfg.yaml names beyond kubeadm's defaults (the guide's config plus the
@@ -293,6 +321,7 @@ pub fn plan(t: &Topology, membership: &Membership) -> Plan {
                     backup: t.backup.is_some(),
                     image_archive: image_archive.as_deref(),
                     binaries: &binary_names,
+                    snapshot: false,
                 }),
             }
         })
@@ -338,6 +367,7 @@ pub fn plan(t: &Topology, membership: &Membership) -> Plan {
         },
         members,
         leaving: membership.leaving.clone(),
+        restore: None,
     };
     for (i, view) in membership.views.iter().enumerate().take(plan.members.len()) {
         plan.set_view(i, view);
@@ -386,6 +416,24 @@ pub fn initial_cluster_of(peers: &[Peer]) -> String {
 }
 
 impl Plan {
+    /// Makes every member's bundle a restore bundle of `restore` (which must start all of
+    /// the topology's members as one new cluster: the caller plans them as a bootstrap).
+    pub fn set_restore(&mut self, restore: RestorePlan) {
+        for m in &mut self.members {
+            if restore.embedded {
+                m.files.push(PlannedFile {
+                    path: layout::SNAPSHOT_IN_BUNDLE.into(),
+                    install_path: None,
+                    mode: 0o600,
+                    owner: layout::Owner::Root,
+                    content: layout::Content::Snapshot,
+                });
+                m.files.sort_by(|a, b| a.path.cmp(&b.path));
+            }
+        }
+        self.restore = Some(restore);
+    }
+
     /// The file of dist/ bundle `name` ships as: `<member>.tar.gz.age` when the member names
     /// recipients, else `<name>.tar.gz`.
     pub fn shipped(&self, name: &str) -> String {

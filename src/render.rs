@@ -217,7 +217,18 @@ pub fn render(plan: &Plan, pki: &Pki) -> Result<Vec<FileSet>, RenderError> {
     let signer = crate::sign::Signer256::from_pem(&pki.signing_key_pem)
         .map_err(|e| RenderError { template: "the signing key".into(), why: e.to_string() })?;
     let signing_key = BundleFile::new(0o644, signer.public_pem().into_bytes());
-    let shared = Shared { image: image.as_ref(), binaries: &binaries, signing_key: Some(&signing_key) };
+    // A restore's snapshot, whose digest the plan already holds.
+    let snapshot = plan.restore.as_ref().filter(|r| r.embedded).map(|r| BundleFile {
+        mode: 0o600,
+        bytes: r.bytes.clone(),
+        sha256: r.sha256.clone(),
+    });
+    let shared = Shared {
+        image: image.as_ref(),
+        binaries: &binaries,
+        signing_key: Some(&signing_key),
+        snapshot: snapshot.as_ref(),
+    };
     let keys_only = Shared { signing_key: Some(&signing_key), ..Shared::default() };
     // Bundles are independent: render them on every core (members, the control plane, then
     // the leaving members).
@@ -351,6 +362,7 @@ struct Shared<'a> {
     image: Option<&'a BundleFile>,
     binaries: &'a [BundleFile],
     signing_key: Option<&'a BundleFile>,
+    snapshot: Option<&'a BundleFile>,
 }
 
 fn render_member(
@@ -366,9 +378,10 @@ fn render_member(
     if let Some(f) = m.files.iter().find(|f| f.content == Content::BundleEnv) {
         files.insert(f.path.clone(), BundleFile::new(f.mode, bundle_env(plan, m, pki).into_bytes()));
     }
-    let (role, replaces) = match &m.role {
-        crate::membership::Role::Bootstrap => ("bootstrap", None),
-        crate::membership::Role::Join { replaces } => ("join", replaces.clone()),
+    let (role, replaces) = match (&m.role, &plan.restore) {
+        (_, Some(_)) => ("restore", None),
+        (crate::membership::Role::Bootstrap, None) => ("bootstrap", None),
+        (crate::membership::Role::Join { replaces }, None) => ("join", replaces.clone()),
     };
     let mut doc = bundle_json(plan, Kind::Member, &m.name, &m.files, pki, &files);
     doc.address = Some(m.address);
@@ -380,6 +393,13 @@ fn render_member(
     doc.role = Some(role.into());
     doc.replaces = Some(replaces);
     doc.initial_cluster = Some(crate::plan::initial_cluster_of(&m.peers));
+    doc.restore = plan.restore.as_ref().map(|r| crate::bundle::RestoreEntry {
+        sha256: r.sha256.clone(),
+        size: r.size,
+        revision: r.revision,
+        token: r.token.clone(),
+        embedded: r.embedded,
+    });
     // Static-pod bundles name no runtime (as before the systemd runtime existed).
     if let Some(sd) = &plan.systemd {
         doc.runtime = Some(plan.runtime.name().into());
@@ -484,6 +504,12 @@ fn render_files(
                 }
                 continue;
             }
+            Content::Snapshot => {
+                if let Some(s) = shared.snapshot {
+                    files.insert(f.path.clone(), s.clone());
+                }
+                continue;
+            }
             Content::BundleEnv | Content::BundleJson | Content::Sums | Content::SumsSig => continue,
         };
         files.insert(f.path.clone(), BundleFile::new(f.mode, bytes));
@@ -528,7 +554,18 @@ fn bundle_env(plan: &Plan, m: &MemberPlan, pki: &Pki) -> String {
         hex::encode(Sha256::digest(pki.ca.cert_pem.as_bytes())),
         m.generation,
         trusted_line(pki)
-    )
+    ) + &restore_lines(plan)
+}
+
+/// A restore bundle's pins: the snapshot's digest, size and revision, and the new cluster's
+/// token. Empty otherwise.
+fn restore_lines(plan: &Plan) -> String {
+    plan.restore.as_ref().map_or_else(String::new, |r| {
+        format!(
+            "RESTORE_TOKEN={}\nSNAPSHOT_SHA256={}\nSNAPSHOT_SIZE={}\nSNAPSHOT_REVISION={}\n",
+            r.token, r.sha256, r.size, r.revision
+        )
+    })
 }
 
 /// During a CA rotation, `TRUSTED_CA_SHA256=` with the digest of every CA certificate in

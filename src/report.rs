@@ -124,8 +124,58 @@ pub fn build(b: &Build, out_dir: &Path, state_dir: &Path, wrote: bool, renewal: 
         let renewed = b.decisions.iter().filter(|d| matches!(d.action, Action::Renew(_))).count();
         say!(o, "renewed {renewed} certificate(s)");
     }
+    if let Some(r) = &p.restore {
+        o.push_str(&restore(r, p, out_dir));
+        return o;
+    }
     o.push_str(&membership(&b.membership, Some((out_dir, p))));
     o.push_str(&changes(&b.changes, Some((out_dir, p))));
+    o
+}
+
+/// A restore build's snapshot and the order to install its bundles.
+pub fn restore(r: &crate::plan::RestorePlan, p: &Plan, out_dir: &Path) -> String {
+    let mut o = String::new();
+    let travels = if r.embedded {
+        format!("inside every bundle ({})", crate::layout::SNAPSHOT_IN_BUNDLE)
+    } else {
+        format!("beside the bundles as {}", out_dir.join(crate::dist::SNAPSHOT).display())
+    };
+    say!(
+        o,
+        "restore from snapshot {} (revision {}, {} bytes), {travels}; the restored cluster's token is {}",
+        r.sha256,
+        r.revision,
+        r.size,
+        r.token
+    );
+    say!(
+        o,
+        "install, in this order (each stops etcd, moves its data dir into the backup and restores the snapshot):"
+    );
+    let names: Vec<&str> = p.members.iter().map(|m| m.name.as_str()).collect();
+    for (i, m) in p.members.iter().enumerate() {
+        let bundle = out_dir.join(p.shipped(&m.name));
+        let copy =
+            if r.embedded { String::new() } else { format!(" with {} beside it", crate::dist::SNAPSHOT) };
+        let wait = if i + 1 == names.len() {
+            " (its --wait waits for the whole cluster)"
+        } else {
+            " (it cannot be healthy alone)"
+        };
+        say!(o, "  {}. {} on {} ({}){copy}{wait}", i + 1, bundle.display(), m.name, m.address);
+    }
+    say!(
+        o,
+        "  {}. {} on the control-plane nodes, where it is not installed yet: the same PKI, so the installed client certificate stays valid",
+        names.len() + 1,
+        out_dir.join(p.shipped(&p.control_plane.name)).display()
+    );
+    say!(
+        o,
+        "a member's install.sh refuses while its etcd answers healthy (a working quorum would lose every write since revision {}); the next build makes ordinary bundles again",
+        r.revision
+    );
     o
 }
 

@@ -105,6 +105,24 @@ pub struct Record {
     /// the old one signing; 2, both trusted and the new one signing. Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_rotation: Option<u8>,
+    /// The last restore from a snapshot (`etcdpack restore`): the cluster that runs since is
+    /// the one its token made. Absent before any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<Restored>,
+}
+
+/// A restore from a snapshot, as the state remembers it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Restored {
+    /// How many restores this state has built (this one's number).
+    pub number: u32,
+    /// SHA-256 of the snapshot.
+    pub sha256: String,
+    /// Its revision.
+    pub revision: i64,
+    /// The restored cluster's `--initial-cluster-token`.
+    pub token: String,
 }
 
 /// The last build as the state remembers it.

@@ -359,6 +359,8 @@ fn check_layout(r: &mut Report, u: &Unpacked, kind: Kind, runtime: crate::layout
                 backup: optional,
                 image_archive: image,
                 binaries: if optional { &binaries } else { &[] },
+                // A restore bundle may carry its snapshot (`restore --embed`).
+                snapshot: optional,
             }),
             Kind::ControlPlane => control_plane_files(),
             Kind::Leave => crate::layout::leave_files(),

@@ -133,6 +133,7 @@ fn same_state_same_epoch_gives_identical_bytes() {
             previous: None,
             sealer: &etcdpack::seal::Age,
             ca_step: None,
+            restore: None,
         },
         &mut |_| {},
     )
@@ -153,6 +154,7 @@ fn same_state_same_epoch_gives_identical_bytes() {
             previous: None,
             sealer: &etcdpack::seal::Age,
             ca_step: None,
+            restore: None,
         },
         &mut |_| {},
     )

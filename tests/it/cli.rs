@@ -58,6 +58,7 @@ fn help_texts() {
         &["renew", "--help"],
         &["verify", "--help"],
         &["rotate-ca", "--help"],
+        &["restore", "--help"],
     ] {
         let o = etcdpack(dir.path(), args);
         assert_eq!(code(&o), 0);

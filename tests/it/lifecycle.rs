@@ -344,6 +344,7 @@ fn a_moved_member_replaces_its_old_address_and_a_removed_one_gets_a_keyless_leav
         previous: None,
         sealer: &etcdpack::seal::Age,
         ca_step: None,
+        restore: None,
     };
     let reset = etcdpack::build(&t, &env, &mut |_| {}).unwrap();
     assert!(!reset.dist.contains_key("infra3.tar.gz"));

@@ -17,6 +17,7 @@ mod hostexpiry;
 mod install;
 mod lifecycle;
 mod members;
+mod restore;
 mod rotation;
 mod sealed;
 mod snapshots;

@@ -73,7 +73,7 @@ fn own_part(install: &str) -> String {
     let value = |key: &str| {
         own.lines().find_map(|l| l.strip_prefix(&format!("readonly {key}="))).expect(key).to_string()
     };
-    let role = [Role::Member, Role::Join, Role::Leave, Role::ControlPlane]
+    let role = [Role::Member, Role::Join, Role::Leave, Role::ControlPlane, Role::Restore]
         .into_iter()
         .find(|r| r.name() == value("ROLE"))
         .expect("a role");
@@ -130,6 +130,15 @@ fn installers() {
             whole.push((name, install));
         }
     }
+    // A restore bundle (static pods): the member's parts and restore.sh.
+    let dir = tempfile::tempdir().unwrap();
+    let t = "cluster: c\nkubernetesVersion: v1.34.2\npki: { keyAlgorithm: ECDSA-P256 }\nmembers:\n  - { name: a, address: 10.0.0.6 }\n  - { name: b, address: 10.0.0.7 }\n";
+    crate::support::build_in(dir.path(), t, 7, crate::support::NOW, None).unwrap();
+    let snapshot = std::fs::read(crate::support::fixtures().join("snapshot/etcd-3.5.1.db")).unwrap();
+    let b = crate::support::restore_in(dir.path(), t, 7, &snapshot, false).unwrap();
+    let install = text(&etcdpack::unpack::unpack(&b.dist["b.tar.gz"]).unwrap(), "install.sh");
+    own_part(&install);
+    whole.push(("restore-static-pod".into(), install));
     let names: Vec<&str> = whole.iter().map(|w| w.0.as_str()).collect();
     assert_eq!(names, INSTALLERS);
     for (name, install) in whole {
@@ -138,8 +147,15 @@ fn installers() {
 }
 
 /// The installers snapshotted whole, one per role and runtime.
-const INSTALLERS: [&str; 6] =
-    ["member-static-pod", "member-systemd", "control-plane", "join-static-pod", "leave", "join-systemd"];
+const INSTALLERS: [&str; 7] = [
+    "member-static-pod",
+    "member-systemd",
+    "control-plane",
+    "join-static-pod",
+    "leave",
+    "join-systemd",
+    "restore-static-pod",
+];
 
 fn plan(scenario: &str) {
     let b = built(scenario);
@@ -196,9 +212,10 @@ fn every_scenario_has_its_own_test_cases() {
 #[test]
 fn no_snapshot_is_unreferenced() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
-    let mut expected: Vec<String> = ["help", "build_help", "renew_help", "verify_help", "rotate-ca_help"]
-        .map(|h| format!("help__{h}"))
-        .to_vec();
+    let mut expected: Vec<String> =
+        ["help", "build_help", "renew_help", "verify_help", "rotate-ca_help", "restore_help"]
+            .map(|h| format!("help__{h}"))
+            .to_vec();
     for scenario in scenarios() {
         expected.push(format!("{scenario}__plan"));
         expected.push(format!("{scenario}__control-plane"));

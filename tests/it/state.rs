@@ -37,6 +37,7 @@ fn build_at(dir: &Path, text: &str, seed: u64, now: i64) -> Result<etcdpack::Bui
             previous: None,
             sealer: &etcdpack::seal::Age,
             ca_step: None,
+            restore: None,
         },
         &mut |_| {},
     )?;

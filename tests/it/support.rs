@@ -179,6 +179,7 @@ pub fn built(scenario: &str) -> Arc<Built> {
             previous: None,
             sealer: &etcdpack::seal::Age,
             ca_step: None,
+            restore: None,
         };
         let build = etcdpack::build(&topology, &env, &mut |_| {}).unwrap();
         let bundles = build
@@ -208,7 +209,7 @@ pub fn build_in(
     now: i64,
     renewal: Option<&etcdpack::pki::Renewal>,
 ) -> Result<Build, etcdpack::error::Error> {
-    step_in(dir, text, seed, now, renewal, None)
+    step_in(dir, text, seed, now, renewal, None, None)
 }
 
 /// `rotate-ca` (`step`) of `text` against the state folder `dir`, as [`build_in`].
@@ -218,7 +219,20 @@ pub fn rotate_in(
     seed: u64,
     step: etcdpack::pki::CaStep,
 ) -> Result<Build, etcdpack::error::Error> {
-    step_in(dir, text, seed, NOW, None, Some(step))
+    step_in(dir, text, seed, NOW, None, Some(step), None)
+}
+
+/// `restore` of `text` from `snapshot` (the bytes of an etcd snapshot), as [`build_in`].
+pub fn restore_in(
+    dir: &std::path::Path,
+    text: &str,
+    seed: u64,
+    snapshot: &[u8],
+    embed: bool,
+) -> Result<Build, etcdpack::error::Error> {
+    let status = etcdpack::snapshot::status(snapshot).unwrap();
+    let restore = etcdpack::Restore { bytes: Arc::new(snapshot.to_vec()), status, embed };
+    step_in(dir, text, seed, NOW, None, None, Some(&restore))
 }
 
 fn step_in(
@@ -228,6 +242,7 @@ fn step_in(
     now: i64,
     renewal: Option<&etcdpack::pki::Renewal>,
     ca_step: Option<etcdpack::pki::CaStep>,
+    restore: Option<&etcdpack::Restore>,
 ) -> Result<Build, etcdpack::error::Error> {
     let t = topology_of(text);
     let state = fsio::load_state(dir)?;
@@ -242,6 +257,7 @@ fn step_in(
         previous: None,
         sealer: &etcdpack::seal::Age,
         ca_step,
+        restore,
     };
     let b = etcdpack::build(&t, &env, &mut |_| {})?;
     fsio::apply_state_update(dir, &b.state_update)?;
