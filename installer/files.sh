@@ -94,10 +94,12 @@ restore_from() {
         if [ "$dry_run" -eq 1 ]; then say "would put the data dir $path from before the restore back"; continue; fi
         if [ -e "$root$path" ] && ! mv -T "$root$path" "$backup/data-dir.restored.$$" 2>/dev/null; then
           failed+=("$path")
-        elif [ -d "$backup/data-dir" ] && ! mv -T "$backup/data-dir" "$root$path" 2>/dev/null; then
-          failed+=("$path")
-        else
+        elif [ ! -d "$backup/data-dir" ]; then
+          say "moved the restored data dir $path into $backup (there was none before the restore)"
+        elif mv -T "$backup/data-dir" "$root$path" 2>/dev/null; then
           say "put back the data dir $path from before the restore (the restored one is in $backup)"
+        else
+          failed+=("$path")
         fi
         ;;
       dir)

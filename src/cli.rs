@@ -41,6 +41,12 @@ pub enum Command {
         /// Print the plan as JSON
         #[arg(long)]
         json: bool,
+        /// Plan `restore --snapshot FILE` instead of a build
+        #[arg(long, value_name = "FILE")]
+        snapshot: Option<PathBuf>,
+        /// With --snapshot: as `restore --embed`
+        #[arg(long, requires = "snapshot")]
+        embed: bool,
     },
     /// Build one signed bundle per member, and the control-plane bundle, into the output
     /// folder

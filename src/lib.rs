@@ -125,6 +125,56 @@ pub struct Restore {
     pub embed: bool,
 }
 
+/// The largest snapshot `--embed` puts into every bundle: a bundle stays well inside what
+/// `verify` and `inspect` unpack ([`unpack::MAX_UNPACKED_BYTES`]).
+pub const MAX_EMBEDDED_SNAPSHOT: u64 = 1 << 30;
+
+/// Makes `plan` (a bootstrap of the topology's members) the restore of `r`: every member's
+/// bundle pins it, with the token of the state's next restore. Refuses a snapshot that would
+/// travel where it should not: in clear beside sealed bundles, in cloud-init user-data, left
+/// behind by the Ansible playbook (which copies each bundle alone), or too large to embed.
+pub fn with_restore(plan: &mut Plan, state: &State, r: &Restore, emit: emit::Emit) -> Result<()> {
+    let size = r.status.size;
+    if emit.cloud_init {
+        return Err(Error::usage(format!(
+            "--emit cloud-init: a restore's snapshot ({size} bytes) does not belong in user-data\n  help: deliver restore bundles by USB, scp or --emit ansible (with --embed)"
+        )));
+    }
+    if !r.embed {
+        let sealed: Vec<&str> =
+            plan.members.iter().filter(|m| !m.recipients.is_empty()).map(|m| m.name.as_str()).collect();
+        if !sealed.is_empty() {
+            return Err(Error::usage(format!(
+                "the members with recipients ({}) get sealed bundles, but the snapshot would travel beside them in clear, and it holds every secret the cluster stores\n  help: pass --embed, so that it travels sealed inside each bundle",
+                sealed.join(", ")
+            )));
+        }
+        if emit.ansible {
+            return Err(Error::usage(
+                "--emit ansible: the playbook copies each host's bundle alone, so the snapshot beside the bundles would not reach the hosts\n  help: pass --embed, so that it travels inside each bundle",
+            ));
+        }
+    } else if size > MAX_EMBEDDED_SNAPSHOT {
+        return Err(Error::usage(format!(
+            "--embed: the snapshot has {size} bytes, and a bundle may hold at most {MAX_EMBEDDED_SNAPSHOT} of it (verify and inspect read no bigger bundle)\n  help: leave --embed out: the snapshot then travels beside the bundles as dist/{}",
+            dist::SNAPSHOT
+        )));
+    }
+    let number = state.record.restored.as_ref().map_or(0, |x| x.number) + 1;
+    let restore = plan::RestorePlan {
+        sha256: r.status.sha256.clone(),
+        size,
+        revision: r.status.revision,
+        token: restore_token(&plan.cluster, number, &r.status.sha256),
+        initial_cluster: plan.initial_cluster.clone(),
+        embedded: r.embed,
+        has_digest: r.status.has_digest,
+        bytes: r.bytes.clone(),
+    };
+    plan.set_restore(restore);
+    Ok(())
+}
+
 /// The token of the cluster a restore starts: new with every restore built on this state
 /// (its number), and tied to the snapshot.
 pub fn restore_token(cluster: &str, number: u32, sha256: &str) -> String {
@@ -160,17 +210,7 @@ pub fn issue(t: &Topology, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static st
     // A restore starts the topology's members as one new cluster, whatever the state recorded.
     let (mut plan, membership) = plan_for(t, env.state, env.reset_members || env.restore.is_some())?;
     if let Some(r) = env.restore {
-        let number = env.state.record.restored.as_ref().map_or(0, |x| x.number) + 1;
-        plan.set_restore(plan::RestorePlan {
-            sha256: r.status.sha256.clone(),
-            size: r.status.size,
-            revision: r.status.revision,
-            token: restore_token(&plan.cluster, number, &r.status.sha256),
-            initial_cluster: plan.initial_cluster.clone(),
-            embedded: r.embed,
-            has_digest: r.status.has_digest,
-            bytes: r.bytes.clone(),
-        });
+        with_restore(&mut plan, env.state, r, env.emit)?;
     }
     if let Some(why) = emit::refusal(&plan, env.emit) {
         return Err(Error::usage(why));

@@ -75,7 +75,9 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Plan { topology, out, state, json } => plan_cmd(&topology, &out, state, json),
+        Command::Plan { topology, out, state, json, snapshot, embed } => {
+            plan_cmd(&topology, &out, state, json, snapshot.as_deref().map(|s| (s, embed)))
+        }
         Command::Build { topology, out, state, timings, reset_members, emit, user_data_with_ca_key } => {
             let emit = cli::emit_of(&emit, user_data_with_ca_key);
             build(&topology, &out, state, BuildOpts { timings, reset_members, emit, ..BuildOpts::default() })
@@ -189,11 +191,26 @@ fn parse_window(text: &str) -> Result<i64> {
     )
 }
 
-fn plan_cmd(path: &Path, out_dir: &Path, state: Option<PathBuf>, json: bool) -> Result<()> {
+fn plan_cmd(
+    path: &Path,
+    out_dir: &Path,
+    state: Option<PathBuf>,
+    json: bool,
+    restore: Option<(&Path, bool)>,
+) -> Result<()> {
     let t = load(path)?;
     let state_dir = state.unwrap_or_else(|| fsio::default_state_dir(path));
     let st = fsio::load_state(&state_dir)?;
-    let (p, membership) = etcdpack::plan_for(&t, &st, false)?;
+    let (mut p, membership) = etcdpack::plan_for(&t, &st, restore.is_some())?;
+    if let Some((snapshot, embed)) = restore {
+        if st.ca_cert.is_none() {
+            return Err(Error::usage(format!(
+                "nothing to restore: {} holds no certificates yet\n  help: name the cluster's state folder with --state",
+                state_dir.display()
+            )));
+        }
+        etcdpack::with_restore(&mut p, &st, &read_snapshot(snapshot, embed)?, Default::default())?;
+    }
     let now = now();
     // The same checks build runs before it creates anything: the same refusals.
     let pre = etcdpack::preflight(&t, &p, &st, now, None)?;
@@ -230,7 +247,8 @@ fn plan_cmd(path: &Path, out_dir: &Path, state: Option<PathBuf>, json: bool) -> 
         ),
         None => ca.to_string(),
     };
-    out(format_args!("{}", report::plan(&p, &ca, &state_dir, &pre.decisions, &membership, &changes)));
+    let places = report::Places { state_dir: &state_dir, out_dir };
+    out(format_args!("{}", report::plan(&p, &ca, places, &pre.decisions, &membership, &changes)));
     Ok(())
 }
 

@@ -34,12 +34,22 @@ pub fn action_text(a: &Action) -> String {
     }
 }
 
+/// Where `plan` reads: the state folder, and the last build's output folder (for a restore's
+/// order).
+#[derive(Clone, Copy)]
+pub struct Places<'a> {
+    /// The state folder.
+    pub state_dir: &'a Path,
+    /// The output folder.
+    pub out_dir: &'a Path,
+}
+
 /// `plan` in words: the cluster, each member's certificates and files, the control plane,
-/// the membership steps and the hosts that get a new bundle.
+/// the membership steps and the hosts that get a new bundle (or a restore's order).
 pub fn plan(
     p: &Plan,
     ca: &str,
-    state_dir: &Path,
+    places: Places<'_>,
     decisions: &[LeafDecision],
     steps: &Membership,
     hosts: &[HostChange],
@@ -54,7 +64,7 @@ pub fn plan(
         runs_etcd(p),
         p.key_algorithm
     );
-    say!(o, "state {}: etcd-ca {ca}", state_dir.display());
+    say!(o, "state {}: etcd-ca {ca}", places.state_dir.display());
     for m in &p.members {
         let key_note = if m.carries_ca_key { ", carries ca.key" } else { "" };
         let sealed = match m.recipients.len() {
@@ -76,6 +86,11 @@ pub fn plan(
     }
     for f in &cp.files {
         say!(o, "  {:04o} {}", f.mode, f.path);
+    }
+    if let Some(r) = &p.restore {
+        // A restore replaces every host's bundle, in its own order.
+        o.push_str(&restore(r, p, places.out_dir));
+        return o;
     }
     o.push_str(&membership(steps, None));
     o.push_str(&changes(hosts, None));

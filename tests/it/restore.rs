@@ -62,6 +62,19 @@ fn restore_bundles_pin_the_snapshot_and_the_next_build_is_ordinary() {
     assert!(text(&o).contains("a damaged etcd snapshot"), "{}", text(&o));
     assert_eq!(dist(w), ordinary);
 
+    // It would travel where it should not: in user-data, or left behind by the playbook.
+    let o = etcdpack(w, &["restore", "t.yaml", "--snapshot", SNAPSHOT, "--emit", "cloud-init"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("does not belong in user-data"), "{}", text(&o));
+    let o = etcdpack(w, &["restore", "t.yaml", "--snapshot", SNAPSHOT, "--emit", "ansible"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("help: pass --embed"), "{}", text(&o));
+    assert_eq!(dist(w), ordinary);
+    // plan says what restore will do.
+    let o = etcdpack(w, &["plan", "t.yaml", "--snapshot", SNAPSHOT]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("3. dist/c.tar.gz on c (10.0.0.3) with snapshot.db beside it (its --wait waits for the whole cluster)"), "{}", text(&o));
+
     let o = etcdpack(w, &["restore", "t.yaml", "--snapshot", SNAPSHOT]);
     assert!(o.status.success(), "{}", text(&o));
     let said = text(&o);
@@ -384,4 +397,22 @@ fn a_cluster_that_lost_two_data_dirs_comes_back_from_a_snapshot() {
             > etcdpack::snapshot::status(&std::fs::read(&snap).unwrap()).unwrap().revision,
         "{status}"
     );
+}
+
+#[test]
+fn a_sealed_member_takes_its_snapshot_sealed_inside() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let topology = "cluster: s\nkubernetesVersion: v1.34.2\npki: { keyAlgorithm: ECDSA-P256 }\nmembers:\n  - { name: a, address: 10.0.0.1, recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p] }\n  - { name: b, address: 10.0.0.2 }\n";
+    std::fs::write(w.join("t.yaml"), topology).unwrap();
+    assert!(etcdpack(w, &["build", "t.yaml"]).status.success());
+    let o = etcdpack(w, &["restore", "t.yaml", "--snapshot", SNAPSHOT]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("the members with recipients (a) get sealed bundles"), "{}", text(&o));
+    let o = etcdpack(w, &["restore", "t.yaml", "--snapshot", SNAPSHOT, "--embed"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let d = dist(w);
+    assert!(d.contains_key("a.tar.gz.age") && !d.contains_key("a.tar.gz") && !d.contains_key("snapshot.db"));
+    let u = unpack(&d["b.tar.gz"]).unwrap();
+    assert_eq!(*u.files["snapshot/snapshot.db"].bytes, std::fs::read(SNAPSHOT).unwrap());
 }
