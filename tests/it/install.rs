@@ -900,7 +900,7 @@ fn a_rollback_restores_what_it_can_and_names_what_it_cannot() {
 }
 
 /// The uid and gid of a user of this machine (`getent passwd`).
-fn ids_of(user: &str) -> (u32, u32) {
+pub fn ids_of(user: &str) -> (u32, u32) {
     let o = Command::new("getent").args(["passwd", user]).output().unwrap();
     assert!(
         o.status.success(),

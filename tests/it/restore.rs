@@ -416,3 +416,100 @@ fn a_sealed_member_takes_its_snapshot_sealed_inside() {
     let u = unpack(&d["b.tar.gz"]).unwrap();
     assert_eq!(*u.files["snapshot/snapshot.db"].bytes, std::fs::read(SNAPSHOT).unwrap());
 }
+
+/// On a simulated host (systemd runtime, no `--root`): install.sh stops etcd.service itself,
+/// gives the restored data dir to etcd.user, starts etcd.service again, and `--rollback` stops
+/// it and puts the data dir from before back.
+#[test]
+fn on_a_systemd_host_the_restore_stops_etcd_and_gives_the_data_dir_to_its_user() {
+    crate::needs_root!();
+    let (uid, _) = crate::install::ids_of("etcd");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let topology = "cluster: h\nkubernetesVersion: v1.33.6\npki: { keyAlgorithm: ECDSA-P256 }\netcd: { runtime: systemd, user: etcd }\nmembers:\n  - { name: m0, address: 10.0.0.6 }\n";
+    std::fs::write(w.join("t.yaml"), topology).unwrap();
+    assert!(etcdpack(w, &["build", "t.yaml"]).status.success());
+    let host = crate::host::Host::new("rs", "10.0.0.6");
+    let first = crate::e2e::unpack_dist(w, "m0", "b0");
+    let o = host.install(&first, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    // What etcd had written there before the quorum was lost.
+    host.put("/var/lib/etcd/member/old", "before\n", 0o600);
+    let o = etcdpack(w, &["restore", "t.yaml", "--snapshot", SNAPSHOT, "--embed"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let bundle = crate::e2e::unpack_dist(w, "m0", "b1");
+    let logged = host.log().len();
+    let o = host.install(&bundle, &[]);
+    let said = text(&o);
+    assert!(o.status.success(), "{said}");
+    assert!(said.contains("with etcdctl: member m0 of a new cluster"), "{said}");
+    assert!(said.contains("data dir /var/lib/etcd (mode 0700) belongs to etcd"), "{said}");
+    assert_eq!(
+        &host.log()[logged..],
+        "systemctl stop etcd.service\nsystemctl daemon-reload\nsystemctl enable --quiet etcd.service\nsystemctl restart --no-block etcd.service\nsystemctl enable --now etcdpack-expiry.timer\nsystemctl enable --now etcdpack-snapshot.timer\n"
+    );
+    let t = host.changes();
+    let db = &t["/var/lib/etcd/member/snap/db"];
+    assert_eq!(db.1, uid, "etcd.user owns the restored data");
+    assert_eq!((t["/var/lib/etcd"].0, t["/var/lib/etcd"].1), (0o700, uid));
+    assert!(!t.contains_key("/var/lib/etcd/member/old"));
+    assert!(t.keys().any(|p| p.ends_with("/data-dir/member/old")), "the old data dir is in the backup");
+    // Again: nothing changes.
+    let o = host.install(&bundle, &[]);
+    assert!(text(&o).contains("already restored"), "{}", text(&o));
+    // --rollback stops etcd.service first, then puts the old data dir back.
+    let logged = host.log().len();
+    let o = host.install(&bundle, &["--rollback"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(host.log()[logged..].starts_with("systemctl stop etcd.service\n"), "{}", host.log());
+    assert_eq!(host.changes()["/var/lib/etcd/member/old"].3, b"before\n");
+}
+
+/// The same on a static pod host: the manifest moves out (the kubelet stops the pod), comes
+/// back with the member's files once the data dir is restored, and the kubelet restarts.
+#[test]
+fn on_a_static_pod_host_the_manifest_moves_out_and_back() {
+    crate::needs_root!();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let topology = "cluster: p\nkubernetesVersion: v1.34.2\npki: { keyAlgorithm: ECDSA-P256 }\nmembers:\n  - { name: m0, address: 10.0.0.6 }\n";
+    std::fs::write(w.join("t.yaml"), topology).unwrap();
+    assert!(etcdpack(w, &["build", "t.yaml"]).status.success());
+    let host = crate::host::Host::new("rp", "10.0.0.6");
+    host.kubelet();
+    let o = host.install(&crate::e2e::unpack_dist(w, "m0", "b0"), &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let manifest = host.changes()["/etc/kubernetes/manifests/etcd.yaml"].clone();
+    assert!(etcdpack(w, &["restore", "t.yaml", "--snapshot", SNAPSHOT]).status.success());
+    let bundle = crate::e2e::unpack_dist(w, "m0", "b1");
+    std::fs::copy(w.join("dist/snapshot.db"), w.join("b1/snapshot.db")).unwrap();
+    let o = host.install(&bundle, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("installed /etc/kubernetes/manifests/etcd.yaml (mode 0600)"), "{}", text(&o));
+    let t = host.changes();
+    assert_eq!(t["/etc/kubernetes/manifests/etcd.yaml"], manifest, "the same manifest, back in place");
+    assert!(t.contains_key("/var/lib/etcd/member/snap/db"));
+    let changes: Vec<String> = t
+        .iter()
+        .filter(|(p, _)| p.starts_with("/var/lib/etcdpack/backups/") && p.ends_with("/changes"))
+        .map(|(_, f)| String::from_utf8(f.3.clone()).unwrap())
+        .collect();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c
+                .starts_with("set-aside\t/etc/kubernetes/manifests/etcd.yaml\ndata-dir\t/var/lib/etcd\n")),
+        "{changes:?}"
+    );
+    assert!(host.log().ends_with("systemctl daemon-reload\nsystemctl restart kubelet\nsystemctl enable --now etcdpack-expiry.timer\nsystemctl enable --now etcdpack-snapshot.timer\n"), "{}", host.log());
+    // --rollback: the manifest is taken out while the data dir goes back, then returns.
+    let o = host.install(&bundle, &["--rollback"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = host.changes();
+    assert_eq!(t["/etc/kubernetes/manifests/etcd.yaml"], manifest);
+    assert!(
+        t["/var/lib/etcd"].0 == 0o700 && !t.contains_key("/var/lib/etcd/member/snap/db"),
+        "{:?}",
+        t.keys()
+    );
+}
