@@ -59,6 +59,10 @@ pub fn inspect(u: &Unpacked) -> String {
             let role = match (meta.role.as_deref(), meta.replaces.clone().flatten()) {
                 (Some("join"), Some(old)) => format!(", join replacing {old}"),
                 (Some("join"), None) => ", join".to_string(),
+                (Some("restore"), _) => format!(
+                    ", restore from the snapshot of revision {}",
+                    meta.restore.as_ref().map_or_else(|| "?".to_string(), |r| r.revision.to_string())
+                ),
                 _ => String::new(),
             };
             let knows = or_unknown(&meta.initial_cluster);

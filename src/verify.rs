@@ -213,6 +213,7 @@ fn contents(mut r: Report, bundle: &[u8], public_pem: &str, now: i64) -> Report 
         return r;
     };
     check_layout(&mut r, &u, kind, runtime);
+    check_snapshot(&mut r, &u, &meta);
     if kind != Kind::ControlPlane {
         r.pass(role_text(&meta));
         if runtime == crate::layout::Runtime::Systemd {
@@ -275,7 +276,41 @@ fn role_text(meta: &crate::bundle::BundleJson) -> String {
             meta.member,
             meta.peer_url.as_deref().unwrap_or("?")
         ),
+        Some("restore") => format!(
+            "role restore: restores {} from the snapshot of revision {} as a member of a new cluster with {}",
+            meta.member,
+            meta.restore.as_ref().map_or_else(|| "?".to_string(), |r| r.revision.to_string()),
+            knows()
+        ),
         _ => format!("role bootstrap: starts the cluster with {}", knows()),
+    }
+}
+
+/// A restore bundle's snapshot: the one bundle.json pins, when the bundle carries it (else it
+/// travels beside, and install.sh checks it there); no other bundle carries one.
+fn check_snapshot(r: &mut Report, u: &Unpacked, meta: &crate::bundle::BundleJson) {
+    let carried = u.files.get(crate::layout::SNAPSHOT_IN_BUNDLE);
+    let what = "the snapshot is the one bundle.json pins";
+    match (&meta.restore, carried) {
+        (None, None) => {}
+        (None, Some(_)) => r.fail(what, "a bundle that restores nothing carries a snapshot"),
+        (Some(p), None) if p.embedded => {
+            r.fail(what, "bundle.json says the bundle carries it, but it does not")
+        }
+        (Some(_), None) => r.pass("the snapshot travels beside the bundle (install.sh checks its digest)"),
+        (Some(p), Some(f)) => r.check(
+            what,
+            crate::snapshot::status(&f.bytes).map_err(|e| e.to_string()).and_then(|s| {
+                if (s.sha256.as_str(), s.size, s.revision) == (p.sha256.as_str(), p.size, p.revision) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "it has SHA-256 {} and revision {}, bundle.json pins {} and {}",
+                        s.sha256, s.revision, p.sha256, p.revision
+                    ))
+                }
+            }),
+        ),
     }
 }
 
