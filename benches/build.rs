@@ -1,6 +1,7 @@
 //! How long the work that dominates a build takes: key generation per algorithm, a fresh
-//! build of three members, a rebuild of seven members that reuses everything, and sealing a
-//! bundle with age.
+//! build of three members, a rebuild of seven members that reuses everything, sealing a
+//! bundle with age, and reading a snapshot for `restore` (the committed one, or the file
+//! ETCDPACK_BENCH_SNAPSHOT names, such as one of `scripts/bench-snapshot`'s size).
 //! `cargo bench` runs it; `scripts/bench-openssl` compares whole builds with the openssl
 //! command line.
 
@@ -85,4 +86,14 @@ fn seal_a_bundle(bencher: divan::Bencher, kind: &str) {
     };
     let to = [parse_recipient(recipient).unwrap()];
     bencher.bench(|| etcdpack::seal::Age.seal(&tarball, &to).unwrap());
+}
+
+/// `restore`'s check of a snapshot: its digests, every page, what `etcdutl snapshot status`
+/// says.
+#[divan::bench(sample_count = 10)]
+fn read_snapshot(b: divan::Bencher) {
+    let path = std::env::var("ETCDPACK_BENCH_SNAPSHOT")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/snapshot/etcd-3.5.1.db").into());
+    let bytes = std::fs::read(&path).unwrap();
+    b.bench(|| etcdpack::snapshot::status(&bytes).unwrap());
 }

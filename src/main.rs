@@ -296,7 +296,25 @@ fn read_snapshot(path: &Path, embed: bool) -> Result<etcdpack::Restore> {
             path.display()
         )));
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read the snapshot", path, e))?;
+    let too_big = |size: u64| {
+        Error::usage(format!(
+            "{}: {size} bytes or more, more than any etcd database etcdpack restores ({} bytes: etcd's largest recommended backend quota, 8 GiB)\n  help: check that this is the snapshot you mean; a bigger one is restored by hand with etcdutl",
+            path.display(),
+            etcdpack::snapshot::MAX_SIZE
+        ))
+    };
+    let limit = etcdpack::snapshot::MAX_SIZE;
+    if meta.len() > limit {
+        return Err(too_big(meta.len()));
+    }
+    // Read no further than the limit, whatever the file grew to since.
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)
+        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, limit + 1), &mut bytes))
+        .map_err(|e| Error::io("cannot read the snapshot", path, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_big(bytes.len() as u64));
+    }
     let status = etcdpack::snapshot::status(&bytes).map_err(|e| {
         Error::usage(format!(
             "{}: {e}\n  help: give a snapshot that `etcdctl snapshot save` (or etcdpack-snapshot) wrote, unchanged",
