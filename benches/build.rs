@@ -92,8 +92,9 @@ fn seal_a_bundle(bencher: divan::Bencher, kind: &str) {
 /// says.
 #[divan::bench(sample_count = 10)]
 fn read_snapshot(b: divan::Bencher) {
-    let path = std::env::var("ETCDPACK_BENCH_SNAPSHOT")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/snapshot/etcd-3.5.1.db").into());
+    let path = std::env::var("ETCDPACK_BENCH_SNAPSHOT").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/snapshot/etcd-3.5.1.db").into()
+    });
     let bytes = std::fs::read(&path).unwrap();
     b.bench(|| etcdpack::snapshot::status(&bytes).unwrap());
 }

@@ -708,12 +708,16 @@ pub fn unpack_dist(w: &Path, name: &str, into: &str) -> PathBuf {
 /// install.sh of `bundle` into the member's root, run inside its namespace (so the cluster
 /// steps reach the members as the host would).
 pub fn install_in(m: &Member, bundle: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("ip")
-        .args(["netns", "exec", &m.ns, "bash"])
+    install_command(m, bundle, args).output().unwrap()
+}
+
+/// The command [`install_in`] runs, for a caller to add to (its PATH, say).
+pub fn install_command(m: &Member, bundle: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", &m.ns, "bash"])
         .arg(bundle.join("install.sh"))
         .arg("--root")
         .arg(&m.root)
-        .args(args)
-        .output()
-        .unwrap()
+        .args(args);
+    c
 }

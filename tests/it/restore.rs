@@ -158,15 +158,7 @@ fn restore_bundles_pin_the_snapshot_and_the_next_build_is_ordinary() {
 /// install.sh of `bundle` into the member's root, in its namespace, with `path` as PATH (which
 /// decides the restore tool it finds).
 fn install(m: &Member, bundle: &Path, path: &str, args: &[&str]) -> Output {
-    Command::new("ip")
-        .args(["netns", "exec", &m.ns, "bash"])
-        .arg(bundle.join("install.sh"))
-        .arg("--root")
-        .arg(&m.root)
-        .args(args)
-        .env("PATH", path)
-        .output()
-        .unwrap()
+    crate::e2e::install_command(m, bundle, args).env("PATH", path).output().unwrap()
 }
 
 /// Every path under `root` but `except` with the SHA-256 of its bytes (a link's of its
