@@ -224,17 +224,51 @@ fn restore_all(
     let (path, etcd, tool) = (e.path, e.etcd, e.tool);
     let start = Instant::now();
     let mut procs = vec![];
-    for m in members {
+    for (i, m) in members.iter().enumerate() {
         let bundle = crate::e2e::unpack_dist(w, &m.name, into);
         std::fs::copy(w.join("dist/snapshot.db"), bundle.parent().unwrap().join("snapshot.db")).unwrap();
-        let o = install(m, &bundle, path, &[]);
-        assert!(o.status.success(), "{}: {}", m.name, text(&o));
+        let argv = |root: &Path| {
+            let (mut argv, _) = command_from_manifest(root, false);
+            argv[0] = etcd.to_string();
+            argv
+        };
+        let last = i + 1 == members.len();
+        let o = if last {
+            // The last install waits (--wait) for the whole cluster: the harness starts its etcd,
+            // as the kubelet would, once the restore has recorded its token.
+            let mut child = crate::e2e::install_command(m, &bundle, &["--wait", "60"])
+                .env("PATH", path)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let record = m.root.join("etc/etcdpack/bundle.env");
+            let token = std::fs::read_to_string(w.join(into).join(&m.name).join("bundle.env")).unwrap();
+            let deadline = Instant::now() + std::time::Duration::from_secs(60);
+            while std::fs::read_to_string(&record).ok().as_deref() != Some(token.as_str()) {
+                assert!(
+                    child.try_wait().unwrap().is_none(),
+                    "{}: install.sh ended before its restore",
+                    m.name
+                );
+                assert!(Instant::now() < deadline, "{}: no restore within 60 s", m.name);
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            procs.push(lab.spawn(&m.ns, &argv(&m.root), &w.join(format!("{}.log", m.name))));
+            child.wait_with_output().unwrap()
+        } else {
+            install(m, &bundle, path, &[])
+        };
         let said = text(&o);
+        assert!(o.status.success(), "{}: {said}", m.name);
         assert!(said.contains("restored the snapshot (revision"), "{said}");
         assert!(said.contains(&format!("into /var/lib/etcd with {tool}")), "{said}");
-        let (mut argv, _) = command_from_manifest(&m.root, false);
-        argv[0] = etcd.to_string();
-        procs.push(lab.spawn(&m.ns, &argv, &w.join(format!("{}.log", m.name))));
+        if last {
+            assert!(said.contains(&format!("all {} members of dr are healthy", members.len())), "{said}");
+            assert!(said.contains("serves the installed certificates"), "{said}");
+        } else {
+            procs.push(lab.spawn(&m.ns, &argv(&m.root), &w.join(format!("{}.log", m.name))));
+        }
     }
     wait_healthy(members, endpoints, w);
     (procs, start.elapsed().as_secs_f64())
