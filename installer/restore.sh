@@ -171,10 +171,12 @@ before_files() {
     for j in "${todo[@]}"; do [ "$j" != "$i" ] || found=1; done
     [ "$found" -eq 1 ] || todo+=("$i")
   fi
-  local target=$root$DATA_DIR args=() tool=$restore_tool
-  # In the image, the restore writes into the snapshot's folder; moved into place after.
+  # The restore writes beside the data dir (in the image, into the snapshot's folder) and is
+  # moved into place once complete: an interrupted one leaves no half data dir behind.
+  local target=$root$DATA_DIR.etcdpack-restoring args=() tool=$restore_tool made
+  made=$target
   case "${restore_with[0]}" in
-    ctr | nerdctl) target=/restore/data args=(snapshot restore /restore/snapshot.db) ;;
+    ctr | nerdctl) target=/restore/data made=$work/data args=(snapshot restore /restore/snapshot.db) ;;
     *) args=(snapshot restore "$snapshot") ;;
   esac
   args+=(--name "$MEMBER" --initial-cluster "$INITIAL_CLUSTER" --initial-cluster-token "$RESTORE_TOKEN"
@@ -190,20 +192,33 @@ before_files() {
   if [ -e "$root$DATA_DIR" ]; then
     mv -T "$root$DATA_DIR" "$backup/data-dir"
     say "moved the data dir $DATA_DIR into the backup ($BACKUP_DIR/$stamp/data-dir)"
+  else
+    adopt_interrupted
   fi
   make_dir "$(dirname "$DATA_DIR")"
+  rm -rf -- "$made"
   log=$work/restore.log
   if ! "${restore_with[@]}" "${args[@]}" >"$log" 2>&1; then
     sed -e 's/^/  /' "$log" >&2
+    rm -rf -- "$made"
     warn "$tool snapshot restore failed (its output is above)"
     return 1
   fi
-  case "${restore_with[0]}" in
-    ctr | nerdctl) mv -T "$work/data" "$root$DATA_DIR" ;;
-  esac
+  mv -T "$made" "$root$DATA_DIR"
   chmod 0700 "$root$DATA_DIR"
   say "restored the snapshot (revision $SNAPSHOT_REVISION) into $DATA_DIR with $tool: member $MEMBER of a new cluster, token $RESTORE_TOKEN"
   [ "$RUNTIME" != systemd ] || data_dir_ready
+}
+
+# No data dir, because a restore that was killed (no trap ran) had moved it into its own
+# backup, the last one: this run's backup takes it over, so that --rollback of this run puts
+# the data dir from before the restores back.
+adopt_interrupted() {
+  local last
+  last=$(find "$root$BACKUP_DIR" -mindepth 1 -maxdepth 1 -type d ! -name '*.rolled-back' ! -path "$backup" 2>/dev/null | LC_ALL=C sort | tail -n 1) || true
+  [ -n "$last" ] && [ -d "$last/data-dir" ] && grep -q "^data-dir"$'\t'"$DATA_DIR\$" "$last/changes" 2>/dev/null || return 0
+  mv -T "$last/data-dir" "$backup/data-dir"
+  say "took over the data dir from before the interrupted restore of $(basename "$last") into this install's backup"
 }
 
 after_done() {

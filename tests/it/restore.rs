@@ -464,10 +464,24 @@ fn on_a_systemd_host_the_restore_stops_etcd_and_gives_the_data_dir_to_its_user()
     let o = etcdpack(w, &["restore", "t.yaml", "--snapshot", SNAPSHOT, "--embed"]);
     assert!(o.status.success(), "{}", text(&o));
     let bundle = crate::e2e::unpack_dist(w, "m0", "b1");
+    // A restore killed (SIGKILL: no trap runs) while etcdctl restores: the data dir is in its
+    // backup already, no half data dir is left where etcd would read it.
+    host.fake("etcdctl", "kill -KILL $PPID; sleep 5");
+    host.put("/var/lib/tmp/.keep", "", 0o600);
+    let script = bundle.join("install.sh").display().to_string();
+    let o = host.run(&["env", "TMPDIR=/var/lib/tmp", "bash", &script]);
+    assert!(!o.status.success() && text(&o).contains("moved the data dir /var/lib/etcd into the backup"), "{}", text(&o));
+    assert!(
+        !host.changes().keys().any(|p| p.starts_with("/var/lib/etcd/") || p.starts_with("/var/lib/etcd.")),
+        "{:?}",
+        host.changes().keys()
+    );
+    std::fs::remove_file(host.dir.path().join("fakebin/etcdctl")).unwrap();
     let logged = host.log().len();
-    let o = host.install(&bundle, &[]);
+    let o = host.run(&["env", "TMPDIR=/var/lib/tmp", "bash", &script]);
     let said = text(&o);
     assert!(o.status.success(), "{said}");
+    assert!(said.contains("took over the data dir from before the interrupted restore"), "{said}");
     assert!(said.contains("with etcdctl: member m0 of a new cluster"), "{said}");
     assert!(said.contains("data dir /var/lib/etcd (mode 0700) belongs to etcd"), "{said}");
     assert_eq!(
