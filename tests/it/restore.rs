@@ -470,7 +470,11 @@ fn on_a_systemd_host_the_restore_stops_etcd_and_gives_the_data_dir_to_its_user()
     host.put("/var/lib/tmp/.keep", "", 0o600);
     let script = bundle.join("install.sh").display().to_string();
     let o = host.run(&["env", "TMPDIR=/var/lib/tmp", "bash", &script]);
-    assert!(!o.status.success() && text(&o).contains("moved the data dir /var/lib/etcd into the backup"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("moved the data dir /var/lib/etcd into the backup"),
+        "{}",
+        text(&o)
+    );
     assert!(
         !host.changes().keys().any(|p| p.starts_with("/var/lib/etcd/") || p.starts_with("/var/lib/etcd.")),
         "{:?}",
@@ -549,6 +553,65 @@ fn on_a_static_pod_host_the_manifest_moves_out_and_back() {
     assert_eq!(t["/etc/kubernetes/manifests/etcd.yaml"], manifest);
     assert!(
         t["/var/lib/etcd"].0 == 0o700 && !t.contains_key("/var/lib/etcd/member/snap/db"),
+        "{:?}",
+        t.keys()
+    );
+}
+
+/// A host with neither etcdutl nor etcdctl: the restore runs the etcd image's etcdutl through
+/// ctr, with the snapshot's private folder mounted at /restore (here a fake ctr runs the
+/// command on the host with that folder, through Debian's etcdctl, whose restore takes the
+/// same flags).
+#[test]
+fn without_etcd_tools_the_restore_runs_the_images_etcdutl_through_ctr() {
+    crate::needs_root!();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let topology = "cluster: c\nkubernetesVersion: v1.34.2\npki: { keyAlgorithm: ECDSA-P256 }\nmembers:\n  - { name: m0, address: 10.0.0.6 }\n";
+    std::fs::write(w.join("t.yaml"), topology).unwrap();
+    assert!(etcdpack(w, &["build", "t.yaml"]).status.success());
+    assert!(etcdpack(w, &["restore", "t.yaml", "--snapshot", SNAPSHOT, "--embed"]).status.success());
+    let host = crate::host::Host::new("rc", "10.0.0.6");
+    host.kubelet();
+    // Debian's etcdctl hidden on the host (an overlay whiteout), kept for the fake image.
+    let tools = host.dir.path().join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    std::fs::copy("/usr/bin/etcdctl", tools.join("etcdctl")).unwrap();
+    let whiteout = host.upper("/usr/bin/etcdctl");
+    run(Command::new("mknod").arg(&whiteout).args(["c", "0", "0"]));
+    host.fake(
+        "ctr",
+        &format!(
+            "echo \"ctr $*\" >> \"$FAKE_LOG\"\n\
+             [ \"$3 $5 $7 $8\" = 'run --mount --env ETCDCTL_API=3' ] || exit 9\n\
+             src=$(printf '%s' \"$6\" | sed -n 's/^type=bind,src=\\([^,]*\\),dst=\\/restore,options=rbind:rw$/\\1/p')\n\
+             [ -n \"$src\" ] || exit 8\n\
+             shift 11\n\
+             args=(); for a in \"$@\"; do args+=(\"${{a//\\/restore/$src}}\"); done\n\
+             ETCDCTL_API=3 exec {} \"${{args[@]}}\"",
+            tools.join("etcdctl").display()
+        ),
+    );
+    host.put("/var/lib/tmp/.keep", "", 0o600);
+    let bundle = crate::e2e::unpack_dist(w, "m0", "b1");
+    let script = bundle.join("install.sh").display().to_string();
+    let o = host.run(&["env", "TMPDIR=/var/lib/tmp", "bash", &script]);
+    let said = text(&o);
+    assert!(o.status.success(), "{said}");
+    assert!(
+        said.contains("with etcdutl of registry.k8s.io/etcd:3.6.5-0: member m0 of a new cluster"),
+        "{said}"
+    );
+    let ran = host.log();
+    assert!(ran.contains(" registry.k8s.io/etcd:3.6.5-0 etcdpack-restore-"), "{ran}");
+    assert!(ran.contains(" etcdutl snapshot restore /restore/snapshot.db --name m0 --initial-cluster m0=https://10.0.0.6:2380 --initial-cluster-token c-restore-1-"), "{ran}");
+    assert!(
+        ran.contains(" --initial-advertise-peer-urls https://10.0.0.6:2380 --data-dir /restore/data\n"),
+        "{ran}"
+    );
+    let t = host.changes();
+    assert!(
+        t.contains_key("/var/lib/etcd/member/snap/db") && t["/var/lib/etcd"].0 == 0o700,
         "{:?}",
         t.keys()
     );
