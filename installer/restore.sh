@@ -29,7 +29,8 @@ bundle does, and starts etcd again.
   --dry-run        print every action, change nothing
   --force          restore even though etcd here answers healthy (a working cluster
                    loses every write since the snapshot), or the address is not local
-  --no-restart     do not start etcd again
+  --no-restart     do not reload systemd or restart $SERVICE_SAID (a static pod starts
+                   again anyway once its manifest is back)
   --wait SECONDS   after the restore, wait until the whole restored cluster is healthy
                    (the last member's install can; the first ones cannot, alone)
   --allow-older    install this bundle even though the host runs a newer one
