@@ -121,7 +121,13 @@ pub fn changes(
                 Some(digest) => *digest != was.bundle_sha256,
                 None => restart || !certs.is_empty() || installer,
             };
-            if bundle_changed && installer && !restart {
+            let after_restore = old.is_some_and(|b| b.restore) && plan.restore.is_none();
+            if bundle_changed && after_restore && !restart {
+                reasons.push(
+                    "the restore is done: the member's ordinary bundle again (the same manifest: no restart)"
+                        .into(),
+                );
+            } else if bundle_changed && installer && !restart {
                 reasons.push(INSTALLER_CHANGED.into());
             }
             if bundle_changed && reasons.is_empty() {
@@ -265,6 +271,7 @@ pub fn built(plan: &Plan, runtime: &BTreeMap<String, String>, bundles: &BTreeMap
             })
             .collect(),
         control_plane_sha256: bundles.get(&plan.control_plane.name).cloned(),
+        restore: plan.restore.is_some(),
         removed: plan.leaving.iter().map(|l| (l.name.clone(), l.peer_url.clone())).collect(),
         removed_generations: plan
             .leaving

@@ -157,6 +157,9 @@ pub struct Built {
     /// before generations).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub generation: u64,
+    /// Whether it made restore bundles (`etcdpack restore`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restore: bool,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -134,6 +134,11 @@ fn restore_bundles_pin_the_snapshot_and_the_next_build_is_ordinary() {
     // The next build is ordinary again (bootstrap view), a newer generation, and stays so.
     let o = etcdpack(w, &["build", "t.yaml"]);
     assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("1. a <- dist/a.tar.gz: the restore is done: the member's ordinary bundle again (the same manifest: no restart)"),
+        "{}",
+        text(&o)
+    );
     let after = dist(w);
     assert!(!after.contains_key("snapshot.db"));
     for m in ["a", "b", "c"] {
