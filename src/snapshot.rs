@@ -67,53 +67,21 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
-/// CRC-32C (Castagnoli), as Go's `crc32.MakeTable(crc32.Castagnoli)`: eight bytes a step
-/// through eight tables (slicing-by-8).
+/// CRC-32C (Castagnoli), as Go's `crc32.New(crc32.MakeTable(crc32.Castagnoli))` computes it
+/// (the `crc32c` crate uses the CPU's CRC instruction where there is one).
 struct Crc32c {
-    tables: Box<[[u32; 256]; 8]>,
     crc: u32,
 }
 
 impl Crc32c {
     fn new() -> Self {
-        let mut tables = Box::new([[0u32; 256]; 8]);
-        for i in 0..256 {
-            let mut c = i as u32;
-            for _ in 0..8 {
-                c = if c & 1 == 1 { (c >> 1) ^ 0x82F6_3B78 } else { c >> 1 };
-            }
-            tables[0][i] = c;
-        }
-        for i in 0..256 {
-            for t in 1..8 {
-                let prev = tables[t - 1][i];
-                tables[t][i] = (prev >> 8) ^ tables[0][(prev & 0xff) as usize];
-            }
-        }
-        Crc32c { tables, crc: !0 }
+        Crc32c { crc: 0 }
     }
     fn write(&mut self, bytes: &[u8]) {
-        let t = &self.tables;
-        let mut crc = self.crc;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let lo = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) ^ crc;
-            crc = t[7][(lo & 0xff) as usize]
-                ^ t[6][((lo >> 8) & 0xff) as usize]
-                ^ t[5][((lo >> 16) & 0xff) as usize]
-                ^ t[4][(lo >> 24) as usize]
-                ^ t[3][c[4] as usize]
-                ^ t[2][c[5] as usize]
-                ^ t[1][c[6] as usize]
-                ^ t[0][c[7] as usize];
-        }
-        for b in chunks.remainder() {
-            crc = t[0][((crc ^ u32::from(*b)) & 0xff) as usize] ^ (crc >> 8);
-        }
-        self.crc = crc;
+        self.crc = crc32c::crc32c_append(self.crc, bytes);
     }
     fn sum(&self) -> u32 {
-        !self.crc
+        self.crc
     }
 }
 
