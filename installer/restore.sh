@@ -198,6 +198,19 @@ before_files() {
   fi
   make_dir "$(dirname "$DATA_DIR")"
   rm -rf -- "$made"
+  # The image's tool needs the image: the bundle's archive is imported first.
+  case "${restore_with[0]}" in
+    ctr | nerdctl)
+      if [ "$need_image" -eq 1 ]; then
+        case "$import_tool" in
+          ctr) ctr -n k8s.io images import "images/$IMAGE_ARCHIVE" ;;
+          nerdctl) nerdctl -n k8s.io load -i "images/$IMAGE_ARCHIVE" ;;
+        esac
+        need_image=0
+        say "imported $IMAGE with $import_tool, for the restore"
+      fi
+      ;;
+  esac
   log=$work/restore.log
   if ! "${restore_with[@]}" "${args[@]}" >"$log" 2>&1; then
     sed -e 's/^/  /' "$log" >&2
