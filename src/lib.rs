@@ -166,7 +166,7 @@ pub fn with_restore(plan: &mut Plan, state: &State, r: &Restore, emit: emit::Emi
         size,
         revision: r.status.revision,
         token: restore_token(&plan.cluster, number, &r.status.sha256),
-        initial_cluster: plan.initial_cluster.clone(),
+        number,
         embedded: r.embed,
         has_digest: r.status.has_digest,
         bytes: r.bytes.clone(),
@@ -447,7 +447,7 @@ pub fn finish(issued: Issued, env: &BuildEnv<'_>, phase: &mut dyn FnMut(&'static
     record.ca_key_holder = plan.members.iter().find(|m| m.carries_ca_key).map(|m| m.name.clone());
     if let Some(r) = &plan.restore {
         record.restored = Some(state::Restored {
-            number: env.state.record.restored.as_ref().map_or(0, |x| x.number) + 1,
+            number: r.number,
             sha256: r.sha256.clone(),
             revision: r.revision,
             token: r.token.clone(),

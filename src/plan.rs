@@ -167,8 +167,8 @@ pub struct RestorePlan {
     /// The new cluster's `--initial-cluster-token`: a new cluster ID, so that a member of the
     /// old cluster cannot rejoin.
     pub token: String,
-    /// The members the restored cluster has (`--initial-cluster`).
-    pub initial_cluster: String,
+    /// Its number among the restores of the state.
+    pub number: u32,
     /// Whether each bundle carries the snapshot (`--embed`), else it travels beside them.
     pub embedded: bool,
     /// Whether the file ends with the database's SHA-256 (`etcdctl snapshot save`'s), which
