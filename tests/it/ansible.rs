@@ -1,7 +1,8 @@
 //! Delivery by Ansible: `build --emit ansible` writes a playbook that ansible-lint accepts;
 //! ansible-core runs it against local connections, each member into its own root (one of them
 //! sealed to its SSH host key and opened on the host by Debian's age), a real
-//! cluster comes up from those roots, a second run changes nothing, and a bundle altered
+//! cluster comes up from those roots, a second run changes nothing, restore bundles
+//! (`restore --embed --emit ansible`) bring it back after a lost quorum, and a bundle altered
 //! after the build stops the play on the controller before any host is touched.
 
 use crate::e2e::{Lab, Member, command_from_manifest, url, wait_healthy};
@@ -73,7 +74,7 @@ fn recap(o: &Output) -> Vec<(String, usize, usize)> {
 }
 
 #[test]
-fn the_playbook_installs_every_member_into_its_root_and_a_second_run_changes_nothing() {
+fn the_playbook_installs_every_member_a_second_run_changes_nothing_and_it_delivers_a_restore() {
     crate::needs_root!();
     if !have_tool("ansible-playbook") {
         return;
@@ -159,12 +160,20 @@ fn the_playbook_installs_every_member_into_its_root_and_a_second_run_changes_not
             ns,
         })
         .collect();
-    for m in &members {
-        let (argv, _) = command_from_manifest(&m.root, false);
-        lab.spawn(&m.ns, &argv, &w.join(format!("{}.log", m.name)));
-    }
+    let start = |lab: &mut Lab| -> Vec<usize> {
+        let procs = members
+            .iter()
+            .map(|m| {
+                let (argv, _) = command_from_manifest(&m.root, false);
+                lab.spawn(&m.ns, &argv, &w.join(format!("{}.log", m.name)))
+            })
+            .collect();
+        let endpoints: Vec<String> = addresses.iter().map(|a| url(a, 2379)).collect();
+        wait_healthy(&members, &endpoints.join(","), w);
+        procs
+    };
+    let procs = start(&mut lab);
     let endpoints: Vec<String> = addresses.iter().map(|a| url(a, 2379)).collect();
-    wait_healthy(&members, &endpoints.join(","), w);
 
     // The second run: every host ok, nothing changed.
     let o = play();
@@ -176,6 +185,62 @@ fn the_playbook_installs_every_member_into_its_root_and_a_second_run_changes_not
         "{second:?}\n{}",
         text(&o)
     );
+
+    // A lost quorum, restored through the same play: keys, a snapshot, every member stopped and
+    // two data dirs lost; `restore --embed --emit ansible` (a1's bundle is sealed, so the
+    // snapshot travels inside), the play, the members started: a new cluster with the keys.
+    let all = endpoints.join(",");
+    for i in 0..10 {
+        let o = crate::e2e::etcdctl(
+            &members[0],
+            &all,
+            "apiserver-etcd-client",
+            &["put", &format!("/w/{i:06}"), "v"],
+        );
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let snap = w.join("snap.db").display().to_string();
+    let o = crate::e2e::etcdctl(
+        &members[0],
+        &endpoints[0],
+        "etcd/healthcheck-client",
+        &["snapshot", "save", &snap],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let cluster_id = || {
+        let o = crate::e2e::etcdctl(
+            &members[0],
+            &all,
+            "apiserver-etcd-client",
+            &["member", "list", "-w", "json"],
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["header"]["cluster_id"].to_string()
+    };
+    let old_id = cluster_id();
+    for p in procs {
+        lab.terminate(p);
+    }
+    for n in ["a0", "a2"] {
+        std::fs::remove_dir_all(w.join(format!("root-{n}/var/lib/etcd"))).unwrap();
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_etcdpack"))
+        .args(["restore", "t.yaml", "--snapshot", "snap.db", "--embed", "--emit", "ansible"])
+        .current_dir(w)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let o = play();
+    assert!(o.status.success(), "{}", text(&o));
+    let restored = recap(&o);
+    for n in names {
+        assert!(restored.contains(&(n.to_string(), 1, 0)), "{n}: {restored:?}\n{}", text(&o));
+    }
+    start(&mut lab);
+    assert_ne!(cluster_id(), old_id, "a new cluster");
+    for (m, e) in members.iter().zip(&endpoints) {
+        assert_eq!(crate::e2e::keys_on(m, e), 10, "{}", m.name);
+    }
 
     // A bundle altered after the build: the controller's check stops the play, no host runs.
     let bundle = w.join("dist/a2.tar.gz");
