@@ -96,3 +96,48 @@ setup() {
   [[ "$output" == *"there was none before the restore"* ]]
   [ ! -e "$root/var/lib/etcd" ]
 }
+
+@test "adopt_interrupted: the data dir an interrupted restore moved into the last backup comes over" {
+  root=$BATS_TEST_TMPDIR/root
+  BACKUP_DIR=/var/lib/etcdpack/backups
+  DATA_DIR=/var/lib/etcd
+  b=$root$BACKUP_DIR
+  mkdir -p "$b/20261201T000000Z-1/data-dir/member" "$b/20261202T000000Z-2/data-dir/member" "$b/20261203T000000Z-3"
+  printf 'data-dir\t/var/lib/etcd\n' >"$b/20261201T000000Z-1/changes"
+  printf 'set-aside\t/x\ndata-dir\t/var/lib/etcd\n' >"$b/20261202T000000Z-2/changes"
+  backup=$b/20261203T000000Z-3
+  run adopt_interrupted
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"took over the data dir from before the interrupted restore of 20261202T000000Z-2"* ]]
+  [ -d "$backup/data-dir/member" ]
+  [ ! -e "$b/20261202T000000Z-2/data-dir" ]
+  [ -d "$b/20261201T000000Z-1/data-dir" ]
+}
+
+@test "adopt_interrupted: nothing when the last backup is no restore's, or was rolled back" {
+  root=$BATS_TEST_TMPDIR/root
+  BACKUP_DIR=/var/lib/etcdpack/backups
+  DATA_DIR=/var/lib/etcd
+  b=$root$BACKUP_DIR
+  mkdir -p "$b/20261201T000000Z-1/data-dir" "$b/20261202T000000Z-2" "$b/20261203T000000Z-3.rolled-back/data-dir" "$b/20261204T000000Z-4"
+  printf 'data-dir\t/var/lib/etcd\n' >"$b/20261201T000000Z-1/changes"
+  printf 'added\t/x\n' >"$b/20261202T000000Z-2/changes"
+  printf 'data-dir\t/var/lib/etcd\n' >"$b/20261203T000000Z-3.rolled-back/changes"
+  backup=$b/20261204T000000Z-4
+  run adopt_interrupted
+  [ "$status" -eq 0 ]
+  [ -z "$output" ]
+  [ ! -e "$backup/data-dir" ]
+}
+
+@test "stop_etcd under --root: an etcd that still answers fails the step, none passes" {
+  etcd_started() { echo 1733356800.00; }
+  METRICS_URL=http://127.0.0.1:2381
+  run stop_etcd "$BATS_TEST_TMPDIR/manifest"
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"etcd of member t still runs (its metrics answer at http://127.0.0.1:2381): stop it"* ]]
+  etcd_started() { :; }
+  run stop_etcd "$BATS_TEST_TMPDIR/manifest"
+  [ "$status" -eq 0 ]
+  [ -z "$output" ]
+}

@@ -61,6 +61,16 @@ fn restore_bundles_pin_the_snapshot_and_the_next_build_is_ordinary() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("a damaged etcd snapshot"), "{}", text(&o));
     assert_eq!(dist(w), ordinary);
+    // More than etcd's largest recommended backend quota (a sparse file): refused unread.
+    std::fs::File::create(w.join("huge.db")).unwrap().set_len(9 << 30).unwrap();
+    let o = etcdpack(w, &["restore", "t.yaml", "--snapshot", "huge.db"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("huge.db: 9663676416 bytes or more, more than any etcd database"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(dist(w), ordinary);
 
     // It would travel where it should not: in user-data, or left behind by the playbook.
     let o = etcdpack(w, &["restore", "t.yaml", "--snapshot", SNAPSHOT, "--emit", "cloud-init"]);
@@ -563,6 +573,35 @@ fn on_a_static_pod_host_the_manifest_moves_out_and_back() {
     );
 }
 
+/// Makes `host` one with neither etcdutl nor etcdctl, and a kubelet: Debian's etcdctl hidden
+/// (an overlay whiteout) and kept for a fake `ctr`, whose `run` checks the bind mount at
+/// /restore and runs the image's command on the host with that folder, through Debian's
+/// etcdctl (its restore takes etcdutl's flags). `images` is the fake's answer to the `images`
+/// commands, run before that.
+fn image_only(host: &crate::host::Host, images: &str) {
+    host.kubelet();
+    let tools = host.dir.path().join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    std::fs::copy("/usr/bin/etcdctl", tools.join("etcdctl")).unwrap();
+    let whiteout = host.upper("/usr/bin/etcdctl");
+    run(Command::new("mknod").arg(&whiteout).args(["c", "0", "0"]));
+    host.fake(
+        "ctr",
+        &format!(
+            "echo \"ctr $*\" >> \"$FAKE_LOG\"\n\
+             {images}\n\
+             [ \"$3 $5 $7 $8\" = 'run --mount --env ETCDCTL_API=3' ] || exit 9\n\
+             src=$(printf '%s' \"$6\" | sed -n 's/^type=bind,src=\\([^,]*\\),dst=\\/restore,options=rbind:rw$/\\1/p')\n\
+             [ -n \"$src\" ] || exit 8\n\
+             shift 11\n\
+             args=(); for a in \"$@\"; do args+=(\"${{a//\\/restore/$src}}\"); done\n\
+             ETCDCTL_API=3 exec {} \"${{args[@]}}\"",
+            tools.join("etcdctl").display()
+        ),
+    );
+    host.put("/var/lib/tmp/.keep", "", 0o600);
+}
+
 /// A host with neither etcdutl nor etcdctl: the restore runs the etcd image's etcdutl through
 /// ctr, with the snapshot's private folder mounted at /restore (here a fake ctr runs the
 /// command on the host with that folder, through Debian's etcdctl, whose restore takes the
@@ -577,26 +616,7 @@ fn without_etcd_tools_the_restore_runs_the_images_etcdutl_through_ctr() {
     assert!(etcdpack(w, &["build", "t.yaml"]).status.success());
     assert!(etcdpack(w, &["restore", "t.yaml", "--snapshot", SNAPSHOT, "--embed"]).status.success());
     let host = crate::host::Host::new("rc", "10.0.0.6");
-    host.kubelet();
-    // Debian's etcdctl hidden on the host (an overlay whiteout), kept for the fake image.
-    let tools = host.dir.path().join("tools");
-    std::fs::create_dir_all(&tools).unwrap();
-    std::fs::copy("/usr/bin/etcdctl", tools.join("etcdctl")).unwrap();
-    let whiteout = host.upper("/usr/bin/etcdctl");
-    run(Command::new("mknod").arg(&whiteout).args(["c", "0", "0"]));
-    host.fake(
-        "ctr",
-        &format!(
-            "echo \"ctr $*\" >> \"$FAKE_LOG\"\n\
-             [ \"$3 $5 $7 $8\" = 'run --mount --env ETCDCTL_API=3' ] || exit 9\n\
-             src=$(printf '%s' \"$6\" | sed -n 's/^type=bind,src=\\([^,]*\\),dst=\\/restore,options=rbind:rw$/\\1/p')\n\
-             [ -n \"$src\" ] || exit 8\n\
-             shift 11\n\
-             args=(); for a in \"$@\"; do args+=(\"${{a//\\/restore/$src}}\"); done\n\
-             ETCDCTL_API=3 exec {} \"${{args[@]}}\"",
-            tools.join("etcdctl").display()
-        ),
-    );
+    image_only(&host, "");
     host.put("/var/lib/tmp/.keep", "", 0o600);
     let bundle = crate::e2e::unpack_dist(w, "m0", "b1");
     let script = bundle.join("install.sh").display().to_string();
@@ -620,4 +640,61 @@ fn without_etcd_tools_the_restore_runs_the_images_etcdutl_through_ctr() {
         "{:?}",
         t.keys()
     );
+}
+
+/// Through the image, the bundle's image archive is imported before the restore runs the
+/// image's etcdutl (the fake ctr refuses to run an image it has not imported).
+#[test]
+fn the_image_archive_is_imported_before_the_image_restores() {
+    crate::needs_root!();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let archive = crate::support::fixtures().join("image-archive-v1.34/images/etcd-3.6.5-0.tar");
+    std::fs::create_dir_all(w.join("images")).unwrap();
+    std::fs::copy(archive, w.join("images/etcd-3.6.5-0.tar")).unwrap();
+    let topology = "cluster: c\nkubernetesVersion: v1.34.2\npki: { keyAlgorithm: ECDSA-P256 }\netcd: { imageRepository: registry.airgap.example, imageArchive: images/etcd-3.6.5-0.tar }\nmembers:\n  - { name: m0, address: 10.0.0.6 }\n";
+    std::fs::write(w.join("t.yaml"), topology).unwrap();
+    assert!(etcdpack(w, &["build", "t.yaml"]).status.success());
+    assert!(etcdpack(w, &["restore", "t.yaml", "--snapshot", SNAPSHOT, "--embed"]).status.success());
+    let host = crate::host::Host::new("ri", "10.0.0.6");
+    image_only(
+        &host,
+        "case \"$3 $4\" in\n\
+           'images ls') [ -f \"$FAKE_LOG.imported\" ] && echo registry.airgap.example/etcd:3.6.5-0; exit 0 ;;\n\
+           'images import') touch \"$FAKE_LOG.imported\"; exit 0 ;;\n\
+         esac\n\
+         [ -f \"$FAKE_LOG.imported\" ] || exit 7",
+    );
+    let bundle = crate::e2e::unpack_dist(w, "m0", "b1");
+    let script = bundle.join("install.sh").display().to_string();
+    let o = host.run(&["env", "TMPDIR=/var/lib/tmp", "bash", &script]);
+    let said = text(&o);
+    assert!(o.status.success(), "{said}");
+    assert!(
+        said.contains("imported registry.airgap.example/etcd:3.6.5-0 with ctr, for the restore"),
+        "{said}"
+    );
+    assert!(said.contains("with etcdutl of registry.airgap.example/etcd:3.6.5-0: member m0"), "{said}");
+    let ran = host.log();
+    let import = ran.find("ctr -n k8s.io images import images/etcd-3.6.5-0.tar").expect(&ran);
+    assert!(import < ran.find(" run --rm ").expect(&ran), "{ran}");
+    assert_eq!(ran.matches("images import").count(), 1, "imported once: {ran}");
+}
+
+/// `--embed` refuses a snapshot bigger than a bundle may hold (verify reads no bigger bundle).
+#[test]
+fn embed_refuses_a_snapshot_bigger_than_a_bundle_may_hold() {
+    let t = crate::support::topology_of(
+        "cluster: e\nkubernetesVersion: v1.34.2\nmembers:\n  - { name: a, address: 10.0.0.1 }\n",
+    );
+    let mut status = etcdpack::snapshot::status(&std::fs::read(SNAPSHOT).unwrap()).unwrap();
+    status.size = etcdpack::MAX_EMBEDDED_SNAPSHOT + 1;
+    let big = etcdpack::Restore { bytes: Default::default(), status, embed: true };
+    let mut plan = etcdpack::plan::bootstrap(&t);
+    let e = etcdpack::with_restore(&mut plan, &Default::default(), &big, Default::default()).unwrap_err();
+    assert!(e.to_string().contains("help: leave --embed out"), "{e}");
+    assert!(plan.restore.is_none());
+    let fits = etcdpack::Restore { embed: false, ..big };
+    etcdpack::with_restore(&mut plan, &Default::default(), &fits, Default::default()).unwrap();
+    assert!(plan.restore.is_some());
 }
