@@ -60,9 +60,6 @@ pub fn rotate(
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         _ => return Err(IssueError::Corrupt("the CA certificate or key is missing".into())),
     };
-    let serial_of = |pem: &str, what: &str| -> Result<String, IssueError> {
-        x509::parse_pem(pem).map(|i| i.serial_hex).map_err(|e| IssueError::Corrupt(format!("{what}: {e}")))
-    };
     let old_serial = serial_of(&ca_cert, state::CA_CERT)?;
     let mut reissue_all = false;
     let said = match (step, state.record.ca_rotation) {
@@ -110,11 +107,8 @@ pub fn rotate(
             )
         }
         (CaStep::Advance, Some(_)) => {
-            let old = state.ca_previous.as_ref().ok_or_else(|| {
-                IssueError::Corrupt(format!("CA rotation phase 2 without {}", state::CA_PREVIOUS_CERT))
-            })?;
-            let serial = serial_of(&old.cert_pem, state::CA_PREVIOUS_CERT)?;
-            retire(&mut update, state::CA_PREVIOUS_CERT, state::CA_PREVIOUS_KEY, &serial);
+            let previous = (state::CA_PREVIOUS_CERT, state::CA_PREVIOUS_KEY);
+            let serial = retire(&mut update, state.ca_previous.as_ref(), previous, 2)?;
             next.ca_previous = None;
             next.record.ca_rotation = None;
             format!(
@@ -122,11 +116,8 @@ pub fn rotate(
             )
         }
         (CaStep::Abort, _) => {
-            let new = state.ca_next.as_ref().ok_or_else(|| {
-                IssueError::Corrupt(format!("CA rotation phase 1 without {}", state::CA_NEXT_CERT))
-            })?;
-            let serial = serial_of(&new.cert_pem, state::CA_NEXT_CERT)?;
-            retire(&mut update, state::CA_NEXT_CERT, state::CA_NEXT_KEY, &serial);
+            let serial =
+                retire(&mut update, state.ca_next.as_ref(), (state::CA_NEXT_CERT, state::CA_NEXT_KEY), 1)?;
             next.ca_next = None;
             next.record.ca_rotation = None;
             format!(
@@ -138,11 +129,27 @@ pub fn rotate(
     Ok(Rotated { state: next, update, said, reissue_all })
 }
 
-/// Moves a CA's certificate and key into `retired/ca/`, named by its serial.
-fn retire(update: &mut StateUpdate, cert: &str, key: &str, serial: &str) {
+/// The serial of a CA certificate of the state folder (`what` names its file).
+fn serial_of(pem: &str, what: &str) -> Result<String, IssueError> {
+    x509::parse_pem(pem).map(|i| i.serial_hex).map_err(|e| IssueError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Moves the CA that phase `phase` of a rotation keeps beside the signing one (its
+/// certificate and key at `cert`, `key`) into `retired/ca/`, named by its serial, which it
+/// returns.
+fn retire(
+    update: &mut StateUpdate,
+    stored: Option<&state::StoredLeaf>,
+    (cert, key): (&str, &str),
+    phase: u8,
+) -> Result<String, IssueError> {
+    let ca =
+        stored.ok_or_else(|| IssueError::Corrupt(format!("CA rotation phase {phase} without {cert}")))?;
+    let serial = serial_of(&ca.cert_pem, cert)?;
     for (from, ext) in [(cert, "crt"), (key, "key")] {
-        update.retire.push((from.to_string(), state::retired_ca_path(serial, ext)));
+        update.retire.push((from.to_string(), state::retired_ca_path(&serial, ext)));
     }
+    Ok(serial)
 }
 
 /// The CA certificates every bundle trusts besides the signing CA, in the recorded phase:
