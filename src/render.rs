@@ -378,11 +378,12 @@ fn render_member(
     if let Some(f) = m.files.iter().find(|f| f.content == Content::BundleEnv) {
         files.insert(f.path.clone(), BundleFile::new(f.mode, bundle_env(plan, m, pki).into_bytes()));
     }
-    let (role, replaces) = match (&m.role, &plan.restore) {
-        (_, Some(_)) => ("restore", None),
-        (crate::membership::Role::Bootstrap, None) => ("bootstrap", None),
-        (crate::membership::Role::Join { replaces }, None) => ("join", replaces.clone()),
+    // bundle.json names the installer's role, a member's as `bootstrap`.
+    let role = match installer.role {
+        crate::installer::Role::Member => "bootstrap",
+        r => r.name(),
     };
+    let replaces = installer.etcd.as_ref().and_then(|e| e.replaces.clone());
     let mut doc = bundle_json(plan, Kind::Member, &m.name, &m.files, pki, &files);
     doc.address = Some(m.address);
     doc.index = Some(m.index);
