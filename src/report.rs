@@ -168,12 +168,12 @@ pub fn restore(r: &crate::plan::RestorePlan, p: &Plan, out_dir: &Path) -> String
         o,
         "install, in this order (each stops etcd, moves its data dir into the backup and restores the snapshot):"
     );
-    let names: Vec<&str> = p.members.iter().map(|m| m.name.as_str()).collect();
+    let last = p.members.len();
     for (i, m) in p.members.iter().enumerate() {
         let bundle = out_dir.join(p.shipped(&m.name));
         let copy =
             if r.embedded { String::new() } else { format!(" with {} beside it", crate::dist::SNAPSHOT) };
-        let wait = if i + 1 == names.len() {
+        let wait = if i + 1 == last {
             " (its --wait waits for the whole cluster)"
         } else {
             " (it cannot be healthy alone)"
@@ -183,7 +183,7 @@ pub fn restore(r: &crate::plan::RestorePlan, p: &Plan, out_dir: &Path) -> String
     say!(
         o,
         "  {}. {} on the control-plane nodes, where it is not installed yet: the same PKI, so the installed client certificate stays valid",
-        names.len() + 1,
+        last + 1,
         out_dir.join(p.shipped(&p.control_plane.name)).display()
     );
     say!(
