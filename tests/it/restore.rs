@@ -23,6 +23,15 @@ fn etcdpack(w: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_etcdpack")).args(args).current_dir(w).output().unwrap()
 }
 
+/// A folder holding `topology` as t.yaml, built (its state and dist/ beside it).
+fn built(topology: &str) -> tempfile::TempDir {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("t.yaml"), topology).unwrap();
+    let o = etcdpack(work.path(), &["build", "t.yaml"]);
+    assert!(o.status.success(), "{}", text(&o));
+    work
+}
+
 fn dist(w: &Path) -> BTreeMap<String, Vec<u8>> {
     std::fs::read_dir(w.join("dist"))
         .unwrap()
@@ -294,11 +303,10 @@ fn a_cluster_that_lost_two_data_dirs_comes_back_from_a_snapshot() {
     crate::needs_root!();
     let etcd35 = crate::upgrade::etcd35()
         .expect("etcd 3.5.1 is missing: run the README test command (bash scripts/test), which installs it");
-    let work = tempfile::tempdir().unwrap();
+    let work = built(
+        "cluster: dr\nkubernetesVersion: v1.33.6\npki: { keyAlgorithm: ECDSA-P256 }\nmembers:\n  - { name: r0, address: 10.0.0.46 }\n  - { name: r1, address: 10.0.0.47 }\n  - { name: r2, address: 10.0.0.48 }\n",
+    );
     let w = work.path();
-    let topology = "cluster: dr\nkubernetesVersion: v1.33.6\npki: { keyAlgorithm: ECDSA-P256 }\nmembers:\n  - { name: r0, address: 10.0.0.46 }\n  - { name: r1, address: 10.0.0.47 }\n  - { name: r2, address: 10.0.0.48 }\n";
-    std::fs::write(w.join("t.yaml"), topology).unwrap();
-    assert!(etcdpack(w, &["build", "t.yaml"]).status.success());
     let addresses: Vec<IpAddr> = ["10.0.0.46", "10.0.0.47", "10.0.0.48"].map(|a| a.parse().unwrap()).to_vec();
     let mut lab = Lab::new("dr");
     let (members, mut procs) = crate::e2e::start_members(&mut lab, w, &["r0", "r1", "r2"], &addresses, "b0");
@@ -442,11 +450,10 @@ fn a_cluster_that_lost_two_data_dirs_comes_back_from_a_snapshot() {
 
 #[test]
 fn a_sealed_member_takes_its_snapshot_sealed_inside() {
-    let work = tempfile::tempdir().unwrap();
+    let work = built(
+        "cluster: s\nkubernetesVersion: v1.34.2\npki: { keyAlgorithm: ECDSA-P256 }\nmembers:\n  - { name: a, address: 10.0.0.1, recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p] }\n  - { name: b, address: 10.0.0.2 }\n",
+    );
     let w = work.path();
-    let topology = "cluster: s\nkubernetesVersion: v1.34.2\npki: { keyAlgorithm: ECDSA-P256 }\nmembers:\n  - { name: a, address: 10.0.0.1, recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p] }\n  - { name: b, address: 10.0.0.2 }\n";
-    std::fs::write(w.join("t.yaml"), topology).unwrap();
-    assert!(etcdpack(w, &["build", "t.yaml"]).status.success());
     let o = etcdpack(w, &["restore", "t.yaml", "--snapshot", SNAPSHOT]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("the members with recipients (a) get sealed bundles"), "{}", text(&o));
@@ -465,11 +472,10 @@ fn a_sealed_member_takes_its_snapshot_sealed_inside() {
 fn on_a_systemd_host_the_restore_stops_etcd_and_gives_the_data_dir_to_its_user() {
     crate::needs_root!();
     let (uid, _) = crate::install::ids_of("etcd");
-    let work = tempfile::tempdir().unwrap();
+    let work = built(
+        "cluster: h\nkubernetesVersion: v1.33.6\npki: { keyAlgorithm: ECDSA-P256 }\netcd: { runtime: systemd, user: etcd }\nmembers:\n  - { name: m0, address: 10.0.0.6 }\n",
+    );
     let w = work.path();
-    let topology = "cluster: h\nkubernetesVersion: v1.33.6\npki: { keyAlgorithm: ECDSA-P256 }\netcd: { runtime: systemd, user: etcd }\nmembers:\n  - { name: m0, address: 10.0.0.6 }\n";
-    std::fs::write(w.join("t.yaml"), topology).unwrap();
-    assert!(etcdpack(w, &["build", "t.yaml"]).status.success());
     let host = crate::host::Host::new("rs", "10.0.0.6");
     let first = crate::e2e::unpack_dist(w, "m0", "b0");
     let o = host.install(&first, &[]);
@@ -482,9 +488,7 @@ fn on_a_systemd_host_the_restore_stops_etcd_and_gives_the_data_dir_to_its_user()
     // A restore killed (SIGKILL: no trap runs) while etcdctl restores: the data dir is in its
     // backup already, no half data dir is left where etcd would read it.
     host.fake("etcdctl", "kill -KILL $PPID; sleep 5");
-    host.put("/var/lib/tmp/.keep", "", 0o600);
-    let script = bundle.join("install.sh").display().to_string();
-    let o = host.run(&["env", "TMPDIR=/var/lib/tmp", "bash", &script]);
+    let o = install_on(&host, &bundle);
     assert!(
         !o.status.success() && text(&o).contains("moved the data dir /var/lib/etcd into the backup"),
         "{}",
@@ -497,7 +501,7 @@ fn on_a_systemd_host_the_restore_stops_etcd_and_gives_the_data_dir_to_its_user()
     );
     std::fs::remove_file(host.dir.path().join("fakebin/etcdctl")).unwrap();
     let logged = host.log().len();
-    let o = host.run(&["env", "TMPDIR=/var/lib/tmp", "bash", &script]);
+    let o = install_on(&host, &bundle);
     let said = text(&o);
     assert!(o.status.success(), "{said}");
     assert!(said.contains("took over the data dir from before the interrupted restore"), "{said}");
@@ -529,11 +533,10 @@ fn on_a_systemd_host_the_restore_stops_etcd_and_gives_the_data_dir_to_its_user()
 #[test]
 fn on_a_static_pod_host_the_manifest_moves_out_and_back() {
     crate::needs_root!();
-    let work = tempfile::tempdir().unwrap();
+    let work = built(
+        "cluster: p\nkubernetesVersion: v1.34.2\npki: { keyAlgorithm: ECDSA-P256 }\nmembers:\n  - { name: m0, address: 10.0.0.6 }\n",
+    );
     let w = work.path();
-    let topology = "cluster: p\nkubernetesVersion: v1.34.2\npki: { keyAlgorithm: ECDSA-P256 }\nmembers:\n  - { name: m0, address: 10.0.0.6 }\n";
-    std::fs::write(w.join("t.yaml"), topology).unwrap();
-    assert!(etcdpack(w, &["build", "t.yaml"]).status.success());
     let host = crate::host::Host::new("rp", "10.0.0.6");
     host.kubelet();
     let o = host.install(&crate::e2e::unpack_dist(w, "m0", "b0"), &[]);
@@ -573,6 +576,14 @@ fn on_a_static_pod_host_the_manifest_moves_out_and_back() {
     );
 }
 
+/// install.sh of `bundle` run on `host` as root, its temporary folder on the host's own
+/// /var/lib: a run killed there leaves nothing on the machine.
+fn install_on(host: &crate::host::Host, bundle: &Path) -> Output {
+    host.put("/var/lib/tmp/.keep", "", 0o600);
+    let script = bundle.join("install.sh").display().to_string();
+    host.run(&["env", "TMPDIR=/var/lib/tmp", "bash", &script])
+}
+
 /// Makes `host` one with neither etcdutl nor etcdctl, and a kubelet: Debian's etcdctl hidden
 /// (an overlay whiteout) and kept for a fake `ctr`, whose `run` checks the bind mount at
 /// /restore and runs the image's command on the host with that folder, through Debian's
@@ -599,7 +610,6 @@ fn image_only(host: &crate::host::Host, images: &str) {
             tools.join("etcdctl").display()
         ),
     );
-    host.put("/var/lib/tmp/.keep", "", 0o600);
 }
 
 /// A host with neither etcdutl nor etcdctl: the restore runs the etcd image's etcdutl through
@@ -609,18 +619,14 @@ fn image_only(host: &crate::host::Host, images: &str) {
 #[test]
 fn without_etcd_tools_the_restore_runs_the_images_etcdutl_through_ctr() {
     crate::needs_root!();
-    let work = tempfile::tempdir().unwrap();
+    let work = built(
+        "cluster: c\nkubernetesVersion: v1.34.2\npki: { keyAlgorithm: ECDSA-P256 }\nmembers:\n  - { name: m0, address: 10.0.0.6 }\n",
+    );
     let w = work.path();
-    let topology = "cluster: c\nkubernetesVersion: v1.34.2\npki: { keyAlgorithm: ECDSA-P256 }\nmembers:\n  - { name: m0, address: 10.0.0.6 }\n";
-    std::fs::write(w.join("t.yaml"), topology).unwrap();
-    assert!(etcdpack(w, &["build", "t.yaml"]).status.success());
     assert!(etcdpack(w, &["restore", "t.yaml", "--snapshot", SNAPSHOT, "--embed"]).status.success());
     let host = crate::host::Host::new("rc", "10.0.0.6");
     image_only(&host, "");
-    host.put("/var/lib/tmp/.keep", "", 0o600);
-    let bundle = crate::e2e::unpack_dist(w, "m0", "b1");
-    let script = bundle.join("install.sh").display().to_string();
-    let o = host.run(&["env", "TMPDIR=/var/lib/tmp", "bash", &script]);
+    let o = install_on(&host, &crate::e2e::unpack_dist(w, "m0", "b1"));
     let said = text(&o);
     assert!(o.status.success(), "{said}");
     assert!(
@@ -665,9 +671,7 @@ fn the_image_archive_is_imported_before_the_image_restores() {
          esac\n\
          [ -f \"$FAKE_LOG.imported\" ] || exit 7",
     );
-    let bundle = crate::e2e::unpack_dist(w, "m0", "b1");
-    let script = bundle.join("install.sh").display().to_string();
-    let o = host.run(&["env", "TMPDIR=/var/lib/tmp", "bash", &script]);
+    let o = install_on(&host, &crate::e2e::unpack_dist(w, "m0", "b1"));
     let said = text(&o);
     assert!(o.status.success(), "{said}");
     assert!(
