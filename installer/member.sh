@@ -287,6 +287,17 @@ dir_mode() {
   esac
 }
 
+# Imports the bundle's image archive with import_tool (a dry run only says it would); the
+# image is present from then on. $1, if given, says what for.
+import_image() {
+  case "$import_tool" in
+    ctr) do_or_say ctr -n k8s.io images import "images/$IMAGE_ARCHIVE" ;;
+    nerdctl) do_or_say nerdctl -n k8s.io load -i "images/$IMAGE_ARCHIVE" ;;
+  esac
+  need_image=0
+  [ "$dry_run" -eq 1 ] || say "imported $IMAGE with $import_tool${1:+, $1}"
+}
+
 # After the files: the data dir and the image.
 install_extras() {
   if [ "$need_data_dir" -eq 1 ]; then
@@ -294,11 +305,7 @@ install_extras() {
     data_dir_ready
   fi
   if [ "$need_image" -eq 1 ]; then
-    case "$import_tool" in
-      ctr) do_or_say ctr -n k8s.io images import "images/$IMAGE_ARCHIVE" ;;
-      nerdctl) do_or_say nerdctl -n k8s.io load -i "images/$IMAGE_ARCHIVE" ;;
-    esac
-    [ "$dry_run" -eq 1 ] || say "imported $IMAGE with $import_tool"
+    import_image ""
   elif [ -n "$IMAGE_ARCHIVE" ] && [ "$host" -eq 1 ] && [ -n "$import_tool" ]; then
     say "image $IMAGE is already present"
   fi

@@ -200,16 +200,7 @@ before_files() {
   rm -rf -- "$made"
   # The image's tool needs the image: the bundle's archive is imported first.
   case "${restore_with[0]}" in
-    ctr | nerdctl)
-      if [ "$need_image" -eq 1 ]; then
-        case "$import_tool" in
-          ctr) ctr -n k8s.io images import "images/$IMAGE_ARCHIVE" ;;
-          nerdctl) nerdctl -n k8s.io load -i "images/$IMAGE_ARCHIVE" ;;
-        esac
-        need_image=0
-        say "imported $IMAGE with $import_tool, for the restore"
-      fi
-      ;;
+    ctr | nerdctl) [ "$need_image" -eq 0 ] || import_image "for the restore" ;;
   esac
   log=$work/restore.log
   if ! "${restore_with[@]}" "${args[@]}" >"$log" 2>&1; then
