@@ -30,12 +30,15 @@ begin_install() {
   plan_changes
 }
 
+# The newest backup folder not rolled back (and not $1, if given), or nothing.
+last_backup() {
+  [ -d "$root$BACKUP_DIR" ] || return 0
+  find "$root$BACKUP_DIR" -mindepth 1 -maxdepth 1 -type d ! -name '*.rolled-back' ! -path "${1:-/}" | LC_ALL=C sort | tail -n 1
+}
+
 # --rollback: undo the last install from its backup.
 rollback() {
-  last=""
-  if [ -d "$root$BACKUP_DIR" ]; then
-    last=$(find "$root$BACKUP_DIR" -mindepth 1 -maxdepth 1 -type d ! -name '*.rolled-back' | LC_ALL=C sort | tail -n 1) || true
-  fi
+  last=$(last_backup "") || true
   [ -n "$last" ] || die "nothing to roll back: no install by etcdpack is recorded under $root$BACKUP_DIR"
   if grep -q '^left' "$last/changes" 2>/dev/null; then
     die "the last change on this host was the leave of a member ($(basename "$last")): it was removed from the cluster, which a rollback cannot undo; to bring this host back, add it to the topology again and install its join bundle (its files stay in $last)"

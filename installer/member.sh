@@ -272,6 +272,11 @@ plan_member() {
 # Nothing changed: but a restart an earlier run could not finish is finished now.
 nothing_changed() {
   say "nothing to change: member $MEMBER is already installed from this bundle"
+  finish_restart
+}
+
+# A restart an earlier run could not finish is finished now.
+finish_restart() {
   if [ -f "$(restart_marker)" ]; then
     say "a restart of $SERVICE_SAID is pending from an earlier run"
     restart_service

@@ -150,10 +150,7 @@ plan_role() {
 
 nothing_changed() {
   say "nothing to change: member $MEMBER is already restored from this bundle's snapshot (revision $SNAPSHOT_REVISION, token $RESTORE_TOKEN)"
-  if [ -f "$(restart_marker)" ]; then
-    say "a restart of $SERVICE_SAID is pending from an earlier run"
-    restart_service
-  fi
+  finish_restart
 }
 
 # Before the files: stop etcd, move the old data dir into the backup, restore the snapshot
@@ -220,7 +217,7 @@ before_files() {
 # the data dir from before the restores back.
 adopt_interrupted() {
   local last
-  last=$(find "$root$BACKUP_DIR" -mindepth 1 -maxdepth 1 -type d ! -name '*.rolled-back' ! -path "$backup" 2>/dev/null | LC_ALL=C sort | tail -n 1) || true
+  last=$(last_backup "$backup") || true
   [ -n "$last" ] && [ -d "$last/data-dir" ] && grep -q "^data-dir"$'\t'"$DATA_DIR\$" "$last/changes" 2>/dev/null || return 0
   mv -T "$last/data-dir" "$backup/data-dir"
   say "took over the data dir from before the interrupted restore of $(basename "$last") into this install's backup"

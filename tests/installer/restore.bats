@@ -6,7 +6,7 @@ load helpers
 bats_require_minimum_version 1.5.0
 
 setup() {
-  load_installer common files member restore
+  load_installer common files apply member restore
   ROLE=restore
   cd "$BATS_TEST_TMPDIR"
   mkdir -p dist/m
